@@ -1,0 +1,24 @@
+"""Names and versions shared by the shard writer (fer3d_data) and its readers (fer3d).
+
+Stage: HDF5 shard schema. Documented in docs/shards.md; bump FORMAT_VERSION on any
+change a reader would notice.
+"""
+
+FORMAT = "fer3d-shard"
+FORMAT_VERSION = 1
+
+# Fixed label order. The six basic expressions come first so that 6-class training
+# uses codes 0..5 directly; neutral is 6.
+CLASS_NAMES = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+EXPRESSIONS = CLASS_NAMES[:6]
+NEUTRAL = "neutral"
+CLASS_CODE = {name: i for i, name in enumerate(CLASS_NAMES)}
+
+# Intensity code for scans that are not graded (all of Bosphorus).
+INTENSITY_UNGRADED = -1
+
+DATASETS = ("bu3dfe", "bosphorus")
+
+# Datasets every shard holds (besides /config, /index/*, /errors).
+SAMPLE_DATASETS = ("texture", "depth", "coverage", "mask", "mask56", "mask28", "landmarks")
+INDEX_COLUMNS = ("sample_id", "subject", "expression", "intensity", "source")
