@@ -1,0 +1,56 @@
+"""Bosphorus tree walker: ``bs000/bs000_E_ANGER_0.bnt`` ... -> one ScanRecord per scan.
+
+Stage: dataset discovery. Names follow FORMATS.md: ``bsNNN_<CLASS>_<CODE>_<k>``; only
+``E_*`` emotions and ``N_N`` carry an expression label.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ..schema import INTENSITY_UNGRADED, NEUTRAL
+from ._walk import group_files, missing_roles
+from .records import ScanRecord
+
+EXPRESSION_CAPTURES = {"E_ANGER": "anger", "E_DISGUST": "disgust", "E_FEAR": "fear",
+                       "E_HAPPY": "happiness", "E_SADNESS": "sadness", "E_SURPRISE": "surprise",
+                       "N_N": NEUTRAL}
+
+_NAME = re.compile(r"^(?P<scan>(?P<subject>bs\d{3})_"
+                   r"(?P<capture>[A-Z]+_[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*?)_\d+)\.(?P<ext>\w+)$")
+_ROLES = {"bnt": "mesh", "png": "texture", "lm3": "landmarks", "lm2": "landmarks2d"}
+_EXPECTED = ("mesh", "texture", "landmarks", "landmarks2d")
+
+
+def parse_name(name: str) -> tuple[str, str, dict] | None:
+    """``bs000_E_ANGER_0.bnt`` -> ("bs000_E_ANGER_0", "mesh", fields); None otherwise."""
+    m = _NAME.match(name)
+    role = _ROLES.get(m["ext"].lower()) if m else None
+    if role is None:
+        return None
+    fields = {"subject": m["subject"], "capture": m["capture"],
+              "expression": EXPRESSION_CAPTURES.get(m["capture"])}
+    return m["scan"], role, fields
+
+
+def walk_bosphorus(root: str | os.PathLike) -> list[ScanRecord]:
+    """Every Bosphorus scan under ``root`` (per-subject folders or flat), sorted by scan_id.
+
+    Captures other than the six emotions and neutral get ``expression=None``; intensity is
+    always ``schema.INTENSITY_UNGRADED``. Missing .bnt, .png, .lm3 or .lm2 are named in
+    ``missing`` ("mesh", "texture", "landmarks", "landmarks2d"). Raises Fer3dDataError
+    when no scan is found.
+
+    Example:
+        >>> records = walk_bosphorus("BosphorusDB")  # doctest: +SKIP
+        >>> records[0].scan_id, records[0].capture, records[0].expression  # doctest: +SKIP
+        ('bs000_E_ANGER_0', 'E_ANGER', 'anger')
+    """
+    scans = group_files(root, parse_name, "bosphorus")
+    return [ScanRecord(dataset="bosphorus", scan_id=scan_id, subject=f["subject"],
+                       expression=f["expression"], intensity=INTENSITY_UNGRADED,
+                       capture=f["capture"], mesh=roles.get("mesh"), texture=roles.get("texture"),
+                       landmarks=roles.get("landmarks"), landmarks2d=roles.get("landmarks2d"),
+                       missing=missing_roles(roles, _EXPECTED))
+            for scan_id, (f, roles) in sorted(scans.items())]

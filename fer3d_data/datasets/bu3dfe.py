@@ -1,0 +1,63 @@
+"""BU-3DFE tree walker: ``F0001/F0001_AN01WH_F3D.wrl`` ... -> one ScanRecord per scan.
+
+Stage: dataset discovery. Names follow FORMATS.md: ``<G><NNNN>_<EX><II><RR>_<TYPE>``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ..schema import CLASS_NAMES
+from ._walk import group_files, missing_roles
+from .records import ScanRecord
+
+EXPRESSION_CODES = dict(zip(("AN", "DI", "FE", "HA", "SA", "SU", "NE"), CLASS_NAMES))
+
+_NAME = re.compile(r"^(?P<scan>(?P<subject>(?P<sex>[FM])\d{4})_"
+                   r"(?P<expr>AN|DI|FE|HA|SA|SU|NE)(?P<intensity>\d\d)(?P<ethnicity>[A-Z]{2}))"
+                   r"_(?P<type>F3D|RAW|F2D)\.(?P<ext>\w+)$")
+
+# (type, suffix) -> role; F3D roles are ScanRecord fields, the others go to ``extra``.
+_ROLES = {("F3D", "wrl"): "mesh", ("F3D", "bmp"): "texture", ("F3D", "bnd"): "landmarks",
+          ("F2D", "bmp"): "f2d", ("RAW", "wrl"): "raw_wrl", ("RAW", "pse"): "raw_pse"}
+_EXPECTED = ("mesh", "texture", "landmarks")
+
+
+def parse_name(name: str) -> tuple[str, str, dict] | None:
+    """``F0001_AN01WH_F3D.wrl`` -> ("F0001_AN01WH", "mesh", fields); None if not a BU-3DFE file.
+
+    Intensity must be 00 for neutral and 01-04 otherwise.
+    """
+    m = _NAME.match(name)
+    if m is None:
+        return None
+    role = _ROLES.get((m["type"], m["ext"].lower()))
+    intensity = int(m["intensity"])
+    if role is None or (intensity == 0) != (m["expr"] == "NE") or intensity > 4:
+        return None
+    fields = {"subject": m["subject"], "sex": m["sex"], "ethnicity": m["ethnicity"],
+              "expression": EXPRESSION_CODES[m["expr"]], "intensity": intensity}
+    return m["scan"], role, fields
+
+
+def walk_bu3dfe(root: str | os.PathLike) -> list[ScanRecord]:
+    """Every BU-3DFE scan under ``root`` (per-subject folders or flat), sorted by scan_id.
+
+    A scan is listed when any of its files exists; missing F3D mesh, texture or landmarks
+    are named in ``missing``. ``extra`` holds "f2d", "raw_wrl", "raw_pse" when present.
+    Raises Fer3dDataError when no scan is found.
+
+    Example:
+        >>> records = walk_bu3dfe("BU-3DFE")  # doctest: +SKIP
+        >>> records[0].scan_id, records[0].expression, records[0].intensity  # doctest: +SKIP
+        ('F0001_AN01WH', 'anger', 1)
+    """
+    scans = group_files(root, parse_name, "bu3dfe")
+    return [ScanRecord(dataset="bu3dfe", scan_id=scan_id, subject=f["subject"],
+                       expression=f["expression"], intensity=f["intensity"], capture="F3D",
+                       mesh=roles.get("mesh"), texture=roles.get("texture"),
+                       landmarks=roles.get("landmarks"), sex=f["sex"], ethnicity=f["ethnicity"],
+                       extra={k: roles[k] for k in ("f2d", "raw_wrl", "raw_pse") if k in roles},
+                       missing=missing_roles(roles, _EXPECTED))
+            for scan_id, (f, roles) in sorted(scans.items())]
