@@ -1,0 +1,97 @@
+"""Point cleaning: drop non-finite points, statistical outliers and depth spikes.
+
+Stage: preprocessing step 2, on the raw scan's points (mm, face toward +z) before the
+nose tip is searched. Every function returns a keep mask over the input points so the
+caller can index points, UVs and landmarks consistently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..errors import ScanError
+
+
+def _check_points(points: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must be (N, 3), got {points.shape}")
+    return points
+
+
+def finite_points(points: np.ndarray) -> np.ndarray:
+    """(N, 3) -> (N,) bool keep: all three coordinates finite."""
+    points = _check_points(points)
+    return np.isfinite(points).all(axis=1)
+
+
+def statistical_outliers(points: np.ndarray, *, nb_neighbors: int = 20,
+                         std_ratio: float = 3.0) -> np.ndarray:
+    """(N, 3) finite -> (N,) bool keep, by open3d's ``remove_statistical_outlier``: a point
+    goes when its mean distance to its ``nb_neighbors`` nearest points exceeds the mean of
+    that statistic by ``std_ratio`` standard deviations."""
+    points = _check_points(points)
+    if not np.isfinite(points).all():
+        raise ValueError("statistical_outliers needs finite points; apply finite_points first")
+    nb_neighbors = min(nb_neighbors, len(points) - 1)
+    if nb_neighbors < 1:
+        return np.ones(len(points), dtype=bool)
+    import open3d as o3d  # slow to import: only when this step runs
+
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    _, kept = cloud.remove_statistical_outlier(nb_neighbors=nb_neighbors, std_ratio=std_ratio)
+    keep = np.zeros(len(points), dtype=bool)
+    keep[np.asarray(kept, dtype=np.int64)] = True
+    return keep
+
+
+def depth_spikes(points: np.ndarray, *, radius_mm: float = 3.0, max_dev_mm: float = 4.0,
+                 max_neighbors: int = 32) -> np.ndarray:
+    """(N, 3) finite -> (N,) bool keep: drop points whose z is more than ``max_dev_mm`` from
+    the median z of the other points within ``radius_mm`` in the xy plane (at most
+    ``max_neighbors`` nearest). Points without neighbours are kept.
+
+    The median of a plane over a symmetric neighbourhood is the centre value, so smooth
+    slopes (nose sides) stay while isolated spikes and pits go. The point itself is left
+    out of its median: among few neighbours it would pull the median toward itself.
+    """
+    points = _check_points(points)
+    if not np.isfinite(points).all():
+        raise ValueError("depth_spikes needs finite points; apply finite_points first")
+    if len(points) < 2:
+        return np.ones(len(points), dtype=bool)
+    k = min(max_neighbors, len(points) - 1) + 1
+    dist, idx = cKDTree(points[:, :2]).query(points[:, :2], k=k, distance_upper_bound=radius_mm)
+    dist, idx = dist[:, 1:], idx[:, 1:]  # column 0 is the point itself
+    # Missing neighbours come back with index N and infinite distance.
+    z = np.append(points[:, 2], np.nan)[idx]
+    z[~np.isfinite(dist)] = np.nan
+    alone = ~np.isfinite(dist[:, 0])
+    z[alone, 0] = points[alone, 2]
+    return np.abs(points[:, 2] - np.nanmedian(z, axis=1)) <= max_dev_mm
+
+
+def clean_points(points: np.ndarray, *, nb_neighbors: int = 20, std_ratio: float | None = 3.0,
+                 radius_mm: float = 3.0, max_dev_mm: float | None = 4.0,
+                 min_points: int = 1000) -> np.ndarray:
+    """(N, 3) -> (N,) bool keep: finite, then statistical outliers, then depth spikes.
+
+    ``std_ratio=None`` skips the outlier step, ``max_dev_mm=None`` the spike step.
+    Raises ScanError(step="clean") when fewer than ``min_points`` points remain.
+
+    >>> pts = np.random.default_rng(0).normal(size=(50, 3))
+    >>> int(clean_points(pts, std_ratio=None, max_dev_mm=None, min_points=10).sum())
+    50
+    """
+    points = _check_points(points)
+    keep = finite_points(points)
+    if std_ratio is not None:
+        keep[keep] = statistical_outliers(points[keep], nb_neighbors=nb_neighbors,
+                                          std_ratio=std_ratio)
+    if max_dev_mm is not None:
+        keep[keep] = depth_spikes(points[keep], radius_mm=radius_mm, max_dev_mm=max_dev_mm)
+    if keep.sum() < min_points:
+        raise ScanError("clean", f"{keep.sum()} of {len(points)} points left after cleaning, "
+                                 f"need {min_points}")
+    return keep
