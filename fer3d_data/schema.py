@@ -20,5 +20,6 @@ INTENSITY_UNGRADED = -1
 DATASETS = ("bu3dfe", "bosphorus")
 
 # Datasets every shard holds (besides /config, /index/*, /errors).
-SAMPLE_DATASETS = ("texture", "depth", "coverage", "mask", "mask56", "mask28", "landmarks")
-INDEX_COLUMNS = ("sample_id", "subject", "expression", "intensity", "source")
+SAMPLE_DATASETS = ("texture", "depth", "coverage", "mask", "regions", "mask56", "mask28",
+                   "landmarks", "landmarks68")
+INDEX_COLUMNS = ("sample_id", "subject", "expression", "intensity", "source", "mask_source")

@@ -1,0 +1,51 @@
+"""Read a fer3d shard with plain h5py + numpy (no fer3d code): attributes, index, one sample.
+
+Usage: python examples/read_shard_h5py.py SHARD.h5
+Schema: docs/shards.md.
+"""
+
+import json
+import sys
+
+import h5py
+import numpy as np
+
+
+def main(path: str) -> None:
+    with h5py.File(path, "r") as f:
+        print("attributes:")
+        for key, value in f.attrs.items():
+            print(f"  {key} = {value}")
+        config = json.loads(f["config"][()])
+        print(f"config: {len(config)} parameters, e.g. image_size={config['image_size']}, "
+              f"smoothness={config['smoothness']}")
+
+        # The index: fixed-length UTF-8 strings (decode with .asstr()) and int8 codes.
+        ids = f["index/sample_id"].asstr()[:]
+        subjects = f["index/subject"].asstr()[:]
+        expression = f["index/expression"][:]
+        names = list(f.attrs["class_names"])
+        print(f"{len(ids)} samples of {len(np.unique(subjects))} subjects; first: {ids[:3].tolist()}")
+
+        # One sample: index i of every per-sample dataset (one chunk each).
+        i = 0
+        print(f"sample {i} ({ids[i]}, {names[expression[i]]}):")
+        for name in ("texture", "depth", "coverage", "mask", "regions", "mask56", "mask28",
+                     "landmarks", "landmarks68"):
+            a = f[name][i]
+            print(f"  {name:12s} {str(a.shape):14s} {a.dtype}")
+        depth = f["depth"][i]
+        covered = f["coverage"][i]
+        print(f"  depth over scanned cells: {depth[covered].min():.1f} .. {depth[covered].max():.1f} mm")
+
+        print("class counts:")
+        counts = np.bincount(expression, minlength=len(names))
+        for name, n in zip(names, counts):
+            print(f"  {name:10s} {n}")
+        print(f"failed scans: {f['errors/source'].shape[0]}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])

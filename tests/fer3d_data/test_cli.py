@@ -1,0 +1,284 @@
+"""fer3d-prep: help texts, errors before any work, and run_prep with a stand-in process_scan."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+
+from fer3d_data import cli, pipeline, shards
+from fer3d_data.datasets.records import ScanRecord
+from fer3d_data.errors import RawFormatError, ScanError
+from fer3d_data.pipeline import PrepConfig, run_prep
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_shards import S, fake_sample  # noqa: E402
+
+COMMANDS = ("bu3dfe", "bosphorus", "inspect", "verify", "preview", "merge")
+
+
+def records(n: int, root: Path) -> list[ScanRecord]:
+    """Records whose scan_id matches fake_sample(i).sample_id; mesh paths under root."""
+    out = []
+    for i in range(n):
+        s = fake_sample(i)
+        out.append(ScanRecord(dataset="bu3dfe", scan_id=s.sample_id, subject=s.subject,
+                              expression=s.expression, intensity=s.intensity, capture="F3D",
+                              mesh=root / s.subject / f"{s.sample_id}_F3D.wrl", texture=None, landmarks=None))
+    return out
+
+
+def fake_process_scan(fail: dict):
+    """A process_scan returning fake samples, raising for scan ids in ``fail``."""
+    def process_scan(record, cfg):
+        i = int(record.subject[1:]) * 7 + pipeline.CLASS_CODE[record.expression]
+        if record.scan_id in fail:
+            raise fail[record.scan_id]
+        return dataclasses.replace(fake_sample(i), source="set by the driver")
+    return process_scan
+
+
+@pytest.mark.parametrize("command", COMMANDS + ("synth",))
+def test_help_of_every_subcommand(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert f"fer3d-prep {command}" in out
+
+
+def test_top_level_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for command in COMMANDS + ("synth",):
+        assert command in out
+
+
+def test_prep_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bu3dfe", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 224)" in out and "(default: 90.0)" in out and "(default: auto)" in out
+    assert "--shard I/N" in out and "--overwrite" in out and "all cores" in out
+
+
+def test_missing_raw_dir(tmp_path, capsys):
+    assert cli.main(["bu3dfe", str(tmp_path / "nope"), str(tmp_path / "out.h5")]) == 2
+    assert f"raw directory {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out.h5.tmp").exists()
+
+
+def test_empty_raw_tree(tmp_path, capsys):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "notes.txt").write_text("no scans here")
+    assert cli.main(["bosphorus", str(tmp_path / "raw"), str(tmp_path / "out.h5"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no scans found" in err and "bs000_E_ANGER_0.bnt" in err
+    assert not list(tmp_path.glob("out.h5*"))
+
+
+def test_missing_output_dir(tmp_path, capsys):
+    (tmp_path / "raw").mkdir()
+    assert cli.main(["bu3dfe", str(tmp_path / "raw"), str(tmp_path / "no" / "out.h5")]) == 2
+    assert f"output directory {tmp_path / 'no'} does not exist" in capsys.readouterr().err
+
+
+def test_existing_output_of_another_version(tmp_path, capsys):
+    (tmp_path / "raw").mkdir()
+    out = tmp_path / "out.h5"
+    with h5py.File(out, "w") as f:
+        f.attrs.update({"format": "fer3d-shard", "format_version": 99})
+    assert cli.main(["bu3dfe", str(tmp_path / "raw"), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "format_version 99" in err and "--overwrite" in err
+
+
+def test_bad_selection_options(tmp_path, capsys):
+    (tmp_path / "raw").mkdir()
+    args = ["bu3dfe", str(tmp_path / "raw"), str(tmp_path / "o.h5")]
+    assert cli.main(args + ["--shard", "4/4"]) == 2
+    assert "--shard: need 0 <= I < N" in capsys.readouterr().err
+    assert cli._expressions("AN,happiness,ne") == ["anger", "happiness", "neutral"]
+    with pytest.raises(pipeline.Fer3dDataError, match="unknown 'joy'"):
+        cli._expressions("joy")
+    with pytest.raises(pipeline.Fer3dDataError, match="0-4"):
+        cli._intensities("5")
+
+
+def test_run_prep_failures_become_error_rows(tmp_path, monkeypatch):
+    recs = records(10, tmp_path / "raw")
+    fail = {recs[2].scan_id: ScanError("gridfit", "singular system"),
+            recs[5].scan_id: RawFormatError("x.wrl", "coordIndex refers to vertex 9"),
+            recs[7].scan_id: ZeroDivisionError("division by zero")}
+    monkeypatch.setattr(pipeline, "process_scan", fake_process_scan(fail))
+    out = tmp_path / "out.h5"
+    summary = run_prep(recs, out, PrepConfig(image_size=S), workers=1, progress=False, raw_root=tmp_path / "raw")
+    assert (summary.written, summary.skipped, summary.failed) == (7, 0, 3)
+    assert summary.failed_by_step == {"gridfit": 1, "read": 1, "process": 1}
+    assert summary.exit_code == 0
+    assert summary.line().startswith("written 7, skipped 0, failed 3 (")
+    with shards.open_shard(out) as shard:
+        assert len(shard) == 7
+        assert shard.index["sample_id"].tolist() == [r.scan_id for i, r in enumerate(recs) if i not in (2, 5, 7)]
+        assert shard.index["source"][0] == f"F0000/{recs[0].scan_id}_F3D.wrl"  # relative to raw_root
+        errors = {e["source"]: (e["step"], e["message"]) for e in shard.errors()}
+    assert errors[f"F0000/{recs[2].scan_id}_F3D.wrl"] == ("gridfit", "singular system")
+    assert errors[f"F0000/{recs[5].scan_id}_F3D.wrl"] == ("read", "x.wrl: coordIndex refers to vertex 9")
+    step, message = errors[f"F0001/{recs[7].scan_id}_F3D.wrl"]
+    assert step == "process" and message.startswith("ZeroDivisionError: division by zero (at test_cli.py:")
+    # strict: same failures -> exit 1; rerun resumes (7 skipped) and retries the 3 failures
+    monkeypatch.setattr(pipeline, "process_scan", fake_process_scan({recs[2].scan_id: ScanError("pose", "x")}))
+    again = run_prep(recs, out, PrepConfig(image_size=S), workers=0, strict=True, progress=False,
+                     raw_root=tmp_path / "raw")
+    assert (again.written, again.skipped, again.failed_by_step) == (2, 7, {"pose": 1})
+    assert again.exit_code == 1
+    with shards.open_shard(out) as shard:
+        assert len(shard) == 9
+        assert [(e["step"], e["message"]) for e in shard.errors()] == [("pose", "x")]
+    assert shards.verify(out) == []
+
+
+def test_run_prep_nothing_written_exits_1(tmp_path, monkeypatch):
+    recs = records(3, tmp_path)
+    monkeypatch.setattr(pipeline, "process_scan",
+                        fake_process_scan({r.scan_id: ScanError("read", "no mesh") for r in recs}))
+    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=1, progress=False)
+    assert summary.n_samples == 0 and summary.exit_code == 1
+    assert summary.failed_by_step == {"read": 3}
+
+
+def test_run_prep_rejects_wrong_shapes(tmp_path, monkeypatch):
+    recs = records(2, tmp_path)
+
+    def bad(record, cfg):
+        return fake_sample(0, size=S + 2)
+    monkeypatch.setattr(pipeline, "process_scan", bad)
+    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=1, progress=False)
+    assert summary.failed_by_step == {"sample": 2}
+    assert "texture must be (32, 32, 3) uint8, got (34, 34, 3) uint8" in summary.failures[0][2]
+
+
+def test_run_prep_interrupt_keeps_tmp_and_resumes(tmp_path, monkeypatch):
+    recs = records(6, tmp_path)
+    good = fake_process_scan({})
+
+    def interrupted(record, cfg):
+        if record.scan_id == recs[4].scan_id:
+            raise KeyboardInterrupt
+        return good(record, cfg)
+    monkeypatch.setattr(pipeline, "process_scan", interrupted)
+    out = tmp_path / "out.h5"
+    with pytest.raises(KeyboardInterrupt):
+        run_prep(recs, out, PrepConfig(image_size=S), workers=1, progress=False)
+    assert shards.tmp_path(out).exists() and not out.exists()
+    monkeypatch.setattr(pipeline, "process_scan", good)
+    summary = run_prep(recs, out, PrepConfig(image_size=S), workers=1, progress=False)
+    assert (summary.written, summary.skipped) == (2, 4)
+    with shards.open_shard(out) as shard:
+        assert shard.index["sample_id"].tolist() == [r.scan_id for r in recs]
+
+
+def test_run_prep_parallel_pool(tmp_path):
+    """Real spawn-started workers and the real process_scan: scans without files all fail."""
+    recs = records(3, tmp_path)
+    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=2, progress=False,
+                       raw_root=tmp_path)
+    assert (summary.written, summary.failed, summary.n_samples, summary.exit_code) == (0, 3, 0, 1)
+    assert sorted(source for source, _, _ in summary.failures) == sorted(
+        f"{r.subject}/{r.scan_id}_F3D.wrl" for r in recs)
+
+
+def crash_on_fear(record, cfg):
+    """Top-level (spawn workers import it): kills its worker process on the fear scan."""
+    if record.expression == "fear":
+        os._exit(7)
+    return ("ok", record.scan_id)
+
+
+def test_worker_crash_is_isolated_to_its_scan(tmp_path):
+    recs = records(5, tmp_path)
+    results = list(pipeline._results_parallel(recs, PrepConfig(image_size=S), 2, fn=crash_on_fear))
+    assert sorted(r.scan_id for r, _ in results) == sorted(r.scan_id for r in recs)  # each once
+    by_id = {r.scan_id: res for r, res in results}
+    assert len(by_id) == 5
+    assert by_id[recs[2].scan_id] == ("error", "worker", "worker process died while processing this scan")
+    assert all(by_id[r.scan_id] == ("ok", r.scan_id) for i, r in enumerate(recs) if i != 2)
+
+
+def raw_tree(root: Path, n: int) -> Path:
+    """Empty files named as BU-3DFE scans of fake_sample(0..n-1): enough for the walker."""
+    for i in range(n):
+        sid = fake_sample(i).sample_id
+        folder = root / sid[:5]
+        folder.mkdir(parents=True, exist_ok=True)
+        for suffix in ("_F3D.wrl", "_F3D.bnd", "_F3D.bmp"):
+            (folder / f"{sid}{suffix}").write_bytes(b"")
+    return root
+
+
+def test_cli_end_to_end_with_stand_in_steps(tmp_path, monkeypatch, capsys):
+    raw = raw_tree(tmp_path / "raw", 14)
+    fail = {fake_sample(3).sample_id: ScanError("gridfit", "singular")}
+    monkeypatch.setattr(pipeline, "process_scan", fake_process_scan(fail))
+    out = tmp_path / "out.h5"
+    common = ["--size", str(S), "--workers", "1", "--quiet"]
+    assert cli.main(["bu3dfe", str(raw), str(out), *common, "--subjects", "F0000",
+                     "--expressions", "AN,DI,FE,HA"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"written 3, skipped 0, failed 1 (gridfit 1) -> {out} (3 samples)")
+    # more subjects on the same shard resume it; --strict turns the old failure into exit 1
+    assert cli.main(["bu3dfe", str(raw), str(out), *common, "--strict"]) == 1
+    assert capsys.readouterr().out.startswith("written 10, skipped 3, failed 1 (gridfit 1)")
+    assert shards.inspect(out)["n_samples"] == 13
+    # --shard i/n parts merge into the same set of samples
+    parts = [tmp_path / f"part{i}.h5" for i in range(2)]
+    for i, part in enumerate(parts):
+        assert cli.main(["bu3dfe", str(raw), str(part), *common, "--shard", f"{i}/2"]) == 0
+    capsys.readouterr()
+    assert cli.main(["merge", str(tmp_path / "merged.h5"), *map(str, parts)]) == 0
+    assert "13 samples from 2 parts, 1 error rows" in capsys.readouterr().out
+    assert cli.main(["verify", str(tmp_path / "merged.h5")]) == 0
+    assert cli.main(["inspect", str(tmp_path / "merged.h5")]) == 0
+    assert "13 samples of 2 subjects" in capsys.readouterr().out
+    assert cli.main(["preview", str(out), "-o", str(tmp_path / "p.png"), "-n", "2"]) == 0
+    import cv2
+    img = cv2.imread(str(tmp_path / "p.png"))
+    assert img.shape == (22 + 2 * (22 + 160), 4 * 160, 3)
+    # another config on the existing shard: refused before any work
+    assert cli.main(["bu3dfe", str(raw), str(out), *common, "--smoothness", "2"]) == 2
+    assert "smoothness: 1.0 -> 2.0" in capsys.readouterr().err
+
+
+def test_verify_exit_code(tmp_path, capsys):
+    assert cli.main(["verify", str(tmp_path / "none.h5")]) == 1
+    assert "no such shard" in capsys.readouterr().out
+
+
+def test_config_round_trip_and_validation():
+    cfg = PrepConfig(dataset="bosphorus", image_size=64, pose=False, landmarks="dlib")
+    assert PrepConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.landmark_scheme()[0] == "bosphorus"
+    with pytest.raises(pipeline.Fer3dDataError, match="unknown preprocessing config keys"):
+        PrepConfig.from_dict({"smoothnes": 2})
+    with pytest.raises(pipeline.Fer3dDataError, match="interp must be one of"):
+        PrepConfig(interp="cubic")
+
+
+def test_step_attributes_exceptions_to_their_step():
+    with pytest.raises(ScanError) as e:
+        with pipeline.step("gridfit", "F0001_AN04WH"):
+            raise ValueError("singular matrix")
+    assert (e.value.step, e.value.message, e.value.scan_id) == ("gridfit", "ValueError: singular matrix", "F0001_AN04WH")
+    with pytest.raises(ScanError) as e:
+        with pipeline.step("read"):
+            raise RawFormatError("a.bnt", "file size 10, expected 18")
+    assert (e.value.step, e.value.message) == ("read", "a.bnt: file size 10, expected 18")
+    with pytest.raises(ScanError) as e:
+        with pipeline.step("pose"):
+            raise ScanError("nose_tip", "no nose")
+    assert e.value.step == "nose_tip"  # the innermost step keeps its name
