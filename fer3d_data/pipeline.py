@@ -24,13 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import cv2
 import numpy as np
 
 from .datasets.records import ScanRecord
 from .errors import Fer3dDataError, RawFormatError, ScanError
-from .landmarks import SCHEME_NAMES
+from .io import load_bnd, load_bnt, load_image, load_lm3, load_wrl
+from .landmarks import SCHEME_NAMES, canonical_points, detect_dlib68
+from .masks import salient_masks
 from .schema import CLASS_CODE, DATASETS
 from .shards import ShardWriter, array_spec
+from .surface import (Grid, GridFitter, apply_pose, clean_points, crop_sphere,
+                      frontal_rotation, nose_tip, texture_from_grid, texture_from_mesh)
 
 # Native landmark scheme of each dataset; its canonical point order (fer3d_data.landmarks)
 # is the order of the shard's /landmarks rows.
@@ -45,7 +50,7 @@ STEP_WORKER = "worker"  # the worker process died (segfault, out of memory)
 
 _CHOICES = {
     "interp": ("triangle", "bilinear", "nearest"),
-    "regularizer": ("gradient", "diffusion", "laplacian", "springs"),
+    "regularizer": ("gradient", "laplacian", "springs"),
     "landmarks": ("auto", "native", "dlib"),
     "compression": ("gzip", "lzf", "none"),
 }
@@ -60,7 +65,7 @@ class PrepConfig:
     crop_radius        mm; sphere around the nose tip, and half the grid's side.
     smoothness         gridfit smoothness s (lambda = s * |A|_1 / |R|_1).
     interp             gridfit data term: "triangle", "bilinear" or "nearest".
-    regularizer        gridfit regulariser: "gradient", "diffusion"/"laplacian", "springs".
+    regularizer        gridfit regulariser: "gradient", "laplacian" or "springs".
     pose               rotate the cropped face to frontal before gridfit.
     outlier_nb_neighbors, outlier_std_ratio
                        open3d statistical outlier removal.
@@ -207,11 +212,127 @@ def step(name: str, scan_id: str | None = None):
 def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
     """Raw scan -> :class:`Sample` by the chain of docs/preprocessing.md.
 
-    TODO(lead): the body of this function (read, clean, nose tip, crop, pose, gridfit,
-    texture, landmarks, masks). Everything around it is done: :func:`run_prep` calls it in
-    worker processes and turns a :class:`ScanError` into an ``/errors`` row.
+    read -> clean -> nose tip -> crop -> pose -> gridfit -> texture -> landmarks -> masks.
+    Any failure raises :class:`ScanError` naming its step; :func:`run_prep` records it.
     """
-    raise NotImplementedError("process_scan: the per-scan chain is not written yet")
+    sid = record.scan_id
+    grid = Grid(cfg.image_size, cfg.crop_radius)
+    with step("read", sid):
+        if record.expression is None:
+            raise ScanError("read", f"capture {record.capture} is not an expression scan", sid)
+        if record.mesh is None:
+            raise ScanError("read", f"missing {'mesh' if record.dataset == 'bu3dfe' else 'range grid'} "
+                                    f"file (missing: {', '.join(record.missing) or 'mesh'})", sid)
+        if record.dataset == "bu3dfe":
+            mesh = load_wrl(record.mesh)
+            if mesh.uv is None:
+                raise ScanError("read", f"{record.mesh}: no texture coordinates", sid)
+            points = mesh.vertices
+        else:
+            rng = load_bnt(record.mesh)
+            points = rng.xyz[rng.valid]
+        image = load_image(_texture_path(record, mesh.texture if record.dataset == "bu3dfe" else rng.texture))
+        native = _read_native_landmarks(record)
+
+    with step("clean", sid):
+        keep = clean_points(points, nb_neighbors=cfg.outlier_nb_neighbors, std_ratio=cfg.outlier_std_ratio,
+                            radius_mm=cfg.spike_radius, max_dev_mm=cfg.spike_max_dev,
+                            min_points=cfg.min_points)
+    with step("nose_tip", sid):
+        tip = nose_tip(points[keep], native)
+    with step("crop", sid):
+        keep &= crop_sphere(points, tip, cfg.crop_radius)
+        if keep.sum() < cfg.min_points:
+            raise ScanError("crop", f"{int(keep.sum())} points within {cfg.crop_radius} mm of the nose "
+                                    f"tip, need {cfg.min_points}", sid)
+    with step("pose", sid):
+        rot = frontal_rotation(points[keep], native) if cfg.pose else np.eye(3)
+        aligned = apply_pose(points, rot, tip)
+    with step("gridfit", sid):
+        x, y, z = aligned[keep].T
+        fitted = _fitter(cfg, grid).fit(x, y, z)[::-1]  # gridfit rows go up; images go down
+        depth = np.where(np.isnan(fitted), np.nanmin(fitted), fitted).astype(np.float32)
+    with step("texture", sid):
+        if record.dataset == "bu3dfe":
+            faces_kept = keep[mesh.faces].all(axis=1)
+            texture, covered = texture_from_mesh(aligned, mesh.faces[faces_kept], mesh.uv,
+                                           None if mesh.faces_uv is None else mesh.faces_uv[faces_kept],
+                                           image, grid)
+        else:
+            valid = rng.valid.copy()
+            valid[rng.valid] = keep
+            xyz = np.zeros_like(rng.xyz)
+            xyz[rng.valid] = aligned
+            texture, covered = texture_from_grid(xyz, rng.uv, valid, image, grid)
+
+    scheme, names = cfg.landmark_scheme()
+    landmarks = np.full((len(names), 2), np.nan, np.float32)
+    landmarks68 = np.full((68, 2), np.nan, np.float32)
+    with step("landmarks", sid):
+        if native is not None:
+            landmarks[:] = grid.to_pixels(apply_pose(canonical_points(native), rot, tip)[:, :2])
+        use_dlib = cfg.landmarks == "dlib" or (cfg.landmarks == "auto" and native is None)
+        if cfg.landmarks == "native" and native is None:
+            raise ScanError("landmarks", "no native landmark file (use --landmarks auto or dlib)", sid)
+        if use_dlib:
+            landmarks68[:] = _dlib_on_grid(texture)
+    with step("masks", sid):
+        masks = (salient_masks(landmarks68, "dlib68", grid.size, cfg.mask_margin_px) if use_dlib
+                 else salient_masks(landmarks, scheme, grid.size, cfg.mask_margin_px))
+
+    return Sample(sample_id=sid, subject=record.subject, expression=record.expression,
+                  intensity=int(record.intensity), source=str(record.mesh), texture=texture,
+                  depth=depth, coverage=covered, landmarks=landmarks, landmarks68=landmarks68,
+                  mask_source=int(use_dlib), **masks)
+
+
+def _texture_path(record: ScanRecord, named: str | None) -> Path:
+    """The texture the scan file names (wrl url, bnt header) beside it, else the walker's."""
+    if named:
+        path = Path(record.mesh).parent / named
+        if path.is_file():
+            return path
+    if record.texture is None:
+        raise ScanError("read", f"missing texture image{f' {named}' if named else ''} for {record.mesh}")
+    return Path(record.texture)
+
+
+def _read_native_landmarks(record: ScanRecord):
+    """3D landmarks of the scan (``.bnd`` or ``.lm3``) or None when the scan has no file."""
+    if record.landmarks is None:
+        return None
+    return (load_bnd if record.dataset == "bu3dfe" else load_lm3)(record.landmarks)
+
+
+_FITTERS: dict = {}
+
+
+def _fitter(cfg: PrepConfig, grid: Grid) -> GridFitter:
+    """One GridFitter per process and grid: its symbolic factorisation serves every scan.
+
+    Unknowns are restricted to the crop disk (plus the cells its edge touches): after the
+    sphere crop no point lies outside it, so the corners would be regulariser-only fill.
+    """
+    key = (grid.size, grid.radius, cfg.smoothness, cfg.interp, cfg.regularizer)
+    if key not in _FITTERS:
+        xx, yy = np.meshgrid(grid.xnodes, grid.ynodes)
+        disk = np.hypot(xx, yy) <= grid.radius + 1.5 * grid.spacing
+        _FITTERS[key] = GridFitter(grid.xnodes, grid.ynodes, smoothness=cfg.smoothness,
+                                   interp=cfg.interp, regularizer=cfg.regularizer, active=disk)
+    return _FITTERS[key]
+
+
+# dlib's frontal detector misses faces below ~80 px: run it on an upscaled texture.
+_DLIB_MIN_SIZE = 320
+
+
+def _dlib_on_grid(texture: np.ndarray) -> np.ndarray:
+    """(S, S, 3) aligned texture -> (68, 2) dlib points in grid pixels."""
+    scale = max(1.0, _DLIB_MIN_SIZE / texture.shape[0])
+    big = texture if scale == 1.0 else cv2.resize(texture, None, fx=scale, fy=scale,
+                                                  interpolation=cv2.INTER_CUBIC)
+    # pixel centres: big-image coordinate p maps to (p + 0.5) / scale - 0.5
+    return (detect_dlib68(big) + 0.5) / scale - 0.5
 
 
 # ----------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def statistical_outliers(points: np.ndarray, *, nb_neighbors: int = 20,
 
 
 def depth_spikes(points: np.ndarray, *, radius_mm: float = 3.0, max_dev_mm: float = 4.0,
-                 max_neighbors: int = 32) -> np.ndarray:
+                 max_neighbors: int = 16) -> np.ndarray:
     """(N, 3) finite -> (N,) bool keep: drop points whose z is more than ``max_dev_mm`` from
     the median z of the other points within ``radius_mm`` in the xy plane (at most
     ``max_neighbors`` nearest). Points without neighbours are kept.
