@@ -1,0 +1,101 @@
+"""ShardDataset + DataLoader throughput at 224 with training augmentation.
+
+Stage: training input pipeline (docs/performance.md). Fabricates a schema-conforming
+224x224 shard (gzip + shuffle, one sample per chunk, as fer3d-prep writes), then times
+full epochs of the engine's training loader. Prints JSON {"loader_sps", ...}; compare
+with bench_train.py's "ours_sps" (target: loader >= 10x the training step).
+
+    .venv/bin/python benchmarks/bench_loader.py --workers 2 --n 96
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import h5py
+import numpy as np
+import torch
+
+from fer3d.data import Augment, ShardDataset
+from fer3d.engine import make_loader
+from fer3d_data.schema import CLASS_NAMES, FORMAT, FORMAT_VERSION
+
+
+def fabricate_shard(path: str, n: int, size: int, seed: int = 0) -> str:
+    """A shard of ``n`` random-but-smooth samples with the production storage settings."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    comp = dict(compression="gzip", shuffle=True, fletcher32=True)
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, dataset="bu3dfe",
+                       image_size=size, class_names=list(CLASS_NAMES), depth_units="mm")
+        f["config"] = "{}"
+        tex = f.create_dataset("texture", (n, size, size, 3), np.uint8,
+                               chunks=(1, size, size, 3), **comp)
+        dep = f.create_dataset("depth", (n, size, size), np.float32, chunks=(1, size, size),
+                               **comp)
+        cov = f.create_dataset("coverage", (n, size, size), bool, chunks=(1, size, size),
+                               **comp)
+        m56 = f.create_dataset("mask56", (n, 56, 56), np.float16, chunks=(1, 56, 56), **comp)
+        for i in range(n):
+            base = 60.0 * np.sin(xx * (3 + i % 5)) * np.cos(yy * 2)
+            noise = rng.normal(0, 6, (size, size, 3))
+            tex[i] = np.clip(128 + base[..., None] + noise, 0, 255).astype(np.uint8)
+            dep[i] = (40 * (1 - (xx - .5) ** 2 - (yy - .5) ** 2) + rng.normal(0, .3, xx.shape))
+            cov[i] = (xx - .5) ** 2 + (yy - .5) ** 2 < 0.2
+            m56[i] = (rng.random((56, 56)) > 0.7).astype(np.float16)
+        g = f.create_group("index")
+        g["sample_id"] = np.array([f"F{i // 12:04d}_S{i:04d}" for i in range(n)], "S64")
+        g["subject"] = np.array([f"F{i // 12:04d}" for i in range(n)], "S16")
+        g["expression"] = (np.arange(n) % 6).astype(np.int8)
+        g["intensity"] = np.full(n, 3, np.int8)
+        g["source"] = np.array([f"s{i}.wrl" for i in range(n)], "S256")
+        g["mask_source"] = np.zeros(n, np.int8)
+    return path
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=96, help="samples in the fabricated shard")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = fabricate_shard(os.path.join(tmp, "bench.h5"), args.n, args.size)
+        ds = ShardDataset([path], image_size=args.size, train=True, augment=Augment())
+        loader = make_loader(ds, args.batch, args.workers, train=True, seed=0,
+                             device=torch.device("cpu"))
+        loader.sampler.set_epoch(0)
+        for _ in loader:        # warm-up: worker start-up and first file opens
+            pass
+        seen, t0 = 0, time.perf_counter()
+        for epoch in range(1, args.epochs + 1):
+            loader.sampler.set_epoch(epoch)
+            for batch in loader:
+                seen += batch["label"].shape[0]
+        secs = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        for i in range(min(32, len(ds))):
+            ds[(i, i)]
+        item_ms = 1000 * (time.perf_counter() - t1) / min(32, len(ds))
+        del loader
+    result = {"loader_sps": seen / secs, "workers": args.workers, "batch": args.batch,
+              "image_size": args.size, "samples": seen, "seconds": secs,
+              "single_process_item_ms": item_ms}
+    print(json.dumps(result, indent=1))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""AFNet-M training throughput on this machine: our engine's step vs a plain fp32 loop.
+
+Stage: training performance (docs/performance.md). Both run the same model, batch and
+inputs in one process, one after the other: ``naive`` is a textbook fp32 loop (contiguous
+tensors, no autocast); ``ours`` is fer3d.engine.train_epoch with the engine's defaults
+(``--amp auto`` resolved for this device, channels_last). Prints JSON:
+{"naive_fp32_sps", "ours_sps", "speedup", ...}.
+
+    .venv/bin/python benchmarks/bench_train.py --size 224 --batch 8 --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+from fer3d.engine import AmpMode, resolve_amp, resolve_device, train_epoch
+from fer3d.models import create_model
+
+
+def fake_batches(n: int, batch: int, size: int, seed: int = 0) -> list[dict]:
+    g = torch.Generator().manual_seed(seed)
+    return [{"texture": torch.randn(batch, 3, size, size, generator=g),
+             "depth": torch.randn(batch, 3, size, size, generator=g),
+             "mask": torch.rand(batch, 1, size // 4, size // 4, generator=g),
+             "label": torch.randint(0, 6, (batch,), generator=g),
+             "index": torch.arange(batch)} for _ in range(n)]
+
+
+def naive_sps(variant: str, batches: list[dict], warmup: int, device) -> float:
+    torch.manual_seed(0)
+    model = create_model(variant).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    seen, t0 = 0, 0.0
+    for i, b in enumerate(batches):
+        if i == warmup:
+            t0, seen = time.perf_counter(), 0
+        logits = model(b["texture"].to(device), b["depth"].to(device), b["mask"].to(device))
+        loss = F.cross_entropy(logits, b["label"].to(device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        seen += b["label"].shape[0]
+    return seen / (time.perf_counter() - t0)
+
+
+def ours_sps(variant: str, batches: list[dict], warmup: int, device, amp: AmpMode,
+             channels_last: bool) -> float:
+    torch.manual_seed(0)
+    model = create_model(variant).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.999))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp.scaler)
+    train_epoch(model, batches[:warmup], opt, scaler, amp, device, channels_last, "warm-up")
+    stats = train_epoch(model, batches[warmup:], opt, scaler, amp, device, channels_last,
+                        "bench")
+    return stats["samples_per_s"]
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variant", default="afnet_m")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per mode")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--also-bf16", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time forced bf16 when auto resolves to fp32 here")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+
+    device = resolve_device(args.device)
+    amp = resolve_amp("auto", device)
+    batches = fake_batches(args.warmup + args.steps, args.batch, args.size)
+    result = {"variant": args.variant, "image_size": args.size, "batch": args.batch,
+              "steps": args.steps, "device": str(device), "threads": torch.get_num_threads(),
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "ours_amp": amp.name, "ours_channels_last": True}
+    result["naive_fp32_sps"] = naive_sps(args.variant, batches, args.warmup, device)
+    result["ours_sps"] = ours_sps(args.variant, batches, args.warmup, device, amp, True)
+    result["speedup"] = result["ours_sps"] / result["naive_fp32_sps"]
+    if args.also_bf16 and amp.dtype is None:
+        result["forced_bf16_sps"] = ours_sps(args.variant, batches, args.warmup, device,
+                                             AmpMode(torch.bfloat16), True)
+        result["forced_bf16_speedup"] = result["forced_bf16_sps"] / result["naive_fp32_sps"]
+    print(json.dumps(result, indent=1))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
