@@ -424,7 +424,8 @@ def train_one_cell(camp: Campaign, repeat: int, fold: int) -> dict:
                                  device=device)
     steps = len(loader) * loader.batch_size if loader.drop_last else len(train_ds)
     bar = tqdm(total=steps * (cfg.epochs - start), desc=f"r{repeat} f{fold}", unit="img",
-               disable=not cfg.progress, leave=False, dynamic_ncols=True)
+               disable=not cfg.progress, leave=False, dynamic_ncols=True,
+               mininterval=0.1 if sys.stderr.isatty() else 30.0)  # logs: a line per 30 s
     try:
         for epoch in range(start + 1, cfg.epochs + 1):
             loader.sampler.set_epoch(epoch)

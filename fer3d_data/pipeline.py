@@ -237,7 +237,8 @@ def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
     with step("clean", sid):
         keep = clean_points(points, nb_neighbors=cfg.outlier_nb_neighbors, std_ratio=cfg.outlier_std_ratio,
                             radius_mm=cfg.spike_radius, max_dev_mm=cfg.spike_max_dev,
-                            min_points=cfg.min_points)
+                            min_points=cfg.min_points,
+                            grid_valid=None if record.dataset == "bu3dfe" else rng.valid)
     with step("nose_tip", sid):
         tip = nose_tip(points[keep], native)
     with step("crop", sid):
@@ -548,4 +549,5 @@ def _progress_bar(total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="scan", desc="prep", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, smoothing=0.1)
+                dynamic_ncols=True, smoothing=0.1,
+                mininterval=0.1 if sys.stderr.isatty() else 30.0)  # logs: a line per 30 s

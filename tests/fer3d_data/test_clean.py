@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from fer3d_data.errors import ScanError
-from fer3d_data.surface.clean import clean_points, depth_spikes, finite_points, statistical_outliers
+from fer3d_data.surface.clean import (clean_points, depth_spikes, finite_points, grid_depth_spikes,
+                                      statistical_outliers)
 
 
 def face_cloud(seed=0, step=2.5):
@@ -90,3 +91,47 @@ def test_bad_shape_raises_value_error():
         clean_points(np.zeros((10, 2)))
     with pytest.raises(ValueError, match="finite"):
         depth_spikes(np.full((4, 3), np.nan))
+
+
+def _nanmedian_spikes(z, valid, max_dev):
+    """Direct reference for grid_depth_spikes: nanmedian of the 24 other cells of each 5x5 window."""
+    pad = np.pad(np.where(valid, z, np.nan), 2, constant_values=np.nan)
+    win = np.lib.stride_tricks.sliding_window_view(pad, (5, 5)).reshape(*z.shape, -1)
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        med = np.nanmedian(np.delete(win, 12, axis=-1), axis=-1)
+    return valid & ~(np.abs(z - med) > max_dev)
+
+
+def test_grid_depth_spikes_matches_nanmedian_reference_and_drops_spikes():
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 0.5, (40, 30))
+    valid = rng.random((40, 30)) > 0.3
+    valid[5, 5] = valid[20, 20] = True
+    valid[0:4, 0:4] = False
+    valid[1, 1] = True                        # isolated: no valid neighbour, must stay
+    z[5, 5], z[20, 20], z[1, 1] = 30.0, -25.0, 99.0
+    keep = grid_depth_spikes(z, valid, max_dev_mm=4.0)
+    assert keep.shape == (40, 30) and keep.dtype == bool
+    assert not keep[5, 5] and not keep[20, 20] and keep[1, 1]
+    assert not keep[~valid].any()
+    np.testing.assert_array_equal(keep, _nanmedian_spikes(z, valid, 4.0))
+
+
+def test_clean_points_grid_valid_uses_the_grid():
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:50, 0:40] * 0.76
+    z = 0.01 * xx + rng.normal(0, 0.1, xx.shape)
+    valid = np.ones(xx.shape, bool)
+    z[25, 20] += 20.0
+    points = np.stack([xx, yy, z], axis=-1)[valid]
+    keep = clean_points(points, std_ratio=None, min_points=10, grid_valid=valid)
+    assert keep.sum() == valid.sum() - 1 and not keep[25 * 40 + 20]
+    with pytest.raises(ValueError, match="valid cells"):
+        clean_points(points[:-1], std_ratio=None, min_points=10, grid_valid=valid)
+
+
+def test_grid_depth_spikes_bad_input():
+    with pytest.raises(ValueError, match="odd size"):
+        grid_depth_spikes(np.zeros((4, 4)), np.ones((4, 4), bool), size=4)
+    with pytest.raises(ValueError):
+        grid_depth_spikes(np.zeros((4, 4)), np.ones((3, 4), bool))
