@@ -3,7 +3,7 @@
 synthetic raw BU-3DFE tree (fer3d_data.synth) -> fer3d-prep -> inspect + preview ->
 fer3d-train (small images, 2 folds, a few epochs) -> accuracy and confusion matrix.
 
-    python -m fer3d.demo [--out demo_out] [--subjects 8] [--epochs 8] [--image-size 64]
+    python -m fer3d.demo [--out demo_out] [--subjects 8] [--epochs 20] [--image-size 64]
 
 Each stage is the same command a user runs on real data; the demo only picks small sizes.
 Stages whose output exists are reused, so a second run goes straight to training.
@@ -22,7 +22,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path(os.environ.get("FER3D_DEMO_OUT", "demo_out")),
                    help="output folder (default: demo_out, or $FER3D_DEMO_OUT)")
     p.add_argument("--subjects", type=int, default=8, help="synthetic subjects (default 8)")
-    p.add_argument("--epochs", type=int, default=8, help="training epochs per fold (default 8)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs per fold (default 20)")
     p.add_argument("--image-size", type=int, default=64,
                    help="training input size; shards are prepared at 2x this (default 64)")
     p.add_argument("--seed", type=int, default=0)

@@ -252,7 +252,7 @@ def wrl_text(url: str, vertices: np.ndarray, sizes: np.ndarray, index: np.ndarra
     bounds = np.r_[0, np.cumsum(sizes)]
     polys = lambda flat: [sep.join(map(str, flat[s:e].tolist())) + sep + "-1"  # noqa: E731
                           for s, e in zip(bounds[:-1], bounds[1:])]
-    i4, i5, i6 = ind * 4, ind * 5, ind * 6
+    i4, i5 = ind * 4, ind * 5
     coord = (f"{i4}coord Coordinate {{\n{i5}point [\n"
              + array(format_rows(vertices, exponents=exp, sep=sep), 6, "points")
              + f"{i5}]\n{i4}}}\n")

@@ -14,6 +14,18 @@ import pytest
 
 from fer3d_data.schema import CLASS_NAMES, FORMAT, FORMAT_VERSION
 
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny CPU models run several times faster on one intra-op thread than on two that
+    spin against each other (and against DataLoader workers) on a 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 # Salient-region rectangles (row0, row1, col0, col1) as fractions of S: eyes, nose, mouth.
 REGIONS = ((0.20, 0.40, 0.10, 0.90), (0.35, 0.65, 0.40, 0.60), (0.70, 0.85, 0.25, 0.75))
 COLOURS = np.array([[200, 40, 40], [40, 160, 40], [60, 60, 200],

@@ -5,20 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from fer3d import cli
 
 TINY = ["--folds", "2", "--subjects", "2", "--epochs", "1", "--batch-size", "12",
         "--image-size", "32", "--workers", "0", "--no-progress", "--lr", "1e-3"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _fail(main, argv, capsys, code=2) -> str:

@@ -15,14 +15,6 @@ from fer3d.engine import (AmpMode, DivergedError, EpochSampler, TrainConfig, cel
                           resolve_amp, rng_state, run_campaign, set_rng_state, summarise)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine's cores are shared: one intra-op thread avoids spin contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny(shard, out, **kw) -> TrainConfig:
     """2 subjects, 2 folds, 24 samples at 32 px: one optimiser step per epoch."""

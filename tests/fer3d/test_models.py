@@ -83,14 +83,6 @@ def randomize_(module: torch.nn.Module, seed: int = 3) -> None:
             p.copy_(torch.randn(p.shape, generator=g) * 0.1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny CPU models: one thread is several times faster on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module", params=list_models())
 def variant(request):
