@@ -178,7 +178,7 @@ def test_large_mesh_shapes(tmp_path):
     (polygon_file("").replace("coordIndex [  ]", "coordIndex [ ]"), "coordIndex is empty"),
     (polygon_file("0 1 2 -1").replace("] }\ncoordIndex", "\ncoordIndex"), "1 unclosed"),
     (polygon_file("0 1 2 -1")[:-4], "unclosed"),
-    (polygon_file("0 1 2 -1")[:-12], "unterminated .\[. of field .coordIndex"),
+    (polygon_file("0 1 2 -1")[:-12], r"unterminated .\[. of field .coordIndex"),
     (polygon_file("0 1 2 -1") + "}", "unbalanced"),
     (SQUARE + SQUARE.replace("F3D.bmp", "F2D.bmp").replace("#VRML", "#"), "several ImageTexture urls"),
     ('#VRML V2.0\nShape { appearance Appearance { texture ImageTexture { url "a.bmp } } }', "unterminated string"),
