@@ -96,11 +96,22 @@ def _locate(x, y, xnodes, ynodes):
     ny = ynodes.size
     inside = (x >= xnodes[0]) & (x <= xnodes[-1]) & (y >= ynodes[0]) & (y <= ynodes[-1])
     x, y = x[inside], y[inside]
-    ix = np.minimum(np.searchsorted(xnodes, x, side="right") - 1, xnodes.size - 2)
-    iy = np.minimum(np.searchsorted(ynodes, y, side="right") - 1, ny - 2)
+    ix, iy = _cell_index(x, xnodes), _cell_index(y, ynodes)
     tx = np.clip((x - xnodes[ix]) / (xnodes[ix + 1] - xnodes[ix]), 0.0, 1.0)
     ty = np.clip((y - ynodes[iy]) / (ynodes[iy + 1] - ynodes[iy]), 0.0, 1.0)
     return inside, iy + ny * ix, tx, ty
+
+
+def _cell_index(v, nodes):
+    """(m,) coordinates inside [nodes[0], nodes[-1]] -> (m,) index of the cell holding each."""
+    step = (nodes[-1] - nodes[0]) / (nodes.size - 1)
+    if np.allclose(np.diff(nodes), step, rtol=1e-9, atol=0):
+        # uniform nodes (every fer3d grid): arithmetic, then a one-cell fix-up for rounding
+        i = np.clip(((v - nodes[0]) / step).astype(np.int64), 0, nodes.size - 2)
+        i -= v < nodes[i]
+        i += (v >= nodes[i + 1]) & (i < nodes.size - 2)
+        return i
+    return np.minimum(np.searchsorted(nodes, v, side="right") - 1, nodes.size - 2)
 
 
 def _corner_weights(tx, ty, interp: str) -> np.ndarray:
@@ -340,12 +351,8 @@ class GridFitter:
             raise ValueError(f"gridfit: need >= {MIN_POINTS} points inside the active grid, "
                              f"got {int(usable.sum())} of {x.size}")
         w, z, cell, unknown = w[usable], z[usable], cell[usable], unknown[usable]
-        per_region = np.bincount(self._region[unknown[np.arange(w.shape[0]), w.argmax(axis=1)]],
-                                 minlength=self._n_regions)
-        if per_region.min() < MIN_POINTS:
-            raise ValueError(f"gridfit: an active region of {int(np.sum(self._region == per_region.argmin()))} "
-                             f"nodes holds {per_region.min()} points (need >= {MIN_POINTS}); "
-                             "its surface is undetermined")
+        if self._n_regions > 1:
+            self._check_regions(w, unknown)
         n = self._solver.n
         slot = np.where(unknown >= 0, unknown, n).ravel()
         norm_a = np.bincount(slot, weights=np.abs(w).ravel(), minlength=n + 1)[:n].max()
@@ -358,6 +365,15 @@ class GridFitter:
         out = np.full(self.active.size, np.nan)
         out[self.active] = sol
         return out.reshape(self.shape, order="F")
+
+    def _check_regions(self, w: np.ndarray, unknown: np.ndarray) -> None:
+        """Disconnected active regions are separate problems: each needs its own data."""
+        per_region = np.bincount(self._region[unknown[np.arange(w.shape[0]), w.argmax(axis=1)]],
+                                 minlength=self._n_regions)
+        if per_region.min() < MIN_POINTS:
+            raise ValueError(f"gridfit: an active region of {int(np.sum(self._region == per_region.argmin()))} "
+                             f"nodes holds {per_region.min()} points (need >= {MIN_POINTS}); "
+                             "its surface is undetermined")
 
 
 def gridfit(x, y, z, xnodes, ynodes, *, smoothness=1.0, interp: str = "triangle",

@@ -149,3 +149,13 @@ def test_bad_input(args, match):
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GridFitter(XN, YN, **kwargs)
+
+
+def test_uniform_cell_lookup_equals_searchsorted_at_node_boundaries():
+    from fer3d_data.surface.gridfit import _cell_index
+    rng = np.random.default_rng(0)
+    for nodes in (np.linspace(-90, 90, 224), np.linspace(0.1, 0.7, 7), np.array([0.0, 1.0, 3.0, 3.5])):
+        v = np.concatenate([rng.uniform(nodes[0], nodes[-1], 20000), nodes,
+                            np.nextafter(nodes, np.inf)[:-1], np.nextafter(nodes, -np.inf)[1:]])
+        ref = np.minimum(np.searchsorted(nodes, v, side="right") - 1, nodes.size - 2)
+        np.testing.assert_array_equal(_cell_index(v, nodes), ref)
