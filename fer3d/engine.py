@@ -270,7 +270,8 @@ def train_epoch(model, loader, optimizer, scaler, amp: AmpMode, device: torch.de
         seen += b
         if bar is not None:
             bar.update(b)
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
+                            refresh=False)  # refresh=True would defeat mininterval in logs
     secs = time.perf_counter() - t0
     return {"loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
             "time": secs, "samples_per_s": seen / max(secs, 1e-9)}
@@ -605,6 +606,12 @@ def evaluate_checkpoint(ckpt_path: str | os.PathLike, shards: list[str], *,
     rows = protocol.select_samples(index, preset, subjects)
     if not len(rows):
         raise ValueError(f"no {preset} sample of subjects {subjects} in the shards")
+    # Subjects outside the cell's test fold may have been trained on: say so loudly.
+    untested = sorted(set(subjects) - set(ckpt.get("test_subjects") or subjects))
+    if untested:
+        log.warning("subjects %s are not in this checkpoint's test fold: if they were among "
+                    "its training subjects, this accuracy is not subject-independent",
+                    ", ".join(untested))
     dev = resolve_device(device)
     mode = resolve_amp(amp, dev)
     model = build_model(ckpt["variant"], None, dev, channels_last)
@@ -614,7 +621,8 @@ def evaluate_checkpoint(ckpt_path: str | os.PathLike, shards: list[str], *,
                                            device=dev), mode, dev, channels_last)
     cm = report.confusion_matrix(y, p, NUM_CLASSES)
     return {"checkpoint": os.fspath(ckpt_path), "variant": ckpt["variant"],
-            "subjects": sorted(subjects), "sample_ids": [str(s) for s in ds.sample_ids[pos]],
+            "subjects": sorted(subjects), "outside_test_fold": untested,
+            "sample_ids": [str(s) for s in ds.sample_ids[pos]],
             "labels": y.tolist(), "predictions": p.tolist(),
             "accuracy": float((p == y).mean()),
             "per_class_accuracy": dict(zip(EXPRESSIONS, report.per_class_accuracy(cm))),

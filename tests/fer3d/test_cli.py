@@ -82,7 +82,12 @@ def test_train_then_eval_and_variant_checks(bu3dfe_shard, tmp_path, capsys):
     assert result["subjects"] == test_subjects
     assert result["predictions"] == fold["predictions"]     # same model, same samples
     assert result["accuracy"] == fold["accuracy"]
+    assert result["outside_test_fold"] == []
     assert "per-class accuracy" in capsys.readouterr().out
+    train_subject = sorted(set(json.loads((run / "folds.json").read_text())["folds"][0][1]))[0]
+    assert cli.eval_main([str(ckpt), bu3dfe_shard, "--subjects", train_subject,
+                          "--out", str(tmp_path / "t.json")]) == 0
+    assert json.loads((tmp_path / "t.json").read_text())["outside_test_fold"] == [train_subject]
 
     assert cli.eval_main([str(ckpt), bu3dfe_shard, "--subjects", "F0003", "F0004"]) == 0
     assert "24 samples" in capsys.readouterr().out
