@@ -193,7 +193,9 @@ class ShardDataset(torch.utils.data.Dataset):
     [0, 1] over covered cells, replicated to 3 channels, ImageNet-normalised so pretrained
     weights fit both branches), ``mask`` (1, S/4, S/4) float32 in [0, 1] (area-resized
     ``/mask56``), ``label`` int64 expression code, ``index`` int64 position in this dataset
-    (``landmarks`` (K, 2) in output pixels too when ``landmarks=True``).
+    (``landmarks`` (K, 2) in output pixels too when ``landmarks=True``; a flip mirrors their
+    positions but keeps each row's name, so after a flip "left" rows lie on the right: the
+    BU-3DFE 83-point mirror pairing is not documented well enough to swap rows safely).
 
     paths       shard files; their rows are concatenated in order.
     indices     global row numbers (into the concatenation) to expose; default all.
