@@ -19,7 +19,5 @@ INTENSITY_UNGRADED = -1
 
 DATASETS = ("bu3dfe", "bosphorus")
 
-# Datasets every shard holds (besides /config, /index/*, /errors).
-SAMPLE_DATASETS = ("texture", "depth", "coverage", "mask", "regions", "mask56", "mask28",
-                   "landmarks", "landmarks68")
+# Index columns every shard holds (the per-sample datasets: fer3d_data.shards.array_spec).
 INDEX_COLUMNS = ("sample_id", "subject", "expression", "intensity", "source", "mask_source")
