@@ -90,7 +90,7 @@ class PrepConfig:
     regularizer: str = "gradient"
     pose: bool = True
     outlier_nb_neighbors: int = 20
-    outlier_std_ratio: float = 2.0
+    outlier_std_ratio: float = 3.0  # 2.0 removed genuine nostril vertices of unevenly sampled meshes
     spike_radius: float = 2.5
     spike_max_dev: float = 4.0
     min_points: int = 2000

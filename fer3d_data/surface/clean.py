@@ -105,7 +105,10 @@ def clean_points(points: np.ndarray, *, nb_neighbors: int = 20, std_ratio: float
 
     ``std_ratio=None`` skips the outlier step, ``max_dev_mm=None`` the spike step.
     ``grid_valid`` (H, W) bool: the points are a range grid's valid cells in row-major
-    order, and spikes are judged on the grid (:func:`grid_depth_spikes`).
+    order. Spikes are then judged on the grid (:func:`grid_depth_spikes`), and the 3-D
+    statistical outlier step is skipped: on a lattice regular in x, y every off-surface
+    point is a depth deviation from its grid neighbours, while the 3-D neighbour-distance
+    statistic wrongly flags steep genuine walls (an open mouth's cavity, even at 5 sigma).
     Raises ScanError(step="clean") when fewer than ``min_points`` points remain.
 
     >>> pts = np.random.default_rng(0).normal(size=(50, 3))
@@ -114,7 +117,7 @@ def clean_points(points: np.ndarray, *, nb_neighbors: int = 20, std_ratio: float
     """
     points = _check_points(points)
     keep = finite_points(points)
-    if std_ratio is not None:
+    if std_ratio is not None and grid_valid is None:
         keep[keep] = statistical_outliers(points[keep], nb_neighbors=nb_neighbors,
                                           std_ratio=std_ratio)
     if max_dev_mm is not None and grid_valid is not None:

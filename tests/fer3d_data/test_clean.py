@@ -135,3 +135,17 @@ def test_grid_depth_spikes_bad_input():
         grid_depth_spikes(np.zeros((4, 4)), np.ones((4, 4), bool), size=4)
     with pytest.raises(ValueError):
         grid_depth_spikes(np.zeros((4, 4)), np.ones((3, 4), bool))
+
+
+def test_range_grid_keeps_a_steep_cavity_and_drops_its_spike():
+    """Regression: the 3-D outlier statistic removed the walls of an open mouth in Bosphorus
+    range grids; on a grid, cleaning judges depth against the grid neighbours only."""
+    yy, xx = np.mgrid[0:80, 0:60] * 0.76
+    r = np.hypot(xx - 22.8, yy - 30.4)
+    z = np.where(r < 8.0, -25.0 * (1 - (r / 8.0) ** 2), 0.0)   # a 25 mm deep, steep-walled pit
+    z[5, 5] = 40.0                                              # a spike on the flat part
+    valid = np.ones(z.shape, bool)
+    points = np.stack([xx, yy, z], axis=-1)[valid]
+    keep = clean_points(points, std_ratio=2.0, min_points=10, grid_valid=valid).reshape(z.shape)
+    assert keep[r < 8.0].all() and not keep[5, 5]
+    assert keep.sum() == valid.sum() - 1
