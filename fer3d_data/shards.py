@@ -93,7 +93,7 @@ def _read_config(f: h5py.File, path: Path) -> dict:
         raise Fer3dDataError(f"{path}: /config is not valid JSON ({e})") from e
 
 
-def _check_header(f: h5py.File, path: Path) -> None:
+def check_header(f: h5py.File, path: Path) -> None:
     """Refuse a file that is not a fer3d shard of the version this package reads."""
     fmt = _attr(f.attrs.get("format"))
     if fmt != FORMAT:
@@ -133,7 +133,7 @@ def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
             raise Fer3dDataError(f"{candidate}: exists but cannot be opened as HDF5 ({e}){hint}") from e
         with f:
             try:
-                _check_header(f, candidate)
+                check_header(f, candidate)
             except Fer3dDataError as e:
                 raise Fer3dDataError(f"{e}{hint}") from None
             if "parts" in f.attrs:
@@ -336,7 +336,7 @@ class Shard:
         except OSError as e:
             raise Fer3dDataError(f"{self.path}: cannot be opened as HDF5 ({e})") from e
         try:
-            _check_header(self.file, self.path)
+            check_header(self.file, self.path)
             self.attrs = {k: _attr(v) for k, v in self.file.attrs.items()}
             self.config = _read_config(self.file, self.path)
             missing = [n for n in (*self._array_names(), *(f"index/{c}" for c in INDEX_DTYPES)) if n not in self.file]
