@@ -217,12 +217,18 @@ def summarize_run(run_dir: str | os.PathLike, *, partial: bool = False,
 
 # --------------------------------------------------------------------------- campaigns
 
+def _duration(secs: float) -> str:
+    return f"{secs / 3600:.1f} h" if secs >= 3600 else (
+        f"{secs / 60:.1f} min" if secs >= 60 else f"{secs:.0f} s")
+
+
 def eta_line(stats: dict, n_train: int, cfg: TrainConfig, cells: int) -> str:
-    """samples/s of the first epoch and what the cells of this process will take."""
+    """samples/s of the first epoch and what the cells of this process will take (the first
+    epoch includes warm-up: compile, cuDNN autotuning, so this errs on the long side)."""
     secs = cells * cfg.epochs * n_train / max(stats["samples_per_s"], 1e-9)
-    finish = time.strftime("%H:%M", time.localtime(time.time() + secs))
+    finish = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + secs))
     return (f"first epoch: {stats['samples_per_s']:.1f} samples/s; {cells} cell(s) x "
-            f"{cfg.epochs} epochs x {n_train} samples ≈ {secs / 3600:.2f} h at this speed "
+            f"{cfg.epochs} epochs x {n_train} samples ≈ {_duration(secs)} at this speed "
             f"(ETA {finish})")
 
 

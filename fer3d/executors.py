@@ -168,7 +168,7 @@ def _run_local(ctx: Context, cells: list[int]) -> list[str]:
 
 def _run_processes(cfg: TrainConfig, cells: list[int]) -> list[str]:
     k = min(cfg.parallel_cells, max(1, len(cells)))
-    threads = max(1, (os.cpu_count() or 1) // k)
+    threads = max(1, torch.get_num_threads() // k)  # the cores this process was given
     settings = dataclasses.asdict(cfg)
     with ProcessPoolExecutor(k, mp_context=get_context("spawn"), initializer=_threads,
                              initargs=(threads,)) as pool:

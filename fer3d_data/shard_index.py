@@ -60,7 +60,7 @@ class ShardIndex:
         missing = [s for s in sample_ids if s not in where]
         if missing:
             raise Fer3dDataError(f"{len(missing)} sample ids are not in the shards "
-                                 f"{', '.join(self.paths)}, e.g. {missing[0]!r}")
+                                 f"{', '.join(self.paths)}, e.g. {str(missing[0])!r}")
         return np.array([where[s] for s in sample_ids], dtype=np.int64)
 
 
@@ -129,7 +129,7 @@ def _check_joinable(paths: list[str], parts: list[dict]) -> None:
     if (counts > 1).any():
         dup = uniq[counts > 1]
         raise Fer3dDataError(f"{', '.join(paths)}: {len(dup)} sample ids occur more than once "
-                             f"(e.g. {dup[0]!r}); the same scan would train twice")
+                             f"(e.g. {str(dup[0])!r}); the same scan would train twice")
 
 
 def read_shard_index(paths: Sequence[str | os.PathLike], *, landmarks: bool = False) -> ShardIndex:
