@@ -124,6 +124,7 @@ def _plan(cfg: TrainConfig, index, run_dir: Path) -> protocol.FoldPlan:
     plan = protocol.make_plan(index, cfg.preset, n_subjects=cfg.subjects, k=cfg.folds,
                               repeats=cfg.repeats, seed=cfg.seed, val_subjects=cfg.val_subjects)
     plan.shards = [os.path.abspath(p) for p in cfg.shards]
+    run_dir.mkdir(parents=True, exist_ok=True)
     publish_once(folds_path, dataclasses.asdict(plan))
     return protocol.load_folds(folds_path)  # whoever won the race, all use its plan
 
@@ -137,7 +138,6 @@ def open_run(cfg: TrainConfig, index, resolved: dict) -> protocol.FoldPlan:
             raise RunExistsError(f"{run_dir} already holds a run; pass --resume to "
                                  "continue it or choose another --out")
         _check_same(run_dir, read_json(config_path)["config"], cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
     plan = _plan(cfg, index, run_dir)
     record = {"config": cfg.campaign_settings(), **resolved}
     if not publish_once(config_path, record):
