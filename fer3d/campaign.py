@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fer3d import protocol, report
-from fer3d.claims import age, claim_path, read_owner
+from fer3d.claims import claim_path, is_live, read_owner
 from fer3d.engine import NUM_CLASSES
 from fer3d.runfiles import publish_once, read_json, write_json
 from fer3d.settings import RESUME_KEYS, ConfigError, TrainConfig, validate
@@ -176,10 +176,9 @@ def cell_status(run_dir: Path, repeats: int, k: int, stale_after: float) -> dict
     done, running, missing = [], [], []
     for cell in range(repeats * k):
         r, f = divmod(cell, k)
-        held = age(claim_path(run_dir, cell))
         if (run_dir / "cells" / f"r{r}_f{f}" / "fold.json").exists():
             done.append(cell)
-        elif held is not None and held < stale_after:
+        elif is_live(claim_path(run_dir, cell), stale_after):
             running.append(cell)
         else:
             missing.append(cell)

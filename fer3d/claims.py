@@ -73,6 +73,12 @@ def _owner_gone(path: Path) -> bool:
     return False
 
 
+def is_live(path: Path, stale_after: float) -> bool:
+    """A claim exists, its heartbeat is recent and its owner is not known to be dead."""
+    held_for = age(path)
+    return held_for is not None and held_for < stale_after and not _owner_gone(path)
+
+
 def _take_over(path: Path, stale_after: float) -> bool:
     """Move a stale claim aside and claim the cell; False if another process was faster."""
     aside = path.with_name(f"{path.name}.stale.{socket.gethostname()}.{os.getpid()}")
@@ -131,7 +137,6 @@ def try_claim(run_dir: Path, cell: int, *, stale_after: float = STALE_AFTER_S,
     path.parent.mkdir(parents=True, exist_ok=True)
     if _create(path):
         return Claim(path, heartbeat)
-    held_for = age(path)
-    if held_for is not None and held_for < stale_after and not _owner_gone(path):
+    if is_live(path, stale_after):
         return None
     return Claim(path, heartbeat) if _take_over(path, stale_after) else None
