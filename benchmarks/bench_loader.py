@@ -20,9 +20,10 @@ import h5py
 import numpy as np
 import torch
 
-from fer3d.data import Augment, ShardDataset
-from fer3d.engine import make_loader
+from fer3d.data import Augment
+from fer3d.device_data import LoaderSource
 from fer3d_data.schema import CLASS_NAMES, FORMAT, FORMAT_VERSION
+from fer3d_data.shard_index import read_shard_index
 
 
 def fabricate_shard(path: str, n: int, size: int, seed: int = 0) -> str:
@@ -52,7 +53,8 @@ def fabricate_shard(path: str, n: int, size: int, seed: int = 0) -> str:
         g["sample_id"] = np.array([f"F{i // 12:04d}_S{i:04d}" for i in range(n)], "S64")
         g["subject"] = np.array([f"F{i // 12:04d}" for i in range(n)], "S16")
         g["expression"] = (np.arange(n) % 6).astype(np.int8)
-        g["intensity"] = np.full(n, 3, np.int8)
+        # subjects of 12: six expressions at intensities 3 and 4 (complete for the protocol)
+        g["intensity"] = np.where(np.arange(n) % 12 < 6, 3, 4).astype(np.int8)
         g["source"] = np.array([f"s{i}.wrl" for i in range(n)], "S256")
         g["mask_source"] = np.zeros(n, np.int8)
     return path
@@ -70,23 +72,22 @@ def main(argv=None) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = fabricate_shard(os.path.join(tmp, "bench.h5"), args.n, args.size)
-        ds = ShardDataset([path], image_size=args.size, train=True, augment=Augment())
-        loader = make_loader(ds, args.batch, args.workers, train=True, seed=0,
-                             device=torch.device("cpu"))
-        loader.sampler.set_epoch(0)
-        for _ in loader:        # warm-up: worker start-up and first file opens
+        index = read_shard_index([path])
+        src = LoaderSource(index, np.arange(args.n), args.size, args.batch, Augment(),
+                           args.workers, torch.device("cpu"))
+        for _ in src.train_batches(0):  # warm-up: worker start-up and first file opens
             pass
         seen, t0 = 0, time.perf_counter()
         for epoch in range(1, args.epochs + 1):
-            loader.sampler.set_epoch(epoch)
-            for batch in loader:
-                seen += batch["label"].shape[0]
+            for batch in src.train_batches(epoch):
+                seen += batch[3].shape[0]
         secs = time.perf_counter() - t0
         t1 = time.perf_counter()
-        for i in range(min(32, len(ds))):
-            ds[(i, i)]
-        item_ms = 1000 * (time.perf_counter() - t1) / min(32, len(ds))
-        del loader
+        for i in range(min(32, args.n)):
+            src.train_ds[(i, i)]
+        item_ms = 1000 * (time.perf_counter() - t1) / min(32, args.n)
+        src.close()
+        del src
     result = {"loader_sps": seen / secs, "workers": args.workers, "batch": args.batch,
               "image_size": args.size, "samples": seen, "seconds": secs,
               "single_process_item_ms": item_ms}
