@@ -25,8 +25,13 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_campaign import (campaign_seconds, data_sps, gflop_per_sample, machine,  # noqa: E402
-                            train_sps)
+from bench_campaign import (  # noqa: E402
+    campaign_seconds,
+    data_sps,
+    gflop_per_sample,
+    machine,
+    train_sps,
+)
 from bench_loader import fabricate_shard  # noqa: E402
 
 from fer3d.runtime import resolve_device  # noqa: E402

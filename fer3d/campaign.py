@@ -168,7 +168,7 @@ def summarise(records: list[dict], repeats: int) -> dict:
             "repeat_accuracies": [float(a) for a in acc],
             "class_names": list(EXPRESSIONS),
             "per_class_accuracy": dict(zip(EXPRESSIONS, report.per_class_accuracy(cm))),
-            "confusion_matrix": cm.tolist(), "n_predictions": int(len(labels))}
+            "confusion_matrix": cm.tolist(), "n_predictions": len(labels)}
 
 
 def cell_status(run_dir: Path, repeats: int, k: int, stale_after: float) -> dict:

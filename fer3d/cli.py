@@ -17,8 +17,14 @@ import click
 
 from fer3d.catalog import VARIANT_NAMES
 from fer3d.settings import SETTINGS, TrainConfig
-from fer3d_data.clibase import (CONTEXT_SETTINGS, Command, StrictInt, config_option, require,
-                                split_list)
+from fer3d_data.clibase import (
+    CONTEXT_SETTINGS,
+    Command,
+    StrictInt,
+    config_option,
+    require,
+    split_list,
+)
 
 log = logging.getLogger("fer3d")
 

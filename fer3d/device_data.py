@@ -19,8 +19,15 @@ import os
 import numpy as np
 import torch
 
-from fer3d.data import (NO_AUGMENT, Augment, ShardDataset, augment, epoch_draws, normalise,
-                        prepare)
+from fer3d.data import (
+    NO_AUGMENT,
+    Augment,
+    ShardDataset,
+    augment,
+    epoch_draws,
+    normalise,
+    prepare,
+)
 from fer3d_data.shard_index import ShardIndex
 
 log = logging.getLogger(__name__)

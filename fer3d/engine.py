@@ -17,9 +17,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -30,9 +30,15 @@ from fer3d.checkpoint import CellCheckpoints
 from fer3d.data import NO_AUGMENT, Augment
 from fer3d.device_data import DeviceData, make_source
 from fer3d.runfiles import atomic_write, write_json
+from fer3d.runtime import (
+    AmpMode,
+    cell_seed,
+    make_optimizer,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from fer3d.settings import ConfigError
-from fer3d.runtime import (AmpMode, cell_seed, make_optimizer, rng_state, seed_everything,
-                           set_rng_state)
 from fer3d_data.schema import EXPRESSIONS
 
 log = logging.getLogger(__name__)
@@ -281,7 +287,7 @@ class _Trainer:
         return {"repeat": self.repeat, "fold": self.fold, "variant": cfg.variant,
                 "test_subjects": self.test_subjects, "sample_ids": ids.tolist(),
                 "labels": y.tolist(), "predictions": p.tolist(),
-                "correct": int((p == y).sum()), "total": int(len(y)),
+                "correct": int((p == y).sum()), "total": len(y),
                 "accuracy": float((p == y).mean()) if len(y) else float("nan"),
                 "epochs": cfg.epochs, "selected_epoch": self.best["epoch"] or cfg.epochs}
 

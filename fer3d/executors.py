@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import socket
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -29,7 +28,13 @@ import torch
 from fer3d.campaign import _resolve_preset, eta_line, open_run
 from fer3d.claims import HEARTBEAT_S, try_claim
 from fer3d.device_data import DeviceData, use_device_data
-from fer3d.engine import CellRun, DivergedError, check_variant, model_from_config, train_one_cell
+from fer3d.engine import (
+    CellRun,
+    DivergedError,
+    check_variant,
+    model_from_config,
+    train_one_cell,
+)
 from fer3d.runtime import configure, resolve_amp, resolve_device, versions
 from fer3d.settings import ConfigError, TrainConfig
 from fer3d_data.clibase import require

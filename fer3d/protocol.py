@@ -18,7 +18,6 @@ from fer3d.runfiles import write_json
 from fer3d_data.errors import Fer3dDataError
 from fer3d_data.shard_index import ShardIndex
 
-
 log = logging.getLogger(__name__)
 
 

@@ -12,8 +12,8 @@ import errno
 import json
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def tmp_name(path: str | os.PathLike) -> str:

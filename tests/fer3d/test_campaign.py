@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from fer3d import claims
-from fer3d.campaign import TrainConfig, parse_cells, run_campaign, summarize_run, task_slot
+from fer3d.campaign import (
+    TrainConfig,
+    parse_cells,
+    run_campaign,
+    summarize_run,
+    task_slot,
+)
 from fer3d.settings import ConfigError
 
 ROOT = Path(__file__).parents[2]

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from fer3d.data import (IMAGENET_MEAN, IMAGENET_STD, NO_AUGMENT, Augment, ShardDataset,
-                        normalise_depth)
+from fer3d.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NO_AUGMENT,
+    Augment,
+    ShardDataset,
+    normalise_depth,
+)
 from fer3d.device_data import DeviceData, make_source
 from fer3d_data.errors import Fer3dDataError
 from fer3d_data.shard_index import read_shard_index

@@ -16,7 +16,14 @@ from fer3d import checkpoint, engine, runfiles
 from fer3d.campaign import TrainConfig, run_campaign, summarise
 from fer3d.checkpoint import CellCheckpoints, CheckpointError, load_checkpoint
 from fer3d.engine import DivergedError
-from fer3d.runtime import AmpMode, cell_seed, resolve_amp, rng_state, seed_everything, set_rng_state
+from fer3d.runtime import (
+    AmpMode,
+    cell_seed,
+    resolve_amp,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from fer3d.settings import ConfigError
 
 
