@@ -142,7 +142,7 @@ def main(argv=None) -> dict:
                                         on_device=False, workers=workers)
         result["device_data_sps"] = data_sps(shard, args.size, args.batch, device,
                                              on_device=True, workers=workers)
-        picked = use_device_data("auto", device, args.n, args.size, args.size)
+        picked = use_device_data("auto", device, args.n, args.size)
         result["auto_picks"] = "device" if picked else "loader"
         a, b = result["device_data_sps"], result["loader_sps"]
         result["data_speedup"] = a / b if picked else b / a

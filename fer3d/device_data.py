@@ -35,11 +35,11 @@ log = logging.getLogger(__name__)
 DATA_PATHS = ("auto", "on", "off")
 # auto: keep samples on a GPU while they take at most this share of its free memory.
 CUDA_MEMORY_SHARE = 0.5
-# On a CPU the per-sample loader's workers overlap with the step; batched augmentation in
-# the training process does not. auto keeps samples in RAM below this many pixels per
-# image (S * S), where decoding each sample every epoch costs more than the batched warp
-# (benchmarks/bench_campaign.py: loader_sps vs device_data_sps).
-CPU_MAX_PIXELS = 128 * 128
+# On a CPU, batches from RAM (no gzip decode per sample and epoch, one batched warp) beat
+# the per-sample loader with every core as a worker, at 64 and at 224 px
+# (benchmarks/bench_campaign.py: device_data_sps vs loader_sps): auto keeps samples in RAM
+# while they take at most this share of the available memory.
+CPU_MEMORY_SHARE = 0.25
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -63,7 +63,7 @@ def _available_ram() -> int:
         return 4 << 30
 
 
-def use_device_data(mode: str, device: torch.device, n: int, grid: int, image_size: int) -> bool:
+def use_device_data(mode: str, device: torch.device, n: int, grid: int) -> bool:
     """Resolve ``--data-on-device auto|on|off`` for ``n`` samples of a ``grid`` shard."""
     if mode in ("on", "off"):
         return mode == "on"
@@ -71,8 +71,7 @@ def use_device_data(mode: str, device: torch.device, n: int, grid: int, image_si
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return need <= CUDA_MEMORY_SHARE * free
-    fits = need <= 0.25 * _available_ram()
-    return fits and image_size * image_size <= CPU_MAX_PIXELS
+    return need <= CPU_MEMORY_SHARE * _available_ram()
 
 
 class DeviceData:

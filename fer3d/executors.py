@@ -61,7 +61,7 @@ class Context:
         if not self._loaded:
             rows = self.index.rows_of(self.plan.sample_ids)
             if use_device_data(self.cfg.data_on_device, self.device, len(rows),
-                               self.index.image_size, self.cfg.image_size):
+                               self.index.image_size):
                 self._data = DeviceData(self.index, rows, self.device)
                 log.info("%d samples on %s (%.0f MB): batched on-device augmentation",
                          len(rows), self.device, self._data.nbytes / 1e6)

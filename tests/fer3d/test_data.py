@@ -251,3 +251,14 @@ def test_augmentation_distribution(bu3dfe_shard):
     assert 0.95 - 1e-4 < zoom.min() and zoom.max() < 1.05 + 1e-4 and zoom.std() > 0.02
     assert -10.001 < angle.min() < -9 and 9 < angle.max() < 10.001
     assert theta[:, :, 2].abs().max() <= 0.1 + 1e-6
+
+
+def test_data_path_choice(monkeypatch):
+    from fer3d import device_data
+
+    cpu = torch.device("cpu")
+    assert device_data.use_device_data("on", cpu, 10 ** 9, 224)
+    assert not device_data.use_device_data("off", cpu, 1, 32)
+    monkeypatch.setattr(device_data, "_available_ram", lambda: 4 << 30)
+    assert device_data.use_device_data("auto", cpu, 720, 224)          # ~200 MB of 4 GiB
+    assert not device_data.use_device_data("auto", cpu, 20000, 224)    # ~6 GB: the loader
