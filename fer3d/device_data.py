@@ -149,6 +149,9 @@ class DeviceSource:
             idx = torch.arange(b * bs, min((b + 1) * bs, len(self.pos)), device=self.data.device)
             yield (*self.data.batch(self.pos[idx], self.size), idx)
 
+    def close(self) -> None:
+        """Nothing to release: the samples belong to the campaign's DeviceData."""
+
 
 class EpochSampler(torch.utils.data.Sampler):
     """Yields ``(position, epoch seed)`` keys in the order :func:`epoch_draws` gives.

@@ -269,7 +269,8 @@ class _Trainer:
         finally:
             bar.close()
             for src in (train, val):
-                getattr(src, "close", lambda: None)()
+                if src is not None:
+                    src.close()
 
     def test(self) -> dict:
         cfg = self.run.cfg
@@ -279,7 +280,7 @@ class _Trainer:
         src = self.source("test")
         logits, y, pos = predict(self.model, src.eval_batches(), self.run.amp, self.run.device,
                                  cfg.channels_last)
-        getattr(src, "close", lambda: None)()
+        src.close()
         ids = np.array([str(s) for s in self.run.index.sample_id[self.rows["test"][pos]]])
         atomic_write(self.out / "logits.npz", lambda tmp: _save_npz(
             tmp, logits=logits, labels=y, sample_ids=ids))
