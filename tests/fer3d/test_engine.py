@@ -236,9 +236,14 @@ def test_rerun_without_resume_is_refused(bu3dfe_shard, tmp_path):
 
 # --------------------------------------------------------------------------- checkpoints
 
-def test_finished_cell_keeps_fp32_weights_only(bu3dfe_shard, tmp_path):
+def test_finished_cell_keeps_fp32_weights_only(bu3dfe_shard, tmp_path, caplog):
+    caplog.set_level("INFO")
     run_campaign(tiny(bu3dfe_shard, tmp_path / "run", epochs=1, variant="texture_only",
                       checkpoint_every=1))
+    # the cost is known after the first epoch: samples/s and an ETA, once per process
+    eta = [r.message for r in caplog.records if "first epoch:" in r.message]
+    assert len(eta) == 1 and "samples/s; 2 cell(s) x 1 epochs x 12 samples" in eta[0]
+    assert "ETA" in eta[0]
     cell = tmp_path / "run/cells/r0_f0"
     assert sorted(p.name for p in cell.iterdir()) == ["epochs.csv", "fold.json", "logits.npz",
                                                       "weights.pt"]
