@@ -26,8 +26,6 @@ from fer3d_data.clibase import (
     split_list,
 )
 
-log = logging.getLogger("fer3d")
-
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
              if f.default is not dataclasses.MISSING}
 

@@ -13,7 +13,6 @@ reproducible and independent of batch layout. :class:`LoaderSource` keeps the pe
 
 from __future__ import annotations
 
-import logging
 import os
 
 import numpy as np
@@ -30,9 +29,6 @@ from fer3d.data import (
 )
 from fer3d_data.shard_index import ShardIndex
 
-log = logging.getLogger(__name__)
-
-DATA_PATHS = ("auto", "on", "off")
 # auto: keep samples on a GPU while they take at most this share of its free memory.
 CUDA_MEMORY_SHARE = 0.5
 # On a CPU, batches from RAM (no gzip decode per sample and epoch, one batched warp) beat
