@@ -20,18 +20,16 @@ from fer3d.settings import ConfigError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """auto -> cuda (``cuda:LOCAL_RANK`` under torchrun) if present, else cpu.
-
-    An explicit cuda without a GPU is an error.
-    """
+    """auto -> cuda if present, else cpu; ``cuda`` means ``cuda:LOCAL_RANK`` under torchrun
+    (one GPU per rank). An explicit cuda without a GPU is an error."""
     if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        return torch.device("cuda", local % torch.cuda.device_count())
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked but torch sees no CUDA device")
-    if name != "cpu" and not name.startswith("cuda"):
+    if name == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return torch.device("cuda", local % torch.cuda.device_count())
+    if name != "cpu" and not name.startswith("cuda:"):
         raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)
 

@@ -45,6 +45,16 @@ def test_resolve_amp_on_cpu():
         resolve_amp("fp16", cpu)
 
 
+def test_device_follows_torchrun_local_rank(monkeypatch):
+    from fer3d.runtime import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 3)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+
+
 def test_rng_state_roundtrip_through_weights_only(tmp_path):
     seed_everything(3)
     state = rng_state()
