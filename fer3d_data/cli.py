@@ -34,7 +34,7 @@ def _default_workers() -> int:
 
 
 def _add_prep_parser(sub, dataset: str, title: str) -> None:
-    from .pipeline import PrepConfig
+    from .prep import PrepConfig
 
     d = PrepConfig()
     p = sub.add_parser(
@@ -201,7 +201,7 @@ def _shard_part(value: str | None) -> tuple[int, int] | None:
 
 
 def _prep_config(args):
-    from .pipeline import PrepConfig
+    from .prep import PrepConfig
 
     base = PrepConfig(dataset=args.dataset).to_dict()
     if args.config is not None:
@@ -257,7 +257,7 @@ def _select_records(args, cfg):
 
 def _cmd_prep(args) -> int:
     from . import shards
-    from .pipeline import run_prep
+    from .prep import run_prep
 
     cfg = _prep_config(args)
     _shard_part(args.shard)  # a malformed --shard is reported before the walk

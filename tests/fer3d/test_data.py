@@ -152,7 +152,7 @@ def test_not_a_shard(tmp_path):
 def test_reads_what_fer3d_data_writes(tmp_path):
     """Regression guard between the two packages: the real writer's output loads here."""
     shards = pytest.importorskip("fer3d_data.shards")
-    pipeline = pytest.importorskip("fer3d_data.pipeline")
+    pipeline = pytest.importorskip("fer3d_data.prep")
     s, rng = 16, np.random.default_rng(0)
     path = tmp_path / "real.h5"
     with shards.ShardWriter(path, dataset="bosphorus", cfg={"image_size": s}, image_size=s,

@@ -10,10 +10,11 @@ from pathlib import Path
 import h5py
 import pytest
 
-from fer3d_data import cli, pipeline, shards
+from fer3d_data import cli, prep, shards
 from fer3d_data.datasets.records import ScanRecord
-from fer3d_data.errors import RawFormatError, ScanError
-from fer3d_data.pipeline import PrepConfig, run_prep
+from fer3d_data.errors import Fer3dDataError, RawFormatError, ScanError
+from fer3d_data.prep import PrepConfig, run_prep, runner
+from fer3d_data.schema import CLASS_CODE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_shards import S, fake_sample  # noqa: E402
@@ -35,7 +36,7 @@ def records(n: int, root: Path) -> list[ScanRecord]:
 def fake_process_scan(fail: dict):
     """A process_scan returning fake samples, raising for scan ids in ``fail``."""
     def process_scan(record, cfg):
-        i = int(record.subject[1:]) * 7 + pipeline.CLASS_CODE[record.expression]
+        i = int(record.subject[1:]) * 7 + CLASS_CODE[record.expression]
         if record.scan_id in fail:
             raise fail[record.scan_id]
         return dataclasses.replace(fake_sample(i), source="set by the driver")
@@ -104,9 +105,9 @@ def test_bad_selection_options(tmp_path, capsys):
     assert cli.main(args + ["--shard", "4/4"]) == 2
     assert "--shard: need 0 <= I < N" in capsys.readouterr().err
     assert cli._expressions("AN,happiness,ne") == ["anger", "happiness", "neutral"]
-    with pytest.raises(pipeline.Fer3dDataError, match="unknown 'joy'"):
+    with pytest.raises(Fer3dDataError, match="unknown 'joy'"):
         cli._expressions("joy")
-    with pytest.raises(pipeline.Fer3dDataError, match="0-4"):
+    with pytest.raises(Fer3dDataError, match="0-4"):
         cli._intensities("5")
 
 
@@ -115,7 +116,7 @@ def test_run_prep_failures_become_error_rows(tmp_path, monkeypatch):
     fail = {recs[2].scan_id: ScanError("gridfit", "singular system"),
             recs[5].scan_id: RawFormatError("x.wrl", "coordIndex refers to vertex 9"),
             recs[7].scan_id: ZeroDivisionError("division by zero")}
-    monkeypatch.setattr(pipeline, "process_scan", fake_process_scan(fail))
+    monkeypatch.setattr(runner, "process_scan", fake_process_scan(fail))
     out = tmp_path / "out.h5"
     summary = run_prep(recs, out, PrepConfig(image_size=S), workers=1, progress=False, raw_root=tmp_path / "raw")
     assert (summary.written, summary.skipped, summary.failed) == (7, 0, 3)
@@ -132,7 +133,7 @@ def test_run_prep_failures_become_error_rows(tmp_path, monkeypatch):
     step, message = errors[f"F0001/{recs[7].scan_id}_F3D.wrl"]
     assert step == "process" and message.startswith("ZeroDivisionError: division by zero (at test_cli.py:")
     # strict: same failures -> exit 1; rerun resumes (7 skipped) and retries the 3 failures
-    monkeypatch.setattr(pipeline, "process_scan", fake_process_scan({recs[2].scan_id: ScanError("pose", "x")}))
+    monkeypatch.setattr(runner, "process_scan", fake_process_scan({recs[2].scan_id: ScanError("pose", "x")}))
     again = run_prep(recs, out, PrepConfig(image_size=S), workers=0, strict=True, progress=False,
                      raw_root=tmp_path / "raw")
     assert (again.written, again.skipped, again.failed_by_step) == (2, 7, {"pose": 1})
@@ -145,7 +146,7 @@ def test_run_prep_failures_become_error_rows(tmp_path, monkeypatch):
 
 def test_run_prep_nothing_written_exits_1(tmp_path, monkeypatch):
     recs = records(3, tmp_path)
-    monkeypatch.setattr(pipeline, "process_scan",
+    monkeypatch.setattr(runner, "process_scan",
                         fake_process_scan({r.scan_id: ScanError("read", "no mesh") for r in recs}))
     summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=1, progress=False)
     assert summary.n_samples == 0 and summary.exit_code == 1
@@ -157,10 +158,10 @@ def test_run_prep_rejects_wrong_shapes(tmp_path, monkeypatch):
 
     def bad(record, cfg):
         return fake_sample(0, size=S + 2)
-    monkeypatch.setattr(pipeline, "process_scan", bad)
+    monkeypatch.setattr(runner, "process_scan", bad)
     summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=1, progress=False)
     assert summary.failed_by_step == {"sample": 2}
-    assert "texture must be (32, 32, 3) uint8, got (34, 34, 3) uint8" in summary.failures[0][2]
+    assert "texture has shape (34, 34, 3) and dtype uint8, the shard stores (32, 32, 3) uint8" in summary.failures[0][2]
 
 
 def test_run_prep_interrupt_keeps_tmp_and_resumes(tmp_path, monkeypatch):
@@ -171,12 +172,12 @@ def test_run_prep_interrupt_keeps_tmp_and_resumes(tmp_path, monkeypatch):
         if record.scan_id == recs[4].scan_id:
             raise KeyboardInterrupt
         return good(record, cfg)
-    monkeypatch.setattr(pipeline, "process_scan", interrupted)
+    monkeypatch.setattr(runner, "process_scan", interrupted)
     out = tmp_path / "out.h5"
     with pytest.raises(KeyboardInterrupt):
         run_prep(recs, out, PrepConfig(image_size=S), workers=1, progress=False)
     assert shards.tmp_path(out).exists() and not out.exists()
-    monkeypatch.setattr(pipeline, "process_scan", good)
+    monkeypatch.setattr(runner, "process_scan", good)
     summary = run_prep(recs, out, PrepConfig(image_size=S), workers=1, progress=False)
     assert (summary.written, summary.skipped) == (2, 4)
     with shards.open_shard(out) as shard:
@@ -202,7 +203,7 @@ def crash_on_fear(record, cfg):
 
 def test_worker_crash_is_isolated_to_its_scan(tmp_path):
     recs = records(5, tmp_path)
-    results = list(pipeline._results_parallel(recs, PrepConfig(image_size=S), 2, fn=crash_on_fear))
+    results = list(runner._results_parallel(recs, PrepConfig(image_size=S), 2, fn=crash_on_fear))
     assert sorted(r.scan_id for r, _ in results) == sorted(r.scan_id for r in recs)  # each once
     by_id = {r.scan_id: res for r, res in results}
     assert len(by_id) == 5
@@ -224,7 +225,7 @@ def raw_tree(root: Path, n: int) -> Path:
 def test_cli_end_to_end_with_stand_in_steps(tmp_path, monkeypatch, capsys):
     raw = raw_tree(tmp_path / "raw", 14)
     fail = {fake_sample(3).sample_id: ScanError("gridfit", "singular")}
-    monkeypatch.setattr(pipeline, "process_scan", fake_process_scan(fail))
+    monkeypatch.setattr(runner, "process_scan", fake_process_scan(fail))
     out = tmp_path / "out.h5"
     common = ["--size", str(S), "--workers", "1", "--quiet"]
     assert cli.main(["bu3dfe", str(raw), str(out), *common, "--subjects", "F0000",
@@ -263,22 +264,22 @@ def test_config_round_trip_and_validation():
     cfg = PrepConfig(dataset="bosphorus", image_size=64, pose=False, landmarks="dlib")
     assert PrepConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.landmark_scheme()[0] == "bosphorus"
-    with pytest.raises(pipeline.Fer3dDataError, match="unknown preprocessing config keys"):
+    with pytest.raises(Fer3dDataError, match="unknown preprocessing config keys"):
         PrepConfig.from_dict({"smoothnes": 2})
-    with pytest.raises(pipeline.Fer3dDataError, match="interp must be one of"):
+    with pytest.raises(Fer3dDataError, match="interp must be one of"):
         PrepConfig(interp="cubic")
 
 
 def test_step_attributes_exceptions_to_their_step():
     with pytest.raises(ScanError) as e:
-        with pipeline.step("gridfit", "F0001_AN04WH"):
+        with prep.step("gridfit", "F0001_AN04WH"):
             raise ValueError("singular matrix")
     assert (e.value.step, e.value.message, e.value.scan_id) == ("gridfit", "ValueError: singular matrix", "F0001_AN04WH")
     with pytest.raises(ScanError) as e:
-        with pipeline.step("read"):
+        with prep.step("read"):
             raise RawFormatError("a.bnt", "file size 10, expected 18")
     assert (e.value.step, e.value.message) == ("read", "a.bnt: file size 10, expected 18")
     with pytest.raises(ScanError) as e:
-        with pipeline.step("pose"):
+        with prep.step("pose"):
             raise ScanError("nose_tip", "no nose")
     assert e.value.step == "nose_tip"  # the innermost step keeps its name

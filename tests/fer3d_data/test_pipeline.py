@@ -16,12 +16,12 @@ from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from fer3d_data import cli, pipeline, shards, synth
+from fer3d_data import cli, shards, synth
 from fer3d_data.datasets import walkers
 from fer3d_data.io import load_bnd, load_lm3
 from fer3d_data.landmarks import GROUPS, canonical_points, group_points
 from fer3d_data.masks import area_resize
-from fer3d_data.pipeline import PrepConfig, process_scan, run_prep
+from fer3d_data.prep import PrepConfig, process_scan, run_prep, runner
 from fer3d_data.surface import Grid
 
 # Small but real: BU-3DFE meshes of 5,000 vertices (database: ~8,000) and Bosphorus grids
@@ -360,15 +360,15 @@ def test_artifacts_and_broken_files(tmp_path, capsys):
         good = [r for r in records if r.scan_id not in bad_ids]
         assert data["index/sample_id"].tolist() == [r.scan_id for r in good]
         errors = {source: (step, message) for source, step, message in data["errors"]}
-        assert sorted(errors) == sorted(pipeline.source_of(r, root) for r in broken)
+        assert sorted(errors) == sorted(runner.source_of(r, root) for r in broken)
         line = summary_line(capsys)
         assert line.startswith(f"written {len(good)}, skipped 0, failed {len(broken)} (read")
         for r in broken:
-            step, message = errors[pipeline.source_of(r, root)]
+            step, message = errors[runner.source_of(r, root)]
             assert step == "read"
             assert r.mesh.name in message
         if dataset == "bu3dfe":
-            assert "missing texture" in errors[pipeline.source_of(no_texture, root)][1]
+            assert "missing texture" in errors[runner.source_of(no_texture, root)][1]
         # spikes and outliers did not reach the depth: it still follows the surface
         grid = Grid(64, 90.0)
         with shards.open_shard(out) as shard:
@@ -397,7 +397,7 @@ def uninterrupted(raw, tmp_path_factory):
 
 def test_resume_after_interrupt_gives_the_same_shard(raw, uninterrupted, tmp_path, monkeypatch):
     records, calls = raw["bu3dfe"], []
-    real = pipeline.process_scan
+    real = runner.process_scan
 
     def interrupted_after_two(record, cfg):
         if len(calls) == 2:
@@ -405,12 +405,12 @@ def test_resume_after_interrupt_gives_the_same_shard(raw, uninterrupted, tmp_pat
         calls.append(record.scan_id)
         return real(record, cfg)
 
-    monkeypatch.setattr(pipeline, "process_scan", interrupted_after_two)
+    monkeypatch.setattr(runner, "process_scan", interrupted_after_two)
     out = tmp_path / "bu.h5"
     with pytest.raises(KeyboardInterrupt):
         run_prep(records, out, PrepConfig(image_size=64), workers=0, progress=False)
     assert shards.tmp_path(out).exists() and not out.exists()
-    monkeypatch.setattr(pipeline, "process_scan", real)
+    monkeypatch.setattr(runner, "process_scan", real)
     summary = run_prep(records, out, PrepConfig(image_size=64), workers=0, progress=False)
     assert (summary.skipped, summary.written, summary.failed) == (2, len(records) - 2, 0)
     assert_same_shards(read_shard(out), uninterrupted)

@@ -15,7 +15,7 @@ import pytest
 
 from fer3d_data import shards
 from fer3d_data.errors import Fer3dDataError
-from fer3d_data.pipeline import PrepConfig, Sample
+from fer3d_data.prep import PrepConfig, Sample
 from fer3d_data.schema import CLASS_NAMES, FORMAT_VERSION
 
 S = 32
