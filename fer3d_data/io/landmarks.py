@@ -12,26 +12,13 @@ import re
 
 import numpy as np
 
+from ..constants import BOSPHORUS_LANDMARK_NAMES  # noqa: F401 - re-exported by fer3d_data.io
 from ..errors import RawFormatError
 from ._common import read_text_lines
 from .types import Landmarks
 
 BU3DFE_COUNT = 83
 PSE_COUNT = 8
-
-# Fixed order of the Bosphorus points in shards; "left" is image-left (subject's right).
-BOSPHORUS_LANDMARK_NAMES = (
-    "Outer left eyebrow", "Middle left eyebrow", "Inner left eyebrow",
-    "Inner right eyebrow", "Middle right eyebrow", "Outer right eyebrow",
-    "Outer left eye corner", "Inner left eye corner",
-    "Inner right eye corner", "Outer right eye corner",
-    "Nose saddle left", "Nose saddle right",
-    "Left nose peak", "Nose tip", "Right nose peak",
-    "Left mouth corner", "Upper lip outer middle", "Right mouth corner",
-    "Upper lip inner middle", "Lower lip inner middle", "Lower lip outer middle",
-    "Chin middle",
-    "Left ear lobe", "Right ear lobe",
-)
 
 _COUNT_LINE = re.compile(r"^\s*(\d+)\s+landmarks?\s*:?\s*$", re.IGNORECASE)
 

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import BOSPHORUS_CAPTURES
 from ..schema import EXPRESSIONS, NEUTRAL
 from ._common import (MARKERS_BOSPHORUS, check_variants, format_rows, hole_centres, in_holes,
                       render, write_image, write_text)
 from .face import face_bounds, face_height, face_mask, scan_truth, ScanTruth
 
-BOSPHORUS_CAPTURES = {NEUTRAL: "N_N", "anger": "E_ANGER", "disgust": "E_DISGUST",
-                      "fear": "E_FEAR", "happiness": "E_HAPPY", "sadness": "E_SADNESS",
-                      "surprise": "E_SURPRISE"}
 LM_VARIANTS = ("lf", "info", "tabs")
 BNT_VARIANTS = ("zonly",)
 ZMIN = -1e9

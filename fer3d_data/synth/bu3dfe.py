@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import BU3DFE_EXPRESSION_CODES
 from ..schema import EXPRESSIONS, NEUTRAL
 from ._common import (MARKERS_BU3DFE, check_variants, format_rows, hole_centres, in_holes,
                       render, write_image, write_text)
 from .face import face_bounds, face_height, face_mask, scan_truth, subject_identity, ScanTruth
 
-BU_CODES = {"anger": "AN", "disgust": "DI", "fear": "FE", "happiness": "HA", "sadness": "SA",
-            "surprise": "SU", NEUTRAL: "NE"}
+_BU_CODE = {name: code for code, name in BU3DFE_EXPRESSION_CODES.items()}
 WRL_VARIANTS = ("crlf", "nocommas", "comments", "exponents", "reorder", "tabs", "packed")
 P_QUAD, P_PENTAGON = 0.03, 0.02
 TEXTURE_BACKGROUND = (40, 30, 25)
@@ -141,7 +141,7 @@ def build_bu3dfe_scan(subject: str, expression: str, intensity: int, *, seed: in
     truth = scan_truth("bu3dfe", subject, expression, intensity, seed=seed)
     p = truth.params
     race = subject_identity(seed, "bu3dfe", subject).race
-    stem = f"{subject}_{BU_CODES[expression]}{intensity:02d}{race}"
+    stem = f"{subject}_{_BU_CODE[expression]}{intensity:02d}{race}"
     rng = np.random.default_rng([seed, 1, 7, intensity] + [ord(ch) for ch in stem])
     bounds = face_bounds(p)
     xmin, xmax, ymin, ymax = bounds

@@ -12,11 +12,11 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from ..constants import BOSPHORUS_FACE_LANDMARKS, BU3DFE_RACE_CODES
 from ..io.types import Landmarks
 from ..schema import EXPRESSIONS, NEUTRAL
 
 DATASET_KEY = {"bu3dfe": 1, "bosphorus": 2}
-RACE_CODES = ("WH", "AE", "BL", "LA", "IN", "AM")
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def subject_identity(seed: int, dataset: str, subject: str) -> Identity:
         brow_rgb=tuple(np.array([0.16, 0.11, 0.08]) * u(0.6, 1.4)),
         iris_rgb=tuple(rng.uniform(0.1, 0.5, 3)),
         offset=(u(-15, 15), u(-10, 30), u(-40, 40)),
-        race=RACE_CODES[int(rng.integers(len(RACE_CODES)))],
+        race=BU3DFE_RACE_CODES[int(rng.integers(len(BU3DFE_RACE_CODES)))],
     )
 
 
@@ -367,15 +367,8 @@ def face_albedo(p: FaceParams, x, y) -> np.ndarray:
 
 # ---------------------------------------------------------------- landmarks
 
-BOSPHORUS_NAMES = (
-    "Outer left eyebrow", "Middle left eyebrow", "Inner left eyebrow",
-    "Inner right eyebrow", "Middle right eyebrow", "Outer right eyebrow",
-    "Outer left eye corner", "Inner left eye corner", "Inner right eye corner",
-    "Outer right eye corner", "Nose saddle left", "Nose saddle right", "Left nose peak",
-    "Nose tip", "Right nose peak", "Left mouth corner", "Upper lip outer middle",
-    "Right mouth corner", "Upper lip inner middle", "Lower lip inner middle",
-    "Lower lip outer middle", "Chin middle",
-)
+# A synthetic face has no ears: its scans name the 22 facial points.
+BOSPHORUS_NAMES = BOSPHORUS_FACE_LANDMARKS
 BU3DFE_NAMES = tuple(str(k) for k in range(1, 84))
 
 

@@ -3,7 +3,6 @@ through fer3d_data.io for every format variant, learnability of the expressions.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import time
 
@@ -357,19 +356,30 @@ def test_missing_companions_are_skipped_deterministically(tmp_path):
     assert exts.count(".bnt") == 14 and len(paths) < 14 * 4
 
 
-def test_run_from_parser(tmp_path, capsys):
-    parser = synth.add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["bosphorus", str(tmp_path / "bs"), "--subjects", "1", "--grid", "20", "16",
-                              "--texture-scale", "1", "--variant", "info", "--variant", "zonly",
-                              "--seed", "9", "--markers"])
-    assert synth.run(args) == 0
+def test_synth_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from fer3d_data.synth.command import synth_group
+
+    def run(*args):
+        return CliRunner().invoke(synth_group, [str(a) for a in args])
+    r = run("bosphorus", tmp_path / "bs", "--subjects", 1, "--grid", 20, 16, "--texture-scale", 1,
+            "--variant", "info", "--variant", "zonly", "--seed", 9, "--markers")
+    assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "bs" / "bs000").iterdir())) == 28
     assert b"\r\n*\r\n" in (tmp_path / "bs" / "bs000" / "bs000_N_N_0.lm3").read_bytes()
-    args = parser.parse_args(["bu3dfe", str(tmp_path / "bu"), "--subjects", "1", "--vertices", "100",
-                              "--texture-size", "8", "--f2d-size", "8", "--variant", "crlf"])
-    assert synth.run(args) == 0
+    r = run("bu3dfe", tmp_path / "bu", "--subjects", 1, "--vertices", 100, "--texture-size", 8,
+            "--f2d-size", 8, "--variant", "crlf")
+    assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "bu" / "F0001").iterdir())) == 100
-    assert "wrote 100 files" in capsys.readouterr().out
-    with pytest.raises(ValueError):
-        synth.run(parser.parse_args(["bu3dfe", str(tmp_path / "x"), "--variant", "info"]))
+    assert "wrote 100 files" in r.output
+    # a variant of the other dataset, or a misspelt one, is a clean usage error listing the valid ones
+    for bad in ("info", "crlff"):
+        r = run("bu3dfe", tmp_path / "x", "--variant", bad)
+        assert r.exit_code == 2 and "Traceback" not in r.output and "crlf" in r.output
+        assert not (tmp_path / "x").exists()
+    # options only where they apply
+    assert run("bosphorus", tmp_path / "y", "--vertices", 100).exit_code == 2
+    help_text = run("bu3dfe", "--help").output
+    assert "default: 8000" in help_text and "nocommas" in help_text
     assert bos_mod.ZMIN == -1e9
