@@ -12,17 +12,22 @@ from dataclasses import dataclass
 from ..errors import Fer3dDataError
 from ..landmarks import SCHEME_NAMES
 from ..schema import DATASETS
+from ..shards.spec import DEPTH_DTYPES
 from ..surface.gridfit import INTERPS, REGULARIZERS
+from ..surface.points import SAMPLINGS
 
 # Native landmark scheme of each dataset; its canonical point order (fer3d_data.landmarks)
 # is the order of the shard's /landmarks rows.
 DATASET_SCHEMES = {"bu3dfe": "bu3dfe83", "bosphorus": "bosphorus"}
 
-_CHOICES = {
+# Allowed values of the enumerated parameters (the command line lists the same tuples).
+CHOICES = {
     "interp": INTERPS,
     "regularizer": REGULARIZERS,
     "landmarks": ("auto", "native", "dlib"),
     "compression": ("gzip", "lzf", "none"),
+    "depth_dtype": DEPTH_DTYPES,
+    "point_sampling": SAMPLINGS,
 }
 
 
@@ -47,6 +52,13 @@ class PrepConfig:
                        texture) or "auto" (native where the scan has them, else dlib).
     compression        shard compression: "gzip", "lzf" or "none".
     compression_level  gzip level 0-9.
+    depth_dtype        stored dtype of ``/depth``: "float32", or "float16" (max error 0.03 mm
+                       within 64 mm of the nose tip; docs/shards.md).
+    points             P > 0 stores ``/points`` (N, P, 3): P points on the frontal surface.
+    point_sampling     "fps" (farthest-point: even spacing) or "even" (uniform by area).
+    allow_outside_textures
+                       accept a texture that a scan file names outside the scan's folder.
+    max_image_pixels   a texture image larger than this is refused (decompression bombs).
 
     >>> PrepConfig.from_dict(PrepConfig(dataset="bosphorus").to_dict()).dataset
     'bosphorus'
@@ -68,12 +80,17 @@ class PrepConfig:
     landmarks: str = "auto"
     compression: str = "gzip"
     compression_level: int = 4
+    depth_dtype: str = "float32"
+    points: int = 0
+    point_sampling: str = "fps"
+    allow_outside_textures: bool = False
+    max_image_pixels: int = 40_000_000
 
     def __post_init__(self):
         problems = []
         if self.dataset not in DATASETS:
             problems.append(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
-        for name, allowed in _CHOICES.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 8 <= int(self.image_size) <= 4096:
@@ -81,11 +98,12 @@ class PrepConfig:
         for name in ("crop_radius", "smoothness", "outlier_std_ratio", "spike_radius", "spike_max_dev"):
             if not float(getattr(self, name)) > 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("outlier_nb_neighbors", "min_points"):
+        for name in ("outlier_nb_neighbors", "min_points", "max_image_pixels"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if int(self.mask_margin_px) < 0:
-            problems.append(f"mask_margin_px must be >= 0, got {self.mask_margin_px}")
+        for name in ("mask_margin_px", "points"):
+            if int(getattr(self, name)) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= int(self.compression_level) <= 9:
             problems.append(f"compression_level must be in [0, 9], got {self.compression_level}")
         if problems:

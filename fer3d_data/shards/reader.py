@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import Fer3dDataError
 from .spec import (ERROR_COLUMNS, INDEX_DTYPES, STRING_WIDTHS, _attr, _read_config, _read_errors,
-                   array_spec, check_header)
+                   check_header, config_spec, missing_sources)
 
 class Shard:
     """A shard opened for reading (torch-free). Use :func:`open_shard`.
@@ -26,6 +26,8 @@ class Shard:
     ``config``       the preprocessing config (dict).
     ``index``        column -> (N,) numpy array; strings decoded to ``str``.
     ``class_names``  names of the ``expression`` codes.
+    ``spec``         per-sample datasets: name -> (shape, stored dtype), /points included
+                     when the shard holds point clouds.
     ``sample(i)``    dict of one sample's arrays plus its index row.
     """
 
@@ -41,21 +43,25 @@ class Shard:
             check_header(self.file, self.path)
             self.attrs = {k: _attr(v) for k, v in self.file.attrs.items()}
             self.config = _read_config(self.file, self.path)
-            missing = [n for n in (*self._array_names(), *(f"index/{c}" for c in INDEX_DTYPES)) if n not in self.file]
+            if "landmarks" not in self.file:
+                raise Fer3dDataError(f"{self.path}: missing dataset /landmarks")
+            try:
+                self.spec = config_spec(self.image_size, len(self.landmark_names), self.config)
+            except (KeyError, ValueError, TypeError) as e:
+                raise Fer3dDataError(f"{self.path}: unreadable image_size, landmark names or "
+                                     f"depth_dtype ({e})") from None
+            missing = [n for n in (*self.spec, *(f"index/{c}" for c in INDEX_DTYPES)) if n not in self.file]
             if missing:
                 raise Fer3dDataError(f"{self.path}: missing datasets {missing}")
-            for part in self.attrs.get("parts", []):
-                # A virtual dataset silently reads fill values when a part is gone.
-                if not (self.path.parent / part).exists():
-                    raise Fer3dDataError(f"{self.path}: merged part {part} is missing")
+            gone = missing_sources(self.file, self.path)
+            if gone:  # a virtual dataset silently reads fill values (zeros) where a part is gone
+                raise Fer3dDataError(f"{self.path}: virtual (merged) shard whose parts are missing: "
+                                     f"{', '.join(gone)}; keep the parts beside it, or merge without "
+                                     "--virtual for one self-contained file")
         except BaseException:
             self.file.close()
             raise
         self._index: dict[str, np.ndarray] | None = None
-
-    @staticmethod
-    def _array_names() -> tuple[str, ...]:
-        return tuple(array_spec(2, 1))
 
     def __len__(self) -> int:
         return self.file["index/sample_id"].shape[0]
@@ -93,7 +99,7 @@ class Shard:
         if not -n <= i < n:
             raise IndexError(f"{self.path}: sample {i} out of range for {n} samples")
         i = int(i) % n
-        out: dict[str, Any] = {name: self.file[name][i] for name in self._array_names()}
+        out: dict[str, Any] = {name: self.file[name][i] for name in self.spec}
         out.update({name: col[i].item() for name, col in self.index.items()})
         return out
 

@@ -35,12 +35,20 @@ _ERROR_CHUNK = 64
 _VLEN_STR = h5py.string_dtype("utf-8")
 
 
-def array_spec(image_size: int, n_landmarks: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Per-sample datasets: name -> (shape of one sample, stored dtype). N is prepended."""
+# Stored dtypes /depth may have (PrepConfig.depth_dtype); float16 halves its size.
+DEPTH_DTYPES = ("float32", "float16")
+
+
+def array_spec(image_size: int, n_landmarks: int, *, depth_dtype: str = "float32",
+               points: int = 0) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Per-sample datasets: name -> (shape of one sample, stored dtype). N is prepended.
+
+    ``/points`` (P, 3) exists only in shards written with ``points`` P > 0.
+    """
     S = int(image_size)
-    return {
+    spec = {
         "texture": ((S, S, 3), np.dtype(np.uint8)),
-        "depth": ((S, S), np.dtype(np.float32)),
+        "depth": ((S, S), np.dtype(depth_dtype)),
         "coverage": ((S, S), np.dtype(np.bool_)),
         "mask": ((S, S), np.dtype(np.uint8)),
         "regions": ((3, S, S), np.dtype(np.uint8)),
@@ -49,6 +57,15 @@ def array_spec(image_size: int, n_landmarks: int) -> dict[str, tuple[tuple[int, 
         "landmarks": ((int(n_landmarks), 2), np.dtype(np.float32)),
         "landmarks68": ((DLIB_POINTS, 2), np.dtype(np.float32)),
     }
+    if int(points) > 0:
+        spec["points"] = ((int(points), 3), np.dtype(np.float32))
+    return spec
+
+
+def config_spec(image_size: int, n_landmarks: int, config: Mapping) -> dict:
+    """:func:`array_spec` of a shard written with preprocessing ``config`` (its /config)."""
+    return array_spec(image_size, n_landmarks, depth_dtype=config.get("depth_dtype", "float32"),
+                      points=int(config.get("points", 0)))
 
 
 def tmp_path(path: str | os.PathLike) -> Path:
@@ -94,6 +111,22 @@ def check_header(f: h5py.File, path: Path) -> None:
         raise Fer3dDataError(
             f"{path}: {FORMAT} format_version {version} but this fer3d_data reads version "
             f"{FORMAT_VERSION}; rewrite it with this version's fer3d-prep (--overwrite)")
+
+
+def missing_sources(f: h5py.File, path: Path) -> list[str]:
+    """Source files of ``f``'s virtual datasets that do not exist beside ``path`` (sorted).
+
+    A source that HDF5 cannot find reads as fill values (zeros, empty ids) without any error,
+    so every reader here refuses such a file; sources must sit beside the virtual file.
+    """
+    names = set()
+    for ds in f.values():
+        items = ds.values() if isinstance(ds, h5py.Group) else [ds]
+        for d in items:
+            if isinstance(d, h5py.Dataset) and d.is_virtual:
+                names.update(vs.file_name for vs in d.virtual_sources() if vs.file_name != ".")
+    folder = Path(path).parent
+    return sorted(n for n in names if not (Path(n) if Path(n).is_absolute() else folder / n).exists())
 
 
 def _diff(old: Mapping, new: Mapping) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import Fer3dDataError
 from ..schema import CLASS_NAMES
 from .reader import open_shard
-from .spec import ERROR_COLUMNS, INDEX_DTYPES, STRING_WIDTHS, array_spec
+from .spec import ERROR_COLUMNS, INDEX_DTYPES, STRING_WIDTHS
 
 
 def _area_resize_half(a: np.ndarray) -> np.ndarray:
@@ -109,10 +109,7 @@ def verify(path: str | os.PathLike) -> list[str]:
     with shard:
         f = shard.file
         n = len(shard)
-        try:
-            spec = array_spec(shard.image_size, len(shard.landmark_names))
-        except (KeyError, ValueError) as e:
-            return [f"{path}: unreadable image_size or landmark names ({e})"]
+        spec = shard.spec
         problems = [f"{path}: {p}" for p in _check_schema(f, spec, n)]
         if problems:
             return problems

@@ -20,7 +20,7 @@ from ..errors import Fer3dDataError
 from ..schema import CLASS_CODE, CLASS_NAMES, FORMAT, FORMAT_VERSION
 from .spec import (_ERROR_CHUNK, _INDEX_CHUNK, _VLEN_STR, DLIB_POINTS, ERROR_COLUMNS, INDEX_DTYPES,
                    MASK_SOURCES, _attr, _config_dict, _diff, _encode, _read_config, _read_errors,
-                   array_spec, check_header, tmp_path)
+                   check_header, config_spec, tmp_path)
 
 def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
               overwrite: bool = False) -> Path | None:
@@ -79,7 +79,7 @@ class ShardWriter:
         self.config = _config_dict(cfg)
         self.image_size = int(image_size)
         self.landmark_names = tuple(str(n) for n in landmark_names)
-        self.spec = array_spec(self.image_size, len(self.landmark_names))
+        self.spec = config_spec(self.image_size, len(self.landmark_names), self.config)
         resume = preflight(self.path, config=self.config, landmark_scheme=landmark_scheme, overwrite=overwrite)
         if resume is None:
             self.tmp.unlink(missing_ok=True)

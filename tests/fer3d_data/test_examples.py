@@ -49,3 +49,21 @@ def test_examples_refuse_missing_argument():
     proc = subprocess.run([sys.executable, str(EXAMPLES / "read_shard_h5py.py")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "Usage:" in proc.stderr
+
+
+@pytest.mark.parametrize("script", ["read_shard_h5py.py", "torch_minimal.py"])
+def test_examples_refuse_virtual_shard_missing_a_part(tmp_path, script):
+    if script == "torch_minimal.py":
+        pytest.importorskip("torch")
+    from fer3d_data import shards
+
+    a = write_shard(tmp_path / "a.h5", n=3)
+    b = write_shard(tmp_path / "b.h5", n=3, start=3)
+    merged = shards.merge(tmp_path / "m.h5", [a, b], virtual=True)
+    assert "6 samples of 1 subjects" in run("read_shard_h5py.py", merged)  # parts present: fine
+    b.unlink()
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), str(merged)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "merged shard whose part b.h5 is missing" in proc.stderr
+    assert "Traceback" not in proc.stderr and "epoch" not in proc.stdout
