@@ -78,6 +78,11 @@ def source_of(record: ScanRecord, raw_root: str | os.PathLike | None) -> str:
     return path.as_posix()
 
 
+def default_workers() -> int:
+    """Worker processes when none are asked for: every core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _describe_failure(exc: BaseException) -> tuple[str, str]:
     """(step, message) of an exception raised by process_scan."""
     if isinstance(exc, ScanError):
@@ -192,7 +197,7 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
     t0 = time.monotonic()
     scheme, names = cfg.landmark_scheme()
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        workers = default_workers()
     failed: Counter = Counter()
     failures: list[tuple[str, str, str]] = []
     written = 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
 
 import h5py
 import pytest
+from click.testing import CliRunner
 
 from fer3d_data import cli, prep, shards
 from fer3d_data.datasets.records import ScanRecord
@@ -43,72 +45,148 @@ def fake_process_scan(fail: dict):
     return process_scan
 
 
-@pytest.mark.parametrize("command", COMMANDS + ("synth",))
-def test_help_of_every_subcommand(command, capsys):
-    with pytest.raises(SystemExit) as e:
-        cli.main([command, "--help"])
-    out = capsys.readouterr().out
-    assert e.value.code == 0
-    assert f"fer3d-prep {command}" in out
+def invoke(*args):
+    """fer3d-prep through click's CliRunner (stdout and stderr apart)."""
+    return CliRunner().invoke(cli.fer3d_prep, [str(a) for a in args])
 
 
-def test_top_level_help_lists_commands(capsys):
-    with pytest.raises(SystemExit):
-        cli.main(["--help"])
-    out = capsys.readouterr().out
+@pytest.mark.parametrize("command", COMMANDS + ("synth", "synth bu3dfe", "synth bosphorus"))
+def test_help_of_every_subcommand(command):
+    r = invoke(*command.split(), "--help")
+    assert r.exit_code == 0, r.output
+    assert f"fer3d-prep {command}" in r.output
+    # one "(default ...)" per option at most: the old --workers/-o printed two that disagreed
+    for line in r.output.splitlines():
+        assert line.count("default:") <= 1, line
+
+
+def test_top_level_help_lists_commands():
+    out = invoke("--help").output
     for command in COMMANDS + ("synth",):
         assert command in out
 
 
-def test_prep_help_shows_defaults(capsys):
-    with pytest.raises(SystemExit):
-        cli.main(["bu3dfe", "--help"])
-    out = " ".join(capsys.readouterr().out.split())
-    assert "(default: 224)" in out and "(default: 90.0)" in out and "(default: auto)" in out
-    assert "--shard I/N" in out and "--overwrite" in out and "all cores" in out
+def test_prep_help_shows_defaults_choices_and_names_inputs():
+    out = " ".join(invoke("bu3dfe", "--help").output.split())
+    assert "RAW SHARD" in out
+    assert "[default: 224]" in out and "[default: 90.0]" in out and "[default: auto]" in out
+    assert "[triangle|bilinear|nearest]" in out and "[float32|float16]" in out
+    assert "--shard I/N" in out and "--overwrite" in out and "[default: (all cores)]" in out
+    assert "--intensities" in out and "AN,DI,FE" in out
+    bos = " ".join(invoke("bosphorus", "--help").output.split())
+    assert "--intensities" not in bos and "AN,DI" not in bos and "--expressions" in bos
+    for command in ("inspect", "verify", "preview"):
+        assert f"fer3d-prep {command} [OPTIONS] SHARD" in invoke(command, "--help").output
 
 
-def test_missing_raw_dir(tmp_path, capsys):
+def test_bosphorus_refuses_bu3dfe_options(tmp_path):
+    (tmp_path / "raw").mkdir()
+    r = invoke("bosphorus", tmp_path / "raw", tmp_path / "o.h5", "--intensities", "3")
+    assert r.exit_code == 2 and "No such option '--intensities'" in r.output
+    r = invoke("bosphorus", tmp_path / "raw", tmp_path / "o.h5", "--expressions", "AN")
+    assert r.exit_code == 2 and "unknown 'AN'" in r.output
+
+
+def test_main_returns_exit_codes(tmp_path, capsys):
+    assert cli.main(["--help"]) == 0
     assert cli.main(["bu3dfe", str(tmp_path / "nope"), str(tmp_path / "out.h5")]) == 2
-    assert f"raw directory {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
+    assert cli.main(["verify", str(tmp_path / "none.h5")]) == 1
+
+
+def test_missing_raw_dir(tmp_path):
+    r = invoke("bu3dfe", tmp_path / "nope", tmp_path / "out.h5")
+    assert r.exit_code == 2 and "'RAW'" in r.output and "does not exist" in r.output
     assert not (tmp_path / "out.h5.tmp").exists()
 
 
-def test_empty_raw_tree(tmp_path, capsys):
+def test_empty_raw_tree(tmp_path):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "notes.txt").write_text("no scans here")
-    assert cli.main(["bosphorus", str(tmp_path / "raw"), str(tmp_path / "out.h5"), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert "no scans found" in err and "bs000_E_ANGER_0.bnt" in err
+    r = invoke("bosphorus", tmp_path / "raw", tmp_path / "out.h5", "--quiet")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "no scans found" in r.output and "bs000_E_ANGER_0.bnt" in r.output
     assert not list(tmp_path.glob("out.h5*"))
 
 
-def test_missing_output_dir(tmp_path, capsys):
+def test_missing_output_dir(tmp_path):
     (tmp_path / "raw").mkdir()
-    assert cli.main(["bu3dfe", str(tmp_path / "raw"), str(tmp_path / "no" / "out.h5")]) == 2
-    assert f"output directory {tmp_path / 'no'} does not exist" in capsys.readouterr().err
+    r = invoke("bu3dfe", tmp_path / "raw", tmp_path / "no" / "out.h5")
+    assert r.exit_code == 2 and f"output directory {tmp_path / 'no'} does not exist" in r.output
 
 
-def test_existing_output_of_another_version(tmp_path, capsys):
+def test_existing_output_of_another_version(tmp_path):
     (tmp_path / "raw").mkdir()
     out = tmp_path / "out.h5"
     with h5py.File(out, "w") as f:
         f.attrs.update({"format": "fer3d-shard", "format_version": 99})
-    assert cli.main(["bu3dfe", str(tmp_path / "raw"), str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "format_version 99" in err and "--overwrite" in err
+    r = invoke("bu3dfe", tmp_path / "raw", out)
+    assert r.exit_code == 2 and "format_version 99" in r.output and "--overwrite" in r.output
 
 
-def test_bad_selection_options(tmp_path, capsys):
+@pytest.mark.parametrize("option, value, message", [
+    ("--shard", "4/4", "need 0 <= I < N"),
+    ("--shard", "x", "expected I/N"),
+    ("--expressions", "joy", "unknown 'joy'"),
+    ("--intensities", "5", "5 is not in 0-4"),
+    ("--interp", "cubic", "'cubic' is not one of 'triangle', 'bilinear', 'nearest'"),
+    ("--size", "1.5", "'1.5' is not an integer"),
+    ("--size", "4", "image_size must be in [8, 4096]"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, option, value, message):
     (tmp_path / "raw").mkdir()
-    args = ["bu3dfe", str(tmp_path / "raw"), str(tmp_path / "o.h5")]
-    assert cli.main(args + ["--shard", "4/4"]) == 2
-    assert "--shard: need 0 <= I < N" in capsys.readouterr().err
-    assert cli._expressions("AN,happiness,ne") == ["anger", "happiness", "neutral"]
-    with pytest.raises(Fer3dDataError, match="unknown 'joy'"):
-        cli._expressions("joy")
-    with pytest.raises(Fer3dDataError, match="0-4"):
-        cli._intensities("5")
+    r = invoke("bu3dfe", tmp_path / "raw", tmp_path / "o.h5", option, value)
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_selection_types_convert():
+    expression = cli._ListType("LIST", cli._expression(cli.BU3DFE_EXPRESSION_CODES), "")
+    assert expression.convert("AN,happiness,ne", None, None) == ["anger", "happiness", "neutral"]
+    assert cli._ListType("LIST", cli._intensity, "").convert("3, 4", None, None) == [3, 4]
+
+
+def test_config_file_layers_under_flags(tmp_path, monkeypatch):
+    """--config keys are option names; a flag given on the command line wins; typos are named."""
+    seen = {}
+
+    def fake_run(cfg, raw, out, selection, **kw):
+        seen.update(cfg=cfg, selection=selection, **kw)
+        return 0
+    monkeypatch.setattr(cli, "_run_prep", fake_run)
+    (tmp_path / "raw").mkdir()
+    conf = tmp_path / "prep.yaml"
+    conf.write_text("image_size: 64\nsmoothness: 2.5\npose: false\nintensities: '3,4'\n"
+                    "workers: 2\n")
+    r = invoke("bu3dfe", tmp_path / "raw", tmp_path / "o.h5", "--config", conf, "--size", "224")
+    assert r.exit_code == 0, r.output
+    cfg = seen["cfg"]
+    assert (cfg.image_size, cfg.smoothness, cfg.pose) == (224, 2.5, False)
+    assert seen["selection"]["intensities"] == [3, 4] and seen["workers"] == 2
+    # the /config a shard stores (inspect --json) is itself a valid --config file
+    conf = tmp_path / "shard_config.json"
+    conf.write_text(json.dumps(PrepConfig(dataset="bu3dfe", smoothness=3.0, points=16).to_dict()))
+    assert invoke("bu3dfe", tmp_path / "raw", tmp_path / "o.h5", "--config", conf).exit_code == 0
+    assert seen["cfg"] == PrepConfig(dataset="bu3dfe", smoothness=3.0, points=16)
+    conf = tmp_path / "prep.yaml"
+    conf.write_text("smoothnes: 2\n")
+    r = invoke("bu3dfe", tmp_path / "raw", tmp_path / "o.h5", "--config", conf)
+    assert r.exit_code == 2 and "did you mean 'smoothness'" in r.output
+    conf.write_text("intensities: '3,4'\n")  # a BU-3DFE option is unknown to bosphorus
+    r = invoke("bosphorus", tmp_path / "raw", tmp_path / "o.h5", "--config", conf)
+    assert r.exit_code == 2 and "unknown option 'intensities'" in r.output
+
+
+def test_inspect_prints_subjects_and_config(tmp_path):
+    from test_shards import write_shard
+
+    path = write_shard(tmp_path / "a.h5", n=9, errors=[("x.wrl", "read", "bad")])
+    r = invoke("inspect", path, "--errors")
+    assert r.exit_code == 0, r.output
+    assert "9 samples of 2 subjects" in r.output
+    assert "subjects:   F0000 7, F0001 2" in r.output
+    assert "config:" in r.output and "smoothness=1.0" in r.output and "image_size=32" in r.output
+    assert "[read] x.wrl: bad" in r.output
+    assert json.loads(invoke("inspect", path, "--json").output)["by_subject"] == {"F0000": 7, "F0001": 2}
 
 
 def test_run_prep_failures_become_error_rows(tmp_path, monkeypatch):
