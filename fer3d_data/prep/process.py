@@ -9,6 +9,7 @@ steps of :mod:`fer3d_data.surface`, :mod:`fer3d_data.masks` and :mod:`fer3d_data
 from __future__ import annotations
 
 import contextlib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from ..io import load_bnd, load_bnt, load_image, load_lm3, load_wrl
 from ..landmarks import canonical_points, detect_dlib68
 from ..masks import salient_masks
 from ..surface import (Grid, GridFitter, apply_pose, clean_points, crop_sphere, frontal_rotation,
-                       nose_tip, texture_from_grid, texture_from_mesh)
+                       nose_tip, texture_from_mesh)
+from ..surface.points import sample_points
+from ..surface.texture import grid_triangles
 from .config import PrepConfig
 
 
@@ -41,6 +44,7 @@ class Sample:
     landmarks    (K, 2) float32 grid pixels (x = column, y = row), NaN where missing.
     landmarks68  (68, 2) float32 dlib points, NaN unless dlib ran.
     mask_source  0 masks from native landmarks, 1 from dlib.
+    points       (P, 3) float32 mm on the frontal surface, or None (PrepConfig.points = 0).
 
     The shard writer validates it (shapes, dtypes, codes) once, on the way in.
     """
@@ -60,6 +64,7 @@ class Sample:
     landmarks: np.ndarray
     landmarks68: np.ndarray
     mask_source: int = 0
+    points: np.ndarray | None = None
 
 
 @dataclass
@@ -154,15 +159,37 @@ def _read_native_landmarks(record: ScanRecord):
 # The chain.
 # ----------------------------------------------------------------------------------------
 
-def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
-    """Raw scan -> :class:`Sample` by the chain of docs/preprocessing.md.
+@dataclass
+class FrontalSurface:
+    """The cleaned, cropped surface of one scan in the frontal frame: mm, nose tip at the
+    origin, x right, y up, z toward the camera (the frame of the shard's depth and points).
 
-    read -> clean -> nose tip -> crop -> pose -> gridfit -> texture -> landmarks -> masks.
-    Any failure raises :class:`ScanError` naming its step; the runner records it.
+    aligned   (N, 3) every raw point moved to this frame; ``keep`` (N,) bool the kept ones.
+    rot, tip  the pose: aligned = (raw - tip) @ rot.T.
     """
-    sid = record.scan_id
-    grid = Grid(cfg.image_size, cfg.crop_radius)
-    raw = read_raw_scan(record, cfg)
+
+    raw: RawScan
+    aligned: np.ndarray
+    keep: np.ndarray
+    rot: np.ndarray
+    tip: np.ndarray
+
+    def triangles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, str]:
+        """(vertices (V, 3), faces (F, 3) of kept points, uv, faces_uv or None, uv origin)."""
+        raw = self.raw
+        if raw.faces is not None:
+            kept = self.keep[raw.faces].all(axis=1)
+            return (self.aligned, raw.faces[kept], raw.uv,
+                    None if raw.faces_uv is None else raw.faces_uv[kept], "bottom-left")
+        valid = raw.grid_valid.copy()
+        valid[raw.grid_valid] = self.keep
+        xyz = np.zeros((*valid.shape, 3))
+        xyz[valid] = self.aligned[self.keep]  # other cells stay 0: never the zmin sentinel
+        return (xyz.reshape(-1, 3), grid_triangles(valid), raw.grid_uv.reshape(-1, 2), None, "top-left")
+
+
+def frontal_surface(raw: RawScan, cfg: PrepConfig, sid: str | None = None) -> FrontalSurface:
+    """clean -> nose tip -> crop -> pose of docs/preprocessing.md; :class:`ScanError` by step."""
     points, native = raw.points, raw.native
     with step("clean", sid):
         keep = clean_points(points, nb_neighbors=cfg.outlier_nb_neighbors, std_ratio=cfg.outlier_std_ratio,
@@ -178,12 +205,26 @@ def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
     with step("pose", sid):
         rot = frontal_rotation(points[keep], native) if cfg.pose else np.eye(3)
         aligned = apply_pose(points, rot, tip)
+    return FrontalSurface(raw=raw, aligned=aligned, keep=keep, rot=rot, tip=tip)
+
+
+def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
+    """Raw scan -> :class:`Sample` by the chain of docs/preprocessing.md.
+
+    read -> clean -> nose tip -> crop -> pose -> gridfit -> texture -> landmarks -> masks
+    (-> points). Any failure raises :class:`ScanError` naming its step; the runner records it.
+    """
+    sid = record.scan_id
+    grid = Grid(cfg.image_size, cfg.crop_radius)
+    raw = read_raw_scan(record, cfg)
+    surface = frontal_surface(raw, cfg, sid)
+    native, rot, tip = raw.native, surface.rot, surface.tip
     with step("gridfit", sid):
-        x, y, z = aligned[keep].T
+        x, y, z = surface.aligned[surface.keep].T
         fitted = _fitter(cfg, grid).fit(x, y, z)[::-1]  # gridfit rows go up; images go down
         depth = np.where(np.isnan(fitted), np.nanmin(fitted), fitted).astype(np.float32)
     with step("texture", sid):
-        texture, covered = _texture_on_grid(raw, aligned, keep, grid)
+        texture, covered = _texture_on_grid(surface, grid)
 
     scheme, names = cfg.landmark_scheme()
     landmarks = np.full((len(names), 2), np.nan, np.float32)
@@ -199,25 +240,26 @@ def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
     with step("masks", sid):
         masks = (salient_masks(landmarks68, "dlib68", grid.size, cfg.mask_margin_px) if use_dlib
                  else salient_masks(landmarks, scheme, grid.size, cfg.mask_margin_px))
+    points = None
+    if cfg.points:
+        with step("points", sid):
+            vertices, faces, *_ = surface.triangles()
+            # seeded by the scan id: the same scan always gives the same points
+            points = sample_points(vertices, faces, cfg.points, cfg.point_sampling,
+                                   seed=zlib.crc32(sid.encode("utf-8")))
 
     return Sample(sample_id=sid, subject=record.subject, expression=record.expression,
                   intensity=int(record.intensity), source=str(record.mesh), texture=texture,
                   depth=depth, coverage=covered, landmarks=landmarks, landmarks68=landmarks68,
-                  mask_source=int(use_dlib), **masks)
+                  mask_source=int(use_dlib), points=points, **masks)
 
 
-def _texture_on_grid(raw: RawScan, aligned: np.ndarray, keep: np.ndarray, grid: Grid):
+def _texture_on_grid(surface: FrontalSurface, grid: Grid):
     """((S, S, 3) uint8 texture, (S, S) bool coverage) of the kept, aligned surface."""
-    if raw.faces is not None:
-        faces_kept = keep[raw.faces].all(axis=1)
-        return texture_from_mesh(aligned, raw.faces[faces_kept], raw.uv,
-                                 None if raw.faces_uv is None else raw.faces_uv[faces_kept],
-                                 raw.image, grid)
-    valid = raw.grid_valid.copy()
-    valid[raw.grid_valid] = keep
-    xyz = np.zeros((*raw.grid_valid.shape, 3))
-    xyz[raw.grid_valid] = aligned
-    return texture_from_grid(xyz, raw.grid_uv, valid, raw.image, grid)
+    vertices, faces, uv, faces_uv, origin = surface.triangles()
+    if len(faces) == 0:
+        raise ScanError("texture", "no triangle of the kept surface to texture")
+    return texture_from_mesh(vertices, faces, uv, faces_uv, surface.raw.image, grid, uv_origin=origin)
 
 
 _FITTERS: dict = {}
