@@ -59,24 +59,32 @@ _PREP_HELP = {
 _ALIASES = {"image_size": ("--size",)}
 
 
-def _prep_options(f):
-    """One option per PrepConfig parameter (except ``dataset``), in the dataclass's order."""
+def _prep_options(names: tuple[str, ...] | None = None):
+    """Decorator: one option per PrepConfig parameter (all but ``dataset``, or ``names``)."""
     defaults = PrepConfig()
-    for field in reversed(dataclasses.fields(PrepConfig)):
-        name = field.name
-        if name == "dataset":
-            continue
-        flag, default = "--" + name.replace("_", "-"), getattr(defaults, name)
-        kw = {"default": default, "help": _PREP_HELP[name]}
-        if isinstance(default, bool):  # on by default: --x/--no-x; off: a plain flag
-            decls = [f"{flag}/--no-{flag[2:]}"] if default else [flag]
-            kw["is_flag"] = True
-        else:
-            decls = [flag, *_ALIASES.get(name, ())]
-            kw["type"] = (click.Choice(CHOICES[name]) if name in CHOICES
-                          else StrictInt() if isinstance(default, int) else StrictFloat())
-        f = click.option(*decls, name, **kw)(f)
-    return f
+
+    def decorate(f):
+        for field in reversed(dataclasses.fields(PrepConfig)):
+            name = field.name
+            if name == "dataset" or (names is not None and name not in names):
+                continue
+            flag, default = "--" + name.replace("_", "-"), getattr(defaults, name)
+            kw = {"default": default, "help": _PREP_HELP[name]}
+            if isinstance(default, bool):  # on by default: --x/--no-x; off: a plain flag
+                decls = [f"{flag}/--no-{flag[2:]}"] if default else [flag]
+                kw["is_flag"] = True
+            else:
+                decls = [flag, *_ALIASES.get(name, ())]
+                kw["type"] = (click.Choice(CHOICES[name]) if name in CHOICES
+                              else StrictInt() if isinstance(default, int) else StrictFloat())
+            f = click.option(*decls, name, **kw)(f)
+        return f
+    return decorate
+
+
+# The parameters of the steps up to the frontal surface: what `export` of a raw scan uses.
+_SURFACE_PARAMS = ("crop_radius", "pose", "outlier_nb_neighbors", "outlier_std_ratio", "spike_radius",
+                   "spike_max_dev", "min_points", "allow_outside_textures", "max_image_pixels")
 
 
 class _ListType(click.ParamType):
@@ -160,7 +168,7 @@ def _prep_command(dataset: str):
         config_option(ignore=("dataset",)),  # a shard's /config is a valid --config file
         click.argument("raw", metavar="RAW", type=click.Path(exists=True, file_okay=False, path_type=Path)),
         click.argument("shard", metavar="SHARD", type=click.Path(dir_okay=False, path_type=Path)),
-        _prep_options,
+        _prep_options(),
         *selection,
         click.option("--shard", "part", type=_ShardPart(),
                      help="process only part I of N of the selection (cluster array jobs); "
@@ -326,6 +334,24 @@ def merge_command(out, parts, virtual, overwrite):
     info = inspect(out)
     click.echo(f"{out}: {info['n_samples']} samples from {len(parts)} parts, "
                f"{info['n_errors']} error rows" + (" (virtual)" if virtual else ""))
+
+
+@fer3d_prep.command("export")
+@click.argument("source", metavar="RAW_OR_SHARD", type=click.Path(exists=True, path_type=Path))
+@click.argument("scan_id", metavar="ID")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="face.ply or face.obj; the texture goes to face.png beside it")
+@_prep_options(_SURFACE_PARAMS)
+def export_command(source, scan_id, output, **params):
+    """Write scan ID's cleaned, cropped, frontal surface with its texture, for MeshLab.
+
+    RAW_OR_SHARD is a raw BU-3DFE/Bosphorus tree (the scan is read and cleaned, cropped and
+    posed with the options below) or a shard (its depth grid is triangulated over covered
+    cells and textured with its aligned texture; the options do not apply)."""
+    from .export import export_face
+
+    for path in export_face(source, scan_id, output, PrepConfig(**params)):
+        click.echo(path)
 
 
 def main(argv: list[str] | None = None) -> int:
