@@ -7,7 +7,9 @@ options; :mod:`fer3d_data.prep.process` and :mod:`fer3d_data.prep.runner` read i
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..errors import Fer3dDataError
 from ..landmarks import SCHEME_NAMES
@@ -24,8 +26,24 @@ _CHOICES = {
     "landmarks": ("auto", "native", "dlib"),
     "compression": ("gzip", "lzf", "none"),
 }
-
-
+# Numeric ranges: name -> (low, high, low is exclusive). None = unbounded.
+_RANGES = {
+    "image_size": (8, 4096, False),
+    "crop_radius": (0, None, True),
+    "smoothness": (0, None, True),
+    "outlier_nb_neighbors": (1, None, False),
+    "outlier_std_ratio": (0, None, True),
+    "spike_radius": (0, None, True),
+    "spike_max_dev": (0, None, True),
+    "min_points": (1, None, False),
+    "mask_margin_px": (0, None, False),
+    "compression_level": (0, 9, False),
+    "min_landmark_fraction": (0, 1, False),
+    "min_texture_std": (0, None, False),
+    "min_depth_relief": (0, None, False),
+    "scan_timeout": (0, None, True),
+}
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 @dataclass
 class PrepConfig:
     """Every preprocessing parameter; written as JSON into the shard's ``/config``.
@@ -47,6 +65,15 @@ class PrepConfig:
                        texture) or "auto" (native where the scan has them, else dlib).
     compression        shard compression: "gzip", "lzf" or "none".
     compression_level  gzip level 0-9.
+    min_landmark_fraction, min_texture_std, min_depth_relief
+                       sanity thresholds every sample must pass (:mod:`.sanity`): the
+                       fraction of the mask landmarks on the grid, the texture's standard
+                       deviation (grey levels) and the depth range (mm) over covered cells.
+    scan_timeout       seconds one scan may take in a worker before it becomes a
+                       ``timeout`` error row (a resume may change it).
+
+    Values are checked and coerced once, here (``"false"`` -> False, ``"224"`` -> 224);
+    every bad key is named in one :class:`Fer3dDataError`.
 
     >>> PrepConfig.from_dict(PrepConfig(dataset="bosphorus").to_dict()).dataset
     'bosphorus'
@@ -68,26 +95,21 @@ class PrepConfig:
     landmarks: str = "auto"
     compression: str = "gzip"
     compression_level: int = 4
+    min_landmark_fraction: float = 0.5
+    min_texture_std: float = 1.0
+    min_depth_relief: float = 5.0
+    scan_timeout: float = 300.0
+
+    # Keys that change how a run goes, never a sample: a resume may change them.
+    RUN_ONLY: ClassVar[tuple[str, ...]] = ("scan_timeout",)
 
     def __post_init__(self):
         problems = []
-        if self.dataset not in DATASETS:
-            problems.append(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
-        for name, allowed in _CHOICES.items():
-            if getattr(self, name) not in allowed:
-                problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not 8 <= int(self.image_size) <= 4096:
-            problems.append(f"image_size must be in [8, 4096], got {self.image_size}")
-        for name in ("crop_radius", "smoothness", "outlier_std_ratio", "spike_radius", "spike_max_dev"):
-            if not float(getattr(self, name)) > 0:
-                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("outlier_nb_neighbors", "min_points"):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if int(self.mask_margin_px) < 0:
-            problems.append(f"mask_margin_px must be >= 0, got {self.mask_margin_px}")
-        if not 0 <= int(self.compression_level) <= 9:
-            problems.append(f"compression_level must be in [0, 9], got {self.compression_level}")
+        for f in dataclasses.fields(self):
+            try:
+                setattr(self, f.name, _checked(f.name, type(f.default), getattr(self, f.name)))
+            except ValueError as e:
+                problems.append(f"{f.name}: {e}")
         if problems:
             raise Fer3dDataError("invalid preprocessing config: " + "; ".join(problems))
 
@@ -98,6 +120,8 @@ class PrepConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "PrepConfig":
         """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass)."""
+        if not isinstance(d, dict):
+            raise Fer3dDataError(f"a preprocessing config must be a mapping of keys to values, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -109,3 +133,42 @@ class PrepConfig:
         scheme = DATASET_SCHEMES[self.dataset]
         return scheme, SCHEME_NAMES[scheme]
 
+
+
+def _checked(name: str, kind: type, value):
+    """``value`` as ``kind`` (bool, int, float or str) within the key's range, else ValueError."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError(f"{value!r} is not a boolean (use true or false)")
+    if kind is str:
+        allowed = DATASETS if name == "dataset" else _CHOICES[name]
+        if value not in allowed:
+            raise ValueError(f"must be one of {allowed}, got {value!r}")
+        return value
+    out = _number(kind, value)
+    low, high, open_low = _RANGES[name]
+    if (low is not None and (out < low or (open_low and out == low))) or (high is not None and out > high):
+        bounds = f"{'>' if open_low else '>='} {low}" + ("" if high is None else f" and <= {high}")
+        raise ValueError(f"must be {bounds}, got {value!r}")
+    return out
+
+
+def _number(kind: type, value):
+    """An int or a finite float from a number or its text; bools and 1.5 as an int refused."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    try:
+        out = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a number") from None
+    if not math.isfinite(out):
+        raise ValueError(f"{value!r} is not finite")
+    if kind is int:
+        if not out.is_integer():
+            raise ValueError(f"{value!r} is not an integer")
+        return int(out)
+    return out

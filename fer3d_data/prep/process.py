@@ -23,6 +23,7 @@ from ..masks import salient_masks
 from ..surface import (Grid, GridFitter, apply_pose, clean_points, crop_sphere, frontal_rotation,
                        nose_tip, texture_from_grid, texture_from_mesh)
 from .config import PrepConfig
+from .sanity import sanity_problems
 
 
 @dataclass
@@ -157,7 +158,8 @@ def _read_native_landmarks(record: ScanRecord):
 def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
     """Raw scan -> :class:`Sample` by the chain of docs/preprocessing.md.
 
-    read -> clean -> nose tip -> crop -> pose -> gridfit -> texture -> landmarks -> masks.
+    read -> clean -> nose tip -> crop -> pose -> gridfit -> texture -> landmarks -> masks,
+    then the checks of :mod:`.sanity` (step "sanity").
     Any failure raises :class:`ScanError` naming its step; the runner records it.
     """
     sid = record.scan_id
@@ -200,10 +202,14 @@ def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
         masks = (salient_masks(landmarks68, "dlib68", grid.size, cfg.mask_margin_px) if use_dlib
                  else salient_masks(landmarks, scheme, grid.size, cfg.mask_margin_px))
 
-    return Sample(sample_id=sid, subject=record.subject, expression=record.expression,
-                  intensity=int(record.intensity), source=str(record.mesh), texture=texture,
-                  depth=depth, coverage=covered, landmarks=landmarks, landmarks68=landmarks68,
-                  mask_source=int(use_dlib), **masks)
+    sample = Sample(sample_id=sid, subject=record.subject, expression=record.expression,
+                    intensity=int(record.intensity), source=str(record.mesh), texture=texture,
+                    depth=depth, coverage=covered, landmarks=landmarks, landmarks68=landmarks68,
+                    mask_source=int(use_dlib), **masks)
+    problems = sanity_problems(vars(sample), sample.mask_source, cfg.to_dict())
+    if problems:  # well formed but wrong (landmarks off the mesh, a 1x1 texture): not a sample
+        raise ScanError("sanity", "; ".join(problems), sid)
+    return sample
 
 
 def _texture_on_grid(raw: RawScan, aligned: np.ndarray, keep: np.ndarray, grid: Grid):

@@ -27,13 +27,16 @@ def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
     """The existing file a writer would resume (``<out>.tmp`` first, then ``<out>``), or None.
 
     Raises :class:`Fer3dDataError` before any work when that file cannot be resumed: not a
-    shard, another ``format_version``, a merged file, another config or landmark scheme.
+    shard, another ``format_version``, a merged file, another config (its run-only keys
+    aside) or landmark scheme.
     With ``overwrite`` nothing is checked and None is returned (the writer starts afresh).
     """
     path = Path(path)
     if overwrite:
         return None
-    config = _config_dict(config)
+    # Keys a config names as run-only (PrepConfig.RUN_ONLY: the time limit) change no sample.
+    run_only = set(getattr(config, "RUN_ONLY", ()))
+    config = {k: v for k, v in _config_dict(config).items() if k not in run_only}
     for candidate in (tmp_path(path), path):
         if not candidate.exists():
             continue
@@ -49,7 +52,7 @@ def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
                 raise Fer3dDataError(f"{e}{hint}") from None
             if "parts" in f.attrs:
                 raise Fer3dDataError(f"{candidate}: is a merged (virtual) shard and cannot be appended to{hint}")
-            old = _read_config(f, candidate)
+            old = {k: v for k, v in _read_config(f, candidate).items() if k not in run_only}
             scheme = _attr(f["landmarks"].attrs.get("scheme")) if "landmarks" in f else None
         if old != config:
             raise Fer3dDataError(f"{candidate}: was written with another config ({_diff(old, config)}){hint}")
@@ -80,7 +83,7 @@ class ShardWriter:
         self.image_size = int(image_size)
         self.landmark_names = tuple(str(n) for n in landmark_names)
         self.spec = array_spec(self.image_size, len(self.landmark_names))
-        resume = preflight(self.path, config=self.config, landmark_scheme=landmark_scheme, overwrite=overwrite)
+        resume = preflight(self.path, config=cfg, landmark_scheme=landmark_scheme, overwrite=overwrite)
         if resume is None:
             self.tmp.unlink(missing_ok=True)
             self._file = h5py.File(self.tmp, "w")
