@@ -3,9 +3,12 @@ time limit, signals and worker lifetime. Fixtures from fer3d_data.synth only."""
 
 from __future__ import annotations
 
+import errno
+import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -131,3 +134,116 @@ def test_wrong_scans_become_sanity_rows_not_samples(tmp_path):
     assert "mask: empty" in errors[f"F0001/{off.mesh.name}"]["message"]
     assert "texture: standard deviation 0.00" in errors[f"F0001/{flat.mesh.name}"]["message"]
     assert shards.verify(out) == []
+
+
+# ---------------------------------------------------------------- a full disk
+
+from test_cli import fake_process_scan, records  # noqa: E402
+
+from fer3d_data.prep import runner  # noqa: E402
+from fer3d_data.shards import writer as shard_writer  # noqa: E402
+
+
+def run_fake(recs, out, **kw):
+    return run_prep(recs, out, PrepConfig(image_size=32), workers=0, progress=False, **kw)
+
+
+def test_enospc_mid_sample_stops_cleanly_and_resumes(tmp_path, monkeypatch):
+    """A write failing on a full disk half-way through a sample (arrays written, index not):
+    OSError(ENOSPC) naming the .tmp, the finished samples kept, a rerun completes the shard."""
+    recs = records(8, tmp_path)
+    monkeypatch.setattr(runner, "process_scan", fake_process_scan({}))
+    real = shard_writer.ShardWriter._write_row
+    calls = []
+
+    def full_after_five(self, arrays, row):
+        calls.append(1)
+        if len(calls) == 6:
+            for name, a in arrays.items():  # half a row, as a disk filling up leaves it
+                self._file[name].resize(self._n + 1, axis=0)
+                self._file[name][self._n] = a
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, arrays, row)
+
+    monkeypatch.setattr(shard_writer.ShardWriter, "_write_row", full_after_five)
+    out = tmp_path / "out.h5"
+    with pytest.raises(OSError) as e:
+        run_fake(recs, out)
+    assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(shards.tmp_path(out)))
+    assert not out.exists()
+    monkeypatch.setattr(shard_writer.ShardWriter, "_write_row", real)
+    summary = run_fake(recs, out)
+    assert (summary.skipped, summary.written, summary.n_samples) == (5, 3, 8)
+    with shards.open_shard(out) as shard:
+        assert shard.index["sample_id"].tolist() == [r.scan_id for r in recs]
+    assert shards.verify(out) == []
+
+
+def test_enospc_before_writing_when_free_space_is_short(tmp_path, monkeypatch):
+    recs = records(4, tmp_path)
+    monkeypatch.setattr(runner, "process_scan", fake_process_scan({}))
+    free = iter([10 ** 9] * 3 + [1000] * 10)
+    monkeypatch.setattr(shard_writer.ShardWriter, "_free_bytes", lambda self: next(free))
+    out = tmp_path / "out.h5"
+    with pytest.raises(OSError, match="No space left on device") as e:
+        run_fake(recs, out)
+    assert e.value.filename == str(shards.tmp_path(out))
+    monkeypatch.undo()
+    monkeypatch.setattr(runner, "process_scan", fake_process_scan({}))
+    assert run_fake(recs, out).skipped == 3
+
+
+def flip_last_byte_of_chunk(path, dataset: str, row: int) -> None:
+    with h5py.File(path, "r") as f:
+        info = f[dataset].id.get_chunk_info_by_coord((row,) + (0,) * (f[dataset].ndim - 1))
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset + info.size - 1)
+        b = fh.read(1)
+        fh.seek(info.byte_offset + info.size - 1)
+        fh.write(bytes([b[0] ^ 0x5A]))
+
+
+@pytest.mark.parametrize("dataset", ["texture", "index/mask_source"])
+def test_resume_drops_an_unreadable_last_row_only(tmp_path, dataset):
+    """Issue 9: a half-written last chunk made every rerun fail with 'filter returned
+    failure during read'; now that row is dropped, the finished ones are kept."""
+    out = tmp_path / "a.h5"
+    w = writer(out)
+    for i in range(5):
+        w.append(fake_sample(i))
+    w.close(complete=False)
+    flip_last_byte_of_chunk(shards.tmp_path(out), dataset, 4)
+    with writer(out) as w:
+        assert len(w) == 4
+        assert w.existing_ids() == {fake_sample(i).sample_id for i in range(4)}
+        w.append(fake_sample(4))
+    assert shards.verify(out) == []
+
+
+def mount_tmpfs(path, size: str) -> bool:
+    path.mkdir(exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+def test_full_tmpfs_stops_cleanly_and_resumes_after_space_is_freed(tmp_path, monkeypatch):
+    disk = tmp_path / "disk"
+    if not mount_tmpfs(disk, "2m"):
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        recs = records(120, tmp_path)
+        monkeypatch.setattr(runner, "process_scan", fake_process_scan({}))
+        out = disk / "out.h5"
+        with pytest.raises(OSError) as e:
+            run_fake(recs, out)
+        assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(shards.tmp_path(out)))
+        with shards.open_shard(shards.tmp_path(out)) as shard:
+            kept = len(shard)
+        assert 0 < kept < len(recs)
+        subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+        summary = run_fake(recs, out)
+        assert (summary.skipped, summary.n_samples) == (kept, len(recs))
+        assert shards.verify(out) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
