@@ -109,7 +109,7 @@ class PrepConfig:
             try:
                 setattr(self, f.name, _checked(f.name, type(f.default), getattr(self, f.name)))
             except ValueError as e:
-                problems.append(f"{f.name}: {e}")
+                problems.append(f"{f.name} {e}")
         if problems:
             raise Fer3dDataError("invalid preprocessing config: " + "; ".join(problems))
 
@@ -143,7 +143,7 @@ def _checked(name: str, kind: type, value):
         text = str(value).strip().lower()
         if text in _TRUE or text in _FALSE:
             return text in _TRUE
-        raise ValueError(f"{value!r} is not a boolean (use true or false)")
+        raise ValueError(f"must be a boolean (true or false), got {value!r}")
     if kind is str:
         allowed = DATASETS if name == "dataset" else _CHOICES[name]
         if value not in allowed:
@@ -160,15 +160,15 @@ def _checked(name: str, kind: type, value):
 def _number(kind: type, value):
     """An int or a finite float from a number or its text; bools and 1.5 as an int refused."""
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a number")
+        raise ValueError(f"must be a number, got {value!r}")
     try:
         out = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a number") from None
+        raise ValueError(f"must be a number, got {value!r}") from None
     if not math.isfinite(out):
-        raise ValueError(f"{value!r} is not finite")
+        raise ValueError(f"must be finite, got {value!r}")
     if kind is int:
         if not out.is_integer():
-            raise ValueError(f"{value!r} is not an integer")
+            raise ValueError(f"must be an integer, got {value!r}")
         return int(out)
     return out

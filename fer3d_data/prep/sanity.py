@@ -27,17 +27,8 @@ def sanity_problems(s: Mapping[str, np.ndarray], mask_source: int, cfg: Mapping)
     cfg          a config dict (or PrepConfig.to_dict()) holding the thresholds.
     """
     t = {k: float(cfg.get(k, v)) for k, v in THRESHOLDS.items()}
-    depth, covered = np.asarray(s["depth"]), np.asarray(s["coverage"], dtype=bool)
-    problems = []
-    if not np.isfinite(depth).all():
-        problems.append(f"depth: {int((~np.isfinite(depth)).sum())} non-finite cells")
-    elif not covered.any():
-        problems.append("depth: no cell is covered by scan data")
-    else:
-        relief = float(depth[covered].max() - depth[covered].min())
-        if relief < t["min_depth_relief"]:
-            problems.append(f"depth: relief {relief:.2f} mm over covered cells is below "
-                            f"min_depth_relief {t['min_depth_relief']:g} mm (flat or empty surface)")
+    covered = np.asarray(s["coverage"], dtype=bool)
+    problems = depth_problems(s["depth"], covered, cfg)
     texture = np.asarray(s["texture"])
     texels = texture[covered] if covered.any() else texture.reshape(-1, texture.shape[-1])
     spread = float(texels.std()) if texels.size else 0.0
@@ -47,8 +38,23 @@ def sanity_problems(s: Mapping[str, np.ndarray], mask_source: int, cfg: Mapping)
     if not np.asarray(s["mask"]).any():
         problems.append("mask: empty (no salient region on the grid)")
     problems += _landmark_problems(np.asarray(s["landmarks68" if mask_source else "landmarks"]),
-                                   depth.shape[0], t["min_landmark_fraction"], mask_source)
+                                   covered.shape[0], t["min_landmark_fraction"], mask_source)
     return problems
+
+
+def depth_problems(depth: np.ndarray, covered: np.ndarray, cfg: Mapping) -> list[str]:
+    """(S, S) depth must be finite with ``min_depth_relief`` mm of relief over covered cells."""
+    min_relief = float(cfg.get("min_depth_relief", THRESHOLDS["min_depth_relief"]))
+    depth, covered = np.asarray(depth), np.asarray(covered, dtype=bool)
+    if not np.isfinite(depth).all():
+        return [f"depth: {int((~np.isfinite(depth)).sum())} non-finite cells"]
+    if not covered.any():
+        return ["depth: no cell is covered by scan data"]
+    relief = float(depth[covered].max() - depth[covered].min())
+    if relief < min_relief:
+        return [f"depth: relief {relief:.2f} mm over covered cells is below min_depth_relief "
+                f"{min_relief:g} mm (flat or empty surface)"]
+    return []
 
 
 def _landmark_problems(points: np.ndarray, size: int, min_fraction: float, mask_source: int) -> list[str]:
