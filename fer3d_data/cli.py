@@ -55,6 +55,10 @@ _PREP_HELP = {
     "point_sampling": "fps: farthest-point (evenly spread); uniform: random by area",
     "allow_outside_textures": "accept a texture a scan file names outside the scan's folder",
     "max_image_pixels": "refuse texture images with more pixels (decompression bombs)",
+    "min_landmark_fraction": "sanity: fewest share of the mask landmarks on the grid",
+    "min_texture_std": "sanity: lowest texture standard deviation, grey levels (constant = broken)",
+    "min_depth_relief": "sanity: lowest depth range over scanned cells, mm",
+    "scan_timeout": "seconds one scan may take before it becomes a 'timeout' error row",
 }
 _ALIASES = {"image_size": ("--size",)}
 

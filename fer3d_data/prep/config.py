@@ -7,7 +7,9 @@ options; :mod:`fer3d_data.prep.process` and :mod:`fer3d_data.prep.runner` read i
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..errors import Fer3dDataError
 from ..landmarks import SCHEME_NAMES
@@ -29,6 +31,26 @@ CHOICES = {
     "depth_dtype": DEPTH_DTYPES,
     "point_sampling": SAMPLINGS,
 }
+# Numeric ranges: name -> (low, high, low is exclusive). None = unbounded.
+_RANGES = {
+    "image_size": (8, 4096, False),
+    "crop_radius": (0, None, True),
+    "smoothness": (0, None, True),
+    "outlier_nb_neighbors": (1, None, False),
+    "outlier_std_ratio": (0, None, True),
+    "spike_radius": (0, None, True),
+    "spike_max_dev": (0, None, True),
+    "min_points": (1, None, False),
+    "mask_margin_px": (0, None, False),
+    "compression_level": (0, 9, False),
+    "min_landmark_fraction": (0, 1, False),
+    "min_texture_std": (0, None, False),
+    "min_depth_relief": (0, None, False),
+    "scan_timeout": (0, None, True),
+    "points": (0, None, False),
+    "max_image_pixels": (1, None, False),
+}
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
 @dataclass
@@ -59,6 +81,15 @@ class PrepConfig:
     allow_outside_textures
                        accept a texture that a scan file names outside the scan's folder.
     max_image_pixels   a texture image larger than this is refused (decompression bombs).
+    min_landmark_fraction, min_texture_std, min_depth_relief
+                       sanity thresholds every sample must pass (:mod:`.sanity`): the
+                       fraction of the mask landmarks on the grid, the texture's standard
+                       deviation (grey levels) and the depth range (mm) over covered cells.
+    scan_timeout       seconds one scan may take in a worker before it becomes a
+                       ``timeout`` error row (a resume may change it).
+
+    Values are checked and coerced once, here (``"false"`` -> False, ``"224"`` -> 224);
+    every bad key is named in one :class:`Fer3dDataError`.
 
     >>> PrepConfig.from_dict(PrepConfig(dataset="bosphorus").to_dict()).dataset
     'bosphorus'
@@ -85,27 +116,21 @@ class PrepConfig:
     point_sampling: str = "fps"
     allow_outside_textures: bool = False
     max_image_pixels: int = 40_000_000
+    min_landmark_fraction: float = 0.5
+    min_texture_std: float = 1.0
+    min_depth_relief: float = 5.0
+    scan_timeout: float = 300.0
+
+    # Keys that change how a run goes, never a sample: a resume may change them.
+    RUN_ONLY: ClassVar[tuple[str, ...]] = ("scan_timeout",)
 
     def __post_init__(self):
         problems = []
-        if self.dataset not in DATASETS:
-            problems.append(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not 8 <= int(self.image_size) <= 4096:
-            problems.append(f"image_size must be in [8, 4096], got {self.image_size}")
-        for name in ("crop_radius", "smoothness", "outlier_std_ratio", "spike_radius", "spike_max_dev"):
-            if not float(getattr(self, name)) > 0:
-                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("outlier_nb_neighbors", "min_points", "max_image_pixels"):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("mask_margin_px", "points"):
-            if int(getattr(self, name)) < 0:
-                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= int(self.compression_level) <= 9:
-            problems.append(f"compression_level must be in [0, 9], got {self.compression_level}")
+        for f in dataclasses.fields(self):
+            try:
+                setattr(self, f.name, _checked(f.name, type(f.default), getattr(self, f.name)))
+            except ValueError as e:
+                problems.append(f"{f.name} {e}")
         if problems:
             raise Fer3dDataError("invalid preprocessing config: " + "; ".join(problems))
 
@@ -116,6 +141,8 @@ class PrepConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "PrepConfig":
         """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass)."""
+        if not isinstance(d, dict):
+            raise Fer3dDataError(f"a preprocessing config must be a mapping of keys to values, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -127,3 +154,42 @@ class PrepConfig:
         scheme = DATASET_SCHEMES[self.dataset]
         return scheme, SCHEME_NAMES[scheme]
 
+
+
+def _checked(name: str, kind: type, value):
+    """``value`` as ``kind`` (bool, int, float or str) within the key's range, else ValueError."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError(f"must be a boolean (true or false), got {value!r}")
+    if kind is str:
+        allowed = DATASETS if name == "dataset" else CHOICES[name]
+        if value not in allowed:
+            raise ValueError(f"must be one of {allowed}, got {value!r}")
+        return value
+    out = _number(kind, value)
+    low, high, open_low = _RANGES[name]
+    if (low is not None and (out < low or (open_low and out == low))) or (high is not None and out > high):
+        bounds = f"{'>' if open_low else '>='} {low}" + ("" if high is None else f" and <= {high}")
+        raise ValueError(f"must be {bounds}, got {value!r}")
+    return out
+
+
+def _number(kind: type, value):
+    """An int or a finite float from a number or its text; bools and 1.5 as an int refused."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got {value!r}")
+    try:
+        out = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise ValueError(f"must be finite, got {value!r}")
+    if kind is int:
+        if not out.is_integer():
+            raise ValueError(f"must be an integer, got {value!r}")
+        return int(out)
+    return out

@@ -26,6 +26,7 @@ from ..surface import (Grid, GridFitter, apply_pose, clean_points, crop_sphere, 
 from ..surface.points import sample_points
 from ..surface.texture import grid_triangles
 from .config import PrepConfig
+from .sanity import sanity_problems
 
 
 @dataclass
@@ -212,7 +213,8 @@ def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
     """Raw scan -> :class:`Sample` by the chain of docs/preprocessing.md.
 
     read -> clean -> nose tip -> crop -> pose -> gridfit -> texture -> landmarks -> masks
-    (-> points). Any failure raises :class:`ScanError` naming its step; the runner records it.
+    (-> points), then the checks of :mod:`.sanity` (step "sanity"). Any failure raises
+    :class:`ScanError` naming its step; the runner records it.
     """
     sid = record.scan_id
     grid = Grid(cfg.image_size, cfg.crop_radius)
@@ -248,10 +250,14 @@ def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
             points = sample_points(vertices, faces, cfg.points, cfg.point_sampling,
                                    seed=zlib.crc32(sid.encode("utf-8")))
 
-    return Sample(sample_id=sid, subject=record.subject, expression=record.expression,
-                  intensity=int(record.intensity), source=str(record.mesh), texture=texture,
-                  depth=depth, coverage=covered, landmarks=landmarks, landmarks68=landmarks68,
-                  mask_source=int(use_dlib), points=points, **masks)
+    sample = Sample(sample_id=sid, subject=record.subject, expression=record.expression,
+                    intensity=int(record.intensity), source=str(record.mesh), texture=texture,
+                    depth=depth, coverage=covered, landmarks=landmarks, landmarks68=landmarks68,
+                    mask_source=int(use_dlib), points=points, **masks)
+    problems = sanity_problems(vars(sample), sample.mask_source, cfg.to_dict())
+    if problems:  # well formed but wrong (landmarks off the mesh, a 1x1 texture): not a sample
+        raise ScanError("sanity", "; ".join(problems), sid)
+    return sample
 
 
 def _texture_on_grid(surface: FrontalSurface, grid: Grid):

@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from ..errors import Fer3dDataError
+from . import digest
 from .reader import Shard, open_shard
 from .spec import _ERROR_CHUNK, _VLEN_STR, ERROR_COLUMNS, INDEX_DTYPES, _diff, _read_errors, tmp_path
 
@@ -62,10 +63,14 @@ def merge(out: str | os.PathLike, parts: Iterable[str | os.PathLike], *, overwri
             for j, name in enumerate(ERROR_COLUMNS):
                 f.create_dataset(f"errors/{name}", data=np.array([e[j] for e in errors], dtype=object),
                                  dtype=_VLEN_STR, maxshape=(None,), chunks=(_ERROR_CHUNK,))
-        os.replace(tmp, out)
     finally:
         for s in shards:
             s.close()
+    # Sealed once the parts are closed (HDF5 reopens them to read the virtual index); this
+    # replaces the first part's digests copied with its attributes.
+    with h5py.File(tmp, "r+") as f:
+        digest.seal(f)
+    os.replace(tmp, out)
     return out
 
 

@@ -30,7 +30,9 @@ INDEX_DTYPES = {
     "mask_source": np.dtype(np.int8),
 }
 ERROR_COLUMNS = ("source", "step", "message")
-_INDEX_CHUNK = 256
+# One row per chunk: a finished row never shares a chunk with one being written (resume
+# after a full disk drops only unfinished rows).
+_INDEX_CHUNK = 1
 _ERROR_CHUNK = 64
 _VLEN_STR = h5py.string_dtype("utf-8")
 

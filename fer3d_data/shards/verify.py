@@ -1,6 +1,7 @@
-"""Checking a shard: schema, index values, per-sample values and every chunk's checksum.
+"""Checking a shard: schema, digests, index values, every chunk's checksum, per-sample values.
 
-Stage: consumers of shards (``fer3d-prep verify``).
+Stage: consumers of shards (``fer3d-prep verify``). Never raises on a damaged file: every
+HDF5 error while reading is reported as corruption of the object being read.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 
 from ..errors import Fer3dDataError
 from ..schema import CLASS_NAMES
+from . import digest
 from .reader import open_shard
 from .spec import ERROR_COLUMNS, INDEX_DTYPES, STRING_WIDTHS
 
@@ -44,6 +46,8 @@ def _check_schema(f: h5py.File, spec: dict, n: int) -> list[str]:
             problems.append(f"/index/{name}: length {ds.shape[0]}, expected {n}")
         elif (name in STRING_WIDTHS) != (ds.dtype.kind == "S") or (name not in STRING_WIDTHS and ds.dtype != dtype):
             problems.append(f"/index/{name}: dtype {ds.dtype}, expected {dtype}")
+        elif not ds.is_virtual and not ds.fletcher32:
+            problems.append(f"/index/{name}: must carry fletcher32 checksums")
     lengths = {c: f[f"errors/{c}"].shape[0] for c in ERROR_COLUMNS if f"errors/{c}" in f}
     if len(lengths) != len(ERROR_COLUMNS) or len(set(lengths.values())) > 1:
         problems.append(f"/errors: columns {ERROR_COLUMNS} must all exist with equal lengths, got {lengths}")
@@ -71,9 +75,7 @@ def _check_index(index: dict[str, np.ndarray]) -> list[str]:
 
 def _check_values(s: dict[str, np.ndarray]) -> list[str]:
     """Problems of one sample's values (shapes already checked)."""
-    problems = []
-    if not np.isfinite(s["depth"]).all():
-        problems.append("depth has non-finite values")
+    problems = []  # depth: prep's depth sanity check (see _sample_problems)
     if s["coverage"].dtype != np.bool_:
         problems.append(f"coverage dtype {s['coverage'].dtype}, expected bool")
     for name in ("mask", "regions"):
@@ -97,37 +99,65 @@ def _check_values(s: dict[str, np.ndarray]) -> list[str]:
 def verify(path: str | os.PathLike) -> list[str]:
     """Every problem found in a shard, as readable strings; [] when it is sound.
 
-    Checks the header and schema (datasets, shapes, dtypes, chunking, index lengths), the
-    index values, and reads every chunk of every sample, so a Fletcher-32 checksum error
-    (a corrupt byte on disk) is reported for that sample instead of raised.
+    Checks the header and schema (datasets, shapes, dtypes, chunking, checksums present),
+    the SHA-256 digests of ``/config``, ``/index``, ``/errors`` and every attribute stored
+    at close, the index values, and reads every chunk of every sample: a Fletcher-32
+    mismatch is reported for that sample; then each sample's values and prep's depth sanity
+    check (finite, with relief over covered cells: docs/preprocessing.md), so a chunk lost
+    to a corrupt chunk index (it reads as zeros) is caught. A merged shard's parts are checked by :func:`open_shard`.
     """
     path = Path(path)
     try:
         shard = open_shard(path)
     except Fer3dDataError as e:
         return [str(e)]
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py on a damaged file
+        return [f"{path}: corrupt: cannot read its header ({type(e).__name__}: {e})"]
     with shard:
-        f = shard.file
-        n = len(shard)
-        spec = shard.spec
-        problems = [f"{path}: {p}" for p in _check_schema(f, spec, n)]
-        if problems:
-            return problems
         try:
-            index = shard.index
-        except OSError as e:
-            return [f"{path}: /index cannot be read ({e})"]
-        problems += [f"{path}: {p}" for p in _check_index(index)]
-        for i in range(n):
-            where = f"{path}: sample {i} ({index['sample_id'][i]})"
-            s = {}
-            for name in spec:
-                try:
-                    s[name] = f[name][i]
-                except OSError as e:  # h5py raises on a Fletcher-32 mismatch or a bad chunk
-                    problems.append(f"{where}: /{name} cannot be read (checksum or corrupt chunk: {e})")
-            if len(s) == len(spec):
-                problems += [f"{where}: {p}" for p in _check_values(s)]
+            return [f"{path}: {p}" for p in _verify_open(shard)]
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
+            return [f"{path}: corrupt: {type(e).__name__}: {e}"]
+
+
+def _verify_open(shard) -> list[str]:
+    f, n = shard.file, len(shard)
+    spec = shard.spec
+    problems = _check_schema(f, spec, n)
+    if problems:
+        return problems
+    problems += _guarded("digests", digest.digest_problems, f)
+    try:
+        index = shard.index
+    except (OSError, RuntimeError, ValueError, UnicodeDecodeError) as e:
+        return problems + [f"/index cannot be read (checksum or corrupt chunk: {e})"]
+    problems += _check_index(index)
+    for i in range(n):
+        problems += [f"sample {i} ({index['sample_id'][i]}): {p}"
+                     for p in _sample_problems(f, spec, i, shard.config)]
     return problems
 
 
+def _guarded(what: str, check, *args) -> list[str]:
+    try:
+        return check(*args)
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
+        return [f"{what}: cannot be read (corrupt: {type(e).__name__}: {e})"]
+
+
+def _sample_problems(f: h5py.File, spec: dict, i: int, config: dict) -> list[str]:
+    """Read errors, value problems and sanity failures of sample ``i``."""
+    # prep.sanity is numpy only, but importing the prep package at module level would pull
+    # the whole pipeline (and a cycle through prep.runner) into every shard reader.
+    from ..prep.sanity import depth_problems
+
+    s, problems = {}, []
+    for name in spec:
+        try:
+            s[name] = f[name][i]
+        except (OSError, RuntimeError, ValueError) as e:  # a Fletcher-32 mismatch or a bad chunk
+            problems.append(f"/{name} cannot be read (checksum or corrupt chunk: {e})")
+    if len(s) == len(spec):
+        problems += _check_values(s)
+        problems += [f"sanity: {p}" for p in depth_problems(s["depth"], s["coverage"], config)]
+    return problems
