@@ -34,14 +34,13 @@ def read_bytes(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -
             raise RawFormatError(path, f"{info.st_size} bytes, over the limit of {max_bytes} "
                                        "for one raw file (max_bytes)")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(max_bytes + 1)  # the file may grow after fstat
+            data = f.read(info.st_size + 1)  # one byte more tells a file still growing
     except OSError as e:
         raise RawFormatError(path, f"cannot read file ({e.strerror or e})") from e
     finally:
         os.close(fd)
-    if len(data) > max_bytes:
-        raise RawFormatError(path, f"over the limit of {max_bytes} bytes for one raw file "
-                                   "(max_bytes)")
+    if len(data) > info.st_size:
+        raise RawFormatError(path, f"file grew while being read (over {info.st_size} bytes)")
     if not data:
         raise RawFormatError(path, "empty file")
     return data
