@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fer3d_data.io import Mesh, RawFormatError, load, load_wrl
+from fer3d_data.io import Mesh, RawFormatError, load_wrl
 
 SQUARE = """#VRML V2.0 utf8
 #Tricorder Technology plc - 2000
@@ -48,10 +48,6 @@ def test_reference_layout(tmp_path):
     assert_square(mesh)
     assert mesh.texture == "F0001_AN01WH_F3D.bmp"
     np.testing.assert_array_equal(mesh.uv[4], [0.5, 0.5])
-
-
-def test_registry_dispatches_on_suffix(tmp_path):
-    assert_square(load(write(tmp_path, SQUARE, name="A.WRL")))
 
 
 def test_crlf_and_tabs(tmp_path):
