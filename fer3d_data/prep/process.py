@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..datasets import resolve_texture
 from ..datasets.records import ScanRecord
 from ..errors import Fer3dDataError, ScanError
 from ..io import load_bnd, load_bnt, load_image, load_lm3, load_wrl
@@ -115,10 +115,8 @@ def step(name: str, scan_id: str | None = None):
 def read_raw_scan(record: ScanRecord, cfg: PrepConfig) -> RawScan:
     """The raw files of ``record`` -> :class:`RawScan`; :class:`ScanError` step "read"."""
     sid = record.scan_id
-    # ScanRecord.problem: the walker already knows the scan is unusable (issue 9's contract)
-    problem = getattr(record, "problem", None)
-    if problem:
-        raise ScanError("read", problem, sid)
+    if record.problem:  # the walker could not read this scan's files: its own error row
+        raise ScanError("read", record.problem, sid)
     with step("read", sid):
         if record.expression is None:
             raise ScanError("read", f"capture {record.capture} is not an expression scan", sid)
@@ -129,24 +127,19 @@ def read_raw_scan(record: ScanRecord, cfg: PrepConfig) -> RawScan:
             mesh = load_wrl(record.mesh)
             if mesh.uv is None:
                 raise ScanError("read", f"{record.mesh}: no texture coordinates", sid)
-            image = load_image(_texture_path(record, mesh.texture))
+            image = _texture(record, mesh.texture, cfg)
             return RawScan(points=mesh.vertices, image=image, native=_read_native_landmarks(record),
                            faces=mesh.faces, uv=mesh.uv, faces_uv=mesh.faces_uv)
         rng = load_bnt(record.mesh)
-        image = load_image(_texture_path(record, rng.texture))
+        image = _texture(record, rng.texture, cfg)
         return RawScan(points=rng.xyz[rng.valid], image=image, native=_read_native_landmarks(record),
                        grid_valid=rng.valid, grid_uv=rng.uv)
 
 
-def _texture_path(record: ScanRecord, named: str | None) -> Path:
-    """The texture the scan file names (wrl url, bnt header) beside it, else the walker's."""
-    if named:
-        path = Path(record.mesh).parent / named
-        if path.is_file():
-            return path
-    if record.texture is None:
-        raise ScanError("read", f"missing texture image{f' {named}' if named else ''} for {record.mesh}")
-    return Path(record.texture)
+def _texture(record: ScanRecord, named: str | None, cfg: PrepConfig) -> np.ndarray:
+    """The texture image the scan names, kept inside the dataset tree and size-limited."""
+    path = resolve_texture(record, named, allow_outside=cfg.allow_outside_textures)
+    return load_image(path, max_pixels=cfg.max_image_pixels)
 
 
 def _read_native_landmarks(record: ScanRecord):
