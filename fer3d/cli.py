@@ -1,94 +1,99 @@
-"""fer3d-train and fer3d-eval: command lines over fer3d.engine.
+"""fer3d-train and fer3d-eval: click command lines over fer3d.campaign and fer3d.evaluate.
 
-Stage: user -> campaign. Parsing is apart from work (``get_args_parser`` + ``main``), so a
-campaign runs the same from a shell, from Python and from the tests. Settings come from
-the defaults, then ``--config FILE`` (YAML or JSON, keys = option names), then the flags
-given on the command line.
+Stage: user -> campaign. Settings come from the defaults, then ``--config FILE`` (YAML or
+JSON, keys = option names), then the flags given; every value is checked by the type in
+fer3d.settings.SETTINGS before anything runs. ``--help`` works without torch: torch is
+imported inside the command bodies.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import dataclasses
 import logging
-import os
 import sys
+from pathlib import Path
 
-from fer3d_data.errors import Fer3dDataError
+import click
+
+from fer3d.catalog import VARIANT_NAMES
+from fer3d.settings import SETTINGS, TrainConfig
+from fer3d_data.clibase import (CONTEXT_SETTINGS, Command, StrictInt, config_option, require,
+                                split_list)
 
 log = logging.getLogger("fer3d")
 
-# Exceptions that are the user's input, printed as one line instead of a traceback.
-USER_ERRORS = (Fer3dDataError, ValueError, KeyError, FileNotFoundError, FileExistsError)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+             if f.default is not dataclasses.MISSING}
 
 
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    from fer3d.engine import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
-
-    p = argparse.ArgumentParser(
-        prog="fer3d-train", add_help=add_help,
-        description="Train AFNet-M (or a variant) under the repeated subject-independent "
-                    "k-fold protocol on fer3d HDF5 shards.")
-    p.add_argument("shards", nargs="+", metavar="SHARD.h5", help="shard file(s) of one dataset")
-    p.add_argument("--config", metavar="FILE", help="YAML or JSON of option values; flags win")
-    p.add_argument("--variant", default="afnet_m", help="model name (default afnet_m)")
-    p.add_argument("--repeats", type=int, default=1, help="protocol repeats R (paper: 100)")
-    p.add_argument("--folds", type=int, default=10, help="k of subject-independent k-fold")
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                   help=f"fixed training epochs per cell (default {DEFAULT_EPOCHS})")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help=f"default {DEFAULT_BATCH_SIZE}")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate, fixed")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"))
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="training flips and small affine warps")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/fer3d", metavar="RUN_DIR")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--preset", default="auto", choices=("auto", "bu3dfe", "bosphorus"))
-    p.add_argument("--subjects", type=int, default=60, help="subjects to select (default 60)")
-    p.add_argument("--val-subjects", type=int, default=0,
-                   help="training subjects held out per cell to pick the epoch (default 0)")
-    p.add_argument("--pretrained", default=None, metavar="PATH|imagenet",
-                   help="resnet18 state dict for both branches (never downloaded)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p
+def _opt(name: str, help: str, flag: str | None = None, **kw):
+    """An option whose type and default are those of fer3d.settings (one fact, one place)."""
+    decl = flag or "--" + name.replace("_", "-")
+    kw.setdefault("default", _DEFAULTS.get(name))
+    return click.option(decl, name, type=SETTINGS[name], help=help, **kw)
 
 
-def load_config_file(path: str) -> dict:
-    """Option values from a YAML or JSON file; keys may use '-' or '_'."""
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    if path.endswith(".json"):
-        data = json.loads(text)
-    else:
-        import yaml
-
-        data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config file must hold a mapping of option names")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+def _flag(name: str, help: str):
+    dashed = name.replace("_", "-")
+    return click.option(f"--{dashed}/--no-{dashed}", name, default=_DEFAULTS[name], help=help)
 
 
-def parse_train_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Defaults < --config file < command-line flags."""
-    parser = get_args_parser()
-    args = parser.parse_args(argv)
-    if args.config:
-        values = load_config_file(args.config)
-        known = {a.dest for a in parser._actions}
-        unknown = sorted(set(values) - known - {"shards"})
-        if unknown:
-            parser.error(f"{args.config}: unknown options {', '.join(unknown)}")
-        values.pop("shards", None)
-        parser.set_defaults(**values)
-        args = parser.parse_args(argv)
-    return args
+TRAIN_OPTIONS = [
+    _opt("variant", f"model: {', '.join(VARIANT_NAMES)}", metavar="NAME"),
+    _opt("repeats", "protocol repeats R (paper: 100)"),
+    _opt("folds", "k of subject-independent k-fold"),
+    _opt("epochs", "fixed training epochs per cell"),
+    _opt("batch_size", "training batch (fixed: the last partial batch is dropped)"),
+    _opt("lr", "Adam learning rate, fixed"),
+    _opt("image_size", "training input size S (multiple of 4)"),
+    _opt("preset", "sample selection; auto: the shards' dataset"),
+    _opt("subjects", "subjects to select"),
+    _opt("val_subjects", "training subjects held out per cell to pick the epoch"),
+    _flag("augment", "training flips and small affine warps"),
+    click.option("--pretrained", default=None, metavar="PATH|imagenet",
+                 help="resnet18 state dict for both branches (never downloaded)"),
+    _opt("seed", "seed of subject choice, folds and every cell"),
+    click.option("--out", default="runs/fer3d", metavar="RUN_DIR", show_default=True,
+                 help="run directory"),
+    click.option("--resume", is_flag=True, default=False,
+                 help="attach to the run in --out (finished cells are kept)"),
+    _opt("device", "auto: cuda (cuda:LOCAL_RANK under torchrun) if present, else cpu"),
+    _opt("amp", "mixed precision; auto: bf16 where native, fp16+scaler on old GPUs"),
+    _flag("channels_last", "channels-last memory format"),
+    _opt("compile", "torch.compile the model (auto: off, see docs/performance.md)"),
+    _opt("data_on_device", "keep the samples on the device and augment in batches"),
+    _opt("workers", "DataLoader workers of the per-sample path",
+         default=TrainConfig([], "").workers),
+    _opt("keep", "what a finished cell keeps: weights (fp32), none, full (+optimizer)"),
+    _opt("checkpoint_every", "epochs between resume checkpoints; 0 none; auto: < 5 % of "
+         "training time", default="auto"),
+    _opt("nan_check_every", "steps between NaN checks (each waits for the device); 0: "
+         "once per epoch"),
+    click.option("--cells", default=None, metavar="LIST",
+                 help="cells to try, flat index repeat*folds+fold: 0-99,150"),
+    _opt("task_index", "this task's index (default: Slurm array / torchrun rank)",
+         default=None),
+    _opt("num_tasks", "number of tasks sharing the cells (default: Slurm / torchrun)",
+         default=None),
+    click.option("--init-only", "init_only", is_flag=True, default=False,
+                 help="write config.json and folds.json, train nothing"),
+    _opt("executor", "local (this machine) or ray (a cluster, `fer3d[ray]`)"),
+    _opt("parallel_cells", "local executor: cells trained at once in separate processes"),
+    _opt("gpus_per_cell", "ray: GPUs per cell task (0.25: four cells share a GPU)"),
+    click.option("--ray-address", default=None, metavar="HOST:PORT",
+                 help="ray: a running cluster's head (default: start a local instance)"),
+    _opt("claim_timeout", "seconds without heartbeat before a cell's claim counts as dead"),
+    click.option("--tensorboard", is_flag=True, default=False,
+                 help="per-epoch scalars under RUN/tensorboard (`fer3d[tensorboard]`)"),
+    _flag("progress", "progress bar"),
+    click.option("--summarize", "summarize", default=None, metavar="RUN_DIR",
+                 type=click.Path(file_okay=False),
+                 help="list missing and running cells of RUN_DIR; write its summary.json "
+                      "when all are done"),
+    click.option("--partial", is_flag=True, default=False,
+                 help="with --summarize: summary.partial.json over the finished cells"),
+    click.option("-v", "--verbose", is_flag=True, default=False),
+]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -96,91 +101,116 @@ def _setup_logging(verbose: bool) -> None:
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-def main(args: argparse.Namespace) -> dict:
-    """Run the campaign ``args`` describe; returns the summary (also printed)."""
+def _summarize(run_dir: str, partial: bool) -> dict:
     from fer3d import report
-    from fer3d.engine import TrainConfig, run_campaign
+    from fer3d.campaign import describe_status, summarize_run
+    from fer3d.protocol import load_folds
 
-    fields = dict(vars(args))
-    for key in ("config", "verbose"):
-        fields.pop(key, None)
-    if fields["workers"] is None:
-        fields.pop("workers")
-    fields["shards"] = [os.fspath(s) for s in fields["shards"]]
-    summary = run_campaign(TrainConfig(**fields))
-    print(report.format_summary(summary))
-    print(f"run directory: {args.out}")
-    return summary
+    status = summarize_run(run_dir, partial=partial)
+    click.echo(describe_status(status, Path(run_dir),
+                               load_folds(f"{run_dir}/folds.json").k))
+    if "summary" in status:
+        click.echo(report.format_summary(status["summary"]))
+    return status
 
 
-def _run(prog: str, work, argv) -> int:
-    """Call ``work``; a user error is one line on stderr and exit status 2."""
+def _train(shards: tuple[str, ...], kw: dict) -> dict:
+    from fer3d import report
+    from fer3d.campaign import run_campaign
     from fer3d.engine import DivergedError
 
+    if kw["tensorboard"]:
+        require("tensorboard", "tensorboard", "--tensorboard")
+    cfg = TrainConfig(shards=list(shards), **kw)
     try:
-        work(argv)
+        result = run_campaign(cfg)
     except DivergedError as exc:
-        print(f"{prog}: error: {exc}; rerun with --resume", file=sys.stderr)
+        raise click.ClickException(f"{exc}; rerun the same command to resume") from exc
+    if "accuracy_mean" in result:
+        click.echo(report.format_summary(result))
+    click.echo(f"run directory: {cfg.out}")
+    return result
+
+
+def _apply(options):
+    def wrap(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return wrap
+
+
+@click.command("fer3d-train", cls=Command, context_settings=CONTEXT_SETTINGS)
+@config_option(ignore=("shards",))
+@click.argument("shards", nargs=-1, type=click.Path(dir_okay=False), metavar="SHARD.h5...")
+@_apply(TRAIN_OPTIONS)
+def train_command(shards, summarize, partial, verbose, **kw):
+    """Train AFNet-M (or a variant) under the repeated subject-independent k-fold protocol
+    on fer3d HDF5 shards; cells (repeat, fold) can be spread over processes, Slurm array
+    tasks, torchrun ranks and Ray clusters (docs/cluster.md)."""
+    _setup_logging(verbose)
+    if summarize:
+        return _summarize(summarize, partial)
+    if not shards:
+        raise click.UsageError("give at least one SHARD.h5 (or --summarize RUN_DIR)")
+    return _train(shards, kw)
+
+
+@click.command("fer3d-eval", cls=Command, context_settings=CONTEXT_SETTINGS)
+@click.argument("checkpoint", type=click.Path(dir_okay=False), metavar="CKPT")
+@click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False),
+                metavar="SHARD.h5...")
+@click.option("--subjects", default=None, metavar="A,B,...|@FILE",
+              help="subjects to test (default: the checkpoint's test subjects)")
+@click.option("--variant", default=None, type=click.Choice(VARIANT_NAMES),
+              help="refuse a checkpoint of another variant")
+@click.option("--preset", type=SETTINGS["preset"], default="auto")
+@click.option("--image-size", type=StrictInt(min=8, max=1024), default=None,
+              help="default: the size the checkpoint was trained at")
+@click.option("--batch-size", type=SETTINGS["batch_size"], default=32)
+@click.option("--device", type=SETTINGS["device"], default="auto")
+@click.option("--amp", type=SETTINGS["amp"], default="auto")
+@click.option("--channels-last/--no-channels-last", default=True)
+@click.option("--workers", type=SETTINGS["workers"], default=0)
+@click.option("--out", default=None, metavar="JSON", help="write the result here")
+def eval_command(checkpoint, shards, subjects, out, **kw):
+    """Evaluate a fer3d checkpoint (a cell's weights.pt or checkpoint.pt) on shard samples
+    (default: the test subjects stored in the checkpoint)."""
+    from fer3d import report
+    from fer3d.evaluate import evaluate_checkpoint
+    from fer3d.runfiles import write_json
+
+    _setup_logging(False)
+    result = evaluate_checkpoint(checkpoint, list(shards), subjects=split_list(subjects), **kw)
+    click.echo(report.format_summary(result))
+    if out:
+        write_json(result, out)
+    return result
+
+
+def _main(command: click.Command, argv: list[str] | None) -> int:
+    """Run a click command as a function: the exit code, errors printed as click does."""
+    try:
+        command.main(args=argv, prog_name=command.name, standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("Aborted!", err=True)
         return 1
-    except USER_ERRORS as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"{prog}: error: {msg}", file=sys.stderr)
-        return 2
     return 0
 
 
 def train_main(argv: list[str] | None = None) -> int:
     """Entry point of ``fer3d-train``."""
-    def work(argv):
-        args = parse_train_args(argv)
-        _setup_logging(args.verbose)
-        main(args)
-    return _run("fer3d-train", work, argv)
-
-
-def get_eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fer3d-eval",
-        description="Evaluate a fer3d checkpoint on shard samples (default: the test "
-                    "subjects stored in the checkpoint).")
-    p.add_argument("checkpoint", metavar="CKPT")
-    p.add_argument("shards", nargs="+", metavar="SHARD.h5")
-    p.add_argument("--subjects", nargs="+", default=None, help="subject names to test")
-    p.add_argument("--variant", default=None, help="refuse a checkpoint of another variant")
-    p.add_argument("--preset", default="auto", choices=("auto", "bu3dfe", "bosphorus"))
-    p.add_argument("--image-size", type=int, default=None,
-                   help="default: the size the checkpoint was trained at")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"))
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--out", default=None, metavar="JSON", help="write the result here")
-    return p
-
-
-def eval_args_main(args: argparse.Namespace) -> dict:
-    from fer3d import report
-    from fer3d.engine import evaluate_checkpoint, write_json
-
-    result = evaluate_checkpoint(
-        args.checkpoint, args.shards, subjects=args.subjects, preset=args.preset,
-        variant=args.variant, image_size=args.image_size, batch_size=args.batch_size,
-        device=args.device, amp=args.amp, channels_last=args.channels_last,
-        workers=args.workers)
-    print(report.format_summary(result))
-    if args.out:
-        write_json(result, args.out)
-    return result
+    return _main(train_command, argv)
 
 
 def eval_main(argv: list[str] | None = None) -> int:
     """Entry point of ``fer3d-eval``."""
-    def work(argv):
-        args = get_eval_parser().parse_args(argv)
-        _setup_logging(False)
-        eval_args_main(args)
-    return _run("fer3d-eval", work, argv)
+    return _main(eval_command, argv)
 
 
 if __name__ == "__main__":

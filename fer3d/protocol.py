@@ -14,8 +14,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from fer3d.runfiles import write_json
+from fer3d_data.errors import Fer3dDataError
+from fer3d_data.shard_index import ShardIndex
+
 
 log = logging.getLogger(__name__)
+
+
+class PlanError(Fer3dDataError, ValueError):
+    """The shards cannot give the plan asked for (too few subjects, unknown preset, ...)."""
 
 PRESETS = ("bu3dfe", "bosphorus")
 SIX = tuple(range(6))          # codes of the six basic expressions (neutral = 6 is out)
@@ -23,51 +31,51 @@ BU3DFE_INTENSITIES = (3, 4)    # the two highest intensities
 FOLDS_VERSION = 1
 
 
-def eligible_rows(index: dict, preset: str) -> np.ndarray:
+def eligible_rows(index: ShardIndex, preset: str) -> np.ndarray:
     """Rows of ``index`` the preset could use, before choosing subjects.
 
     bu3dfe: six expressions at intensities 3 and 4. bosphorus: six emotions, one scan per
     (subject, emotion): the one whose sample id sorts first.
     """
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    expr, inten = index["expression"], index["intensity"]
+        raise PlanError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    expr, inten = index.expression, index.intensity
     six = np.isin(expr, SIX)
     if preset == "bu3dfe":
         return np.flatnonzero(six & np.isin(inten, BU3DFE_INTENSITIES))
     rows = np.flatnonzero(six)
-    order = rows[np.lexsort((index["sample_id"][rows], expr[rows], index["subject"][rows]))]
+    order = rows[np.lexsort((index.sample_id[rows], expr[rows], index.subject[rows]))]
     seen, keep = set(), []
     for r in order:
-        key = (index["subject"][r], int(expr[r]))
+        key = (index.subject[r], int(expr[r]))
         if key not in seen:
             seen.add(key)
             keep.append(r)
     return np.sort(np.array(keep, dtype=np.int64))
 
 
-def complete_subjects(index: dict, preset: str) -> list[str]:
+def complete_subjects(index: ShardIndex, preset: str) -> list[str]:
     """Subjects having every required (expression[, intensity]) sample, sorted."""
     rows = eligible_rows(index, preset)
     need = len(SIX) * (len(BU3DFE_INTENSITIES) if preset == "bu3dfe" else 1)
     keys: dict[str, set] = {}
     for r in rows:
-        keys.setdefault(str(index["subject"][r]), set()).add(
-            (int(index["expression"][r]), int(index["intensity"][r])))
+        keys.setdefault(str(index.subject[r]), set()).add(
+            (int(index.expression[r]), int(index.intensity[r])))
     return sorted(s for s, k in keys.items() if len(k) >= need)
 
 
-def select_subjects(index: dict, preset: str, n_subjects: int = 60, seed: int = 0) -> list[str]:
+def select_subjects(index: ShardIndex, preset: str, n_subjects: int = 60, seed: int = 0) -> list[str]:
     """``n_subjects`` complete subjects drawn with ``seed``, sorted by name.
 
     With fewer complete subjects than asked (small or synthetic data) all are used and the
     log says so.
     """
     if n_subjects < 1:
-        raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
+        raise PlanError(f"n_subjects must be >= 1, got {n_subjects}")
     pool = complete_subjects(index, preset)
     if not pool:
-        raise ValueError(f"no subject has all six expressions required by preset {preset!r}")
+        raise PlanError(f"no subject has all six expressions required by preset {preset!r}")
     if len(pool) <= n_subjects:
         if len(pool) < n_subjects:
             log.warning("preset %s: only %d subjects have the full expression set; "
@@ -77,10 +85,10 @@ def select_subjects(index: dict, preset: str, n_subjects: int = 60, seed: int = 
     return sorted(pool[i] for i in chosen)
 
 
-def select_samples(index: dict, preset: str, subjects: list[str]) -> np.ndarray:
+def select_samples(index: ShardIndex, preset: str, subjects: list[str]) -> np.ndarray:
     """Rows of the preset's samples of ``subjects``, ascending."""
     rows = eligible_rows(index, preset)
-    return rows[np.isin(index["subject"][rows], subjects)]
+    return rows[np.isin(index.subject[rows], subjects)]
 
 
 def subject_folds(subjects: list[str], k: int = 10, repeats: int = 1,
@@ -91,12 +99,12 @@ def subject_folds(subjects: list[str], k: int = 10, repeats: int = 1,
     without changing the repeats already run.
     """
     if k < 2:
-        raise ValueError(f"k-fold needs k >= 2, got {k}")
+        raise PlanError(f"k-fold needs k >= 2, got {k}")
     if len(subjects) < k:
-        raise ValueError(f"{k}-fold cross-validation needs at least {k} subjects; "
+        raise PlanError(f"{k}-fold cross-validation needs at least {k} subjects; "
                          f"the selection has {len(subjects)}: lower --folds or add subjects")
     if len(set(subjects)) != len(subjects):
-        raise ValueError("subjects must be unique")
+        raise PlanError("subjects must be unique")
     base = sorted(subjects)
     plan = []
     for r in range(repeats):
@@ -127,10 +135,10 @@ class FoldPlan:
     def repeats(self) -> int:
         return len(self.folds)
 
-    def cell(self, index: dict, repeat: int, fold: int) -> dict[str, np.ndarray]:
+    def cell(self, index: ShardIndex, repeat: int, fold: int) -> dict[str, np.ndarray]:
         """Index rows of ``train`` / ``val`` / ``test`` for one (repeat, fold)."""
-        rows = rows_of(index, self.sample_ids)
-        subj = index["subject"][rows]
+        rows = index.rows_of(self.sample_ids)
+        subj = index.subject[rows]
         test_subjects = self.folds[repeat][fold]
         train_subjects = sorted(s for s in self.subjects if s not in set(test_subjects))
         val = validation_subjects(train_subjects, self.val_subjects, self.seed, repeat, fold)
@@ -147,31 +155,21 @@ def validation_subjects(train_subjects: list[str], n: int, seed: int, repeat: in
     if n <= 0:
         return []
     if n >= len(train_subjects):
-        raise ValueError(f"cannot hold out {n} validation subjects from "
+        raise PlanError(f"cannot hold out {n} validation subjects from "
                          f"{len(train_subjects)} training subjects")
     pick = np.random.default_rng([seed, repeat, fold, 1]).choice(len(train_subjects), n,
                                                                  replace=False)
     return sorted(train_subjects[i] for i in pick)
 
 
-def rows_of(index: dict, sample_ids: list[str]) -> np.ndarray:
-    """Index rows of ``sample_ids`` (in that order); KeyError naming the first missing."""
-    where = {sid: i for i, sid in enumerate(index["sample_id"])}
-    missing = [s for s in sample_ids if s not in where]
-    if missing:
-        raise KeyError(f"{len(missing)} sample ids of the fold plan are not in the shards, "
-                       f"e.g. {missing[0]!r}")
-    return np.array([where[s] for s in sample_ids], dtype=np.int64)
-
-
-def make_plan(index: dict, preset: str, *, n_subjects: int = 60, k: int = 10,
+def make_plan(index: ShardIndex, preset: str, *, n_subjects: int = 60, k: int = 10,
               repeats: int = 1, seed: int = 0, val_subjects: int = 0) -> FoldPlan:
     """Select subjects and samples, then split them into ``repeats`` x ``k`` folds."""
     subjects = select_subjects(index, preset, n_subjects, seed)
     rows = select_samples(index, preset, subjects)
     folds = subject_folds(subjects, k, repeats, seed)
     plan = FoldPlan(preset=preset, seed=seed, k=k, subjects=subjects,
-                    sample_ids=[str(s) for s in index["sample_id"][rows]], folds=folds,
+                    sample_ids=[str(s) for s in index.sample_id[rows]], folds=folds,
                     val_subjects=val_subjects)
     # Validate the carve-out now, not in the middle of a campaign.
     validation_subjects(sorted(set(subjects) - set(folds[0][0])), val_subjects, seed, 0, 0)
@@ -188,10 +186,7 @@ def extend_plan(plan: FoldPlan, repeats: int) -> FoldPlan:
 
 def save_folds(plan: FoldPlan, path: str | os.PathLike) -> None:
     """Write folds.json atomically."""
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(asdict(plan), fh, indent=1)
-    os.replace(tmp, path)
+    write_json(asdict(plan), path)
 
 
 def load_folds(path: str | os.PathLike) -> FoldPlan:
@@ -199,6 +194,6 @@ def load_folds(path: str | os.PathLike) -> FoldPlan:
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
     if data.get("version") != FOLDS_VERSION:
-        raise ValueError(f"{path}: folds.json version {data.get('version')!r}, "
+        raise PlanError(f"{path}: folds.json version {data.get('version')!r}, "
                          f"expected {FOLDS_VERSION}")
     return FoldPlan(**data)

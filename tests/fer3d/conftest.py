@@ -63,7 +63,8 @@ def _sample(code: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray,
 
 def write_shard(path, *, dataset: str = "bu3dfe", n_subjects: int = 6, size: int = 32,
                 seed: int = 0, format_version: int = FORMAT_VERSION,
-                drop: tuple[str, ...] = (), extra_intensity: bool = True) -> str:
+                drop: tuple[str, ...] = (), extra_intensity: bool = True,
+                first_subject: int = 0, config: dict | None = None) -> str:
     """Write a small shard; returns its path.
 
     bu3dfe: per subject the six expressions at intensities 3 and 4 (+ intensity 1 and a
@@ -72,7 +73,7 @@ def write_shard(path, *, dataset: str = "bu3dfe", n_subjects: int = 6, size: int
     """
     rng = np.random.default_rng(seed)
     rows = []
-    for s in range(n_subjects):
+    for s in range(first_subject, first_subject + n_subjects):
         subject = f"F{s + 1:04d}" if dataset == "bu3dfe" else f"bs{s:03d}"
         for code in range(6):
             name = CLASS_NAMES[code][:2].upper()
@@ -91,7 +92,7 @@ def write_shard(path, *, dataset: str = "bu3dfe", n_subjects: int = 6, size: int
         f.attrs.update(format=FORMAT, format_version=format_version, dataset=dataset,
                        producer="tests", created="2024-01-01T00:00:00Z", image_size=size,
                        crop_radius=90.0, depth_units="mm", class_names=list(CLASS_NAMES))
-        f["config"] = json.dumps({"image_size": size})
+        f["config"] = json.dumps(config or {"image_size": size})
         tex = np.empty((n, size, size, 3), np.uint8)
         dep = np.empty((n, size, size), np.float32)
         for i, (_, _, code, _) in enumerate(rows):

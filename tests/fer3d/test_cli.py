@@ -1,16 +1,20 @@
-"""fer3d-train / fer3d-eval: option handling, clear errors before training, eval of a run."""
+"""fer3d-train / fer3d-eval: option handling, clear errors before training, a full disk,
+--summarize, TensorBoard, eval of a run."""
 
 from __future__ import annotations
 
+import errno
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from fer3d import cli
+from fer3d import cli, runfiles
 
 TINY = ["--folds", "2", "--subjects", "2", "--epochs", "1", "--batch-size", "12",
         "--image-size", "32", "--workers", "0", "--no-progress", "--lr", "1e-3"]
-
 
 
 def _fail(main, argv, capsys, code=2) -> str:
@@ -18,30 +22,67 @@ def _fail(main, argv, capsys, code=2) -> str:
     return capsys.readouterr().err
 
 
+def _params(argv: list[str]) -> dict:
+    return cli.train_command.make_context("fer3d-train", list(argv)).params
+
+
 def test_defaults_and_config_file_then_flags(tmp_path):
-    args = cli.parse_train_args(["x.h5"])
-    assert (args.variant, args.repeats, args.folds, args.epochs, args.batch_size, args.lr,
-            args.image_size, args.amp, args.channels_last) == \
-        ("afnet_m", 1, 10, 30, 32, 1e-4, 224, "auto", True)
-    (tmp_path / "c.yaml").write_text("epochs: 7\nbatch-size: 4\nvariant: texture_only\n")
-    args = cli.parse_train_args(["x.h5", "--config", str(tmp_path / "c.yaml"), "--epochs", "9"])
-    assert (args.epochs, args.batch_size, args.variant) == (9, 4, "texture_only")
-    (tmp_path / "c.json").write_text(json.dumps({"no_such_option": 1}))
-    with pytest.raises(SystemExit):
-        cli.parse_train_args(["x.h5", "--config", str(tmp_path / "c.json")])
+    p = _params(["x.h5"])
+    assert (p["variant"], p["repeats"], p["folds"], p["epochs"], p["batch_size"], p["lr"],
+            p["image_size"], p["amp"], p["channels_last"], p["checkpoint_every"],
+            p["keep"], p["executor"]) == \
+        ("afnet_m", 1, 10, 30, 32, 1e-4, 224, "auto", True, None, "weights", "local")
+    (tmp_path / "c.yaml").write_text("epochs: 7\nbatch-size: 4\nvariant: texture_only\n"
+                                     "augment: 'false'\nresume: 'no'\n")
+    p = _params(["x.h5", "--config", str(tmp_path / "c.yaml"), "--epochs", "9"])
+    assert (p["epochs"], p["batch_size"], p["variant"], p["augment"], p["resume"]) == \
+        (9, 4, "texture_only", False, False)
+
+
+def test_config_file_errors_one_message_per_key(tmp_path, capsys):
+    (tmp_path / "c.json").write_text(json.dumps({
+        "epochs": 1.5, "batch_size": 0, "repeats": 0, "image_size": 100000,
+        "augment": "maybe", "epoch": 3}))
+    err = _fail(cli.train_main, ["x.h5", "--config", str(tmp_path / "c.json")], capsys)
+    for part in ("epochs: 1.5 is not an integer", "batch_size: 0 is smaller than the minimum 2",
+                 "repeats: 0 is smaller than the minimum 1",
+                 "image_size: 100000 is larger than the maximum 1024",
+                 "augment: 'maybe' is not a valid boolean",
+                 "unknown option 'epoch' (did you mean 'epochs'?)"):
+        assert part in err, part
+
+
+def test_augment_false_in_a_config_file_turns_augmentation_off(bu3dfe_shard, tmp_path):
+    (tmp_path / "c.yaml").write_text("augment: 'false'\nresume: 'no'\n")
+    assert cli.train_main([bu3dfe_shard, *TINY, "--config", str(tmp_path / "c.yaml"),
+                           "--init-only", "--out", str(tmp_path / "r")]) == 0
+    saved = json.loads((tmp_path / "r/config.json").read_text())["config"]
+    assert saved["augment"] is False
+
+
+def test_help_without_torch():
+    code = ("import sys; from fer3d import cli; r = cli.train_main(['--help']); "
+            "e = cli.eval_main(['--help']); assert 'torch' not in sys.modules, 'torch'; "
+            "sys.exit(r or e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(Path(cli.__file__).parents[1])})
+    assert out.returncode == 0, out.stderr
+    for text in ("afnet_m_layer34", "[auto|on|off]", "[weights|none|full]", "[local|ray]",
+                 "[auto|bu3dfe|bosphorus]", "[default: 30]"):
+        assert text in " ".join(out.stdout.split()), text
 
 
 def test_unknown_variant_lists_names(bu3dfe_shard, tmp_path, capsys):
     err = _fail(cli.train_main, [bu3dfe_shard, "--variant", "resnet99", "--out",
                                  str(tmp_path / "r")], capsys)
-    assert "unknown variant 'resnet99'; available:" in err and "afnet_m" in err
+    assert "'resnet99' is not one of" in err and "afnet_m" in err
     assert not (tmp_path / "r").exists()
 
 
 def test_other_schema_version(make_shard, tmp_path, capsys):
     shard = make_shard("v2.h5", format_version=2)
     err = _fail(cli.train_main, [shard, "--out", str(tmp_path / "r")], capsys)
-    assert "v2.h5: shard format_version 2; this fer3d reads version 1" in err
+    assert "v2.h5: fer3d-shard format_version 2 but this fer3d_data reads version 1" in err
 
 
 def test_missing_datasets(make_shard, tmp_path, capsys):
@@ -65,6 +106,62 @@ def test_missing_shard_and_bad_pretrained(tmp_path, bu3dfe_shard, capsys):
     assert "w.pth: no such resnet18 state dict file" in err
 
 
+def test_eval_of_a_file_that_is_no_checkpoint(bu3dfe_shard, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# fer3d\n")
+    err = _fail(cli.eval_main, [str(readme), bu3dfe_shard], capsys)
+    assert f"{readme}: not a PyTorch checkpoint" in err and "Traceback" not in err
+
+
+def test_tensorboard_missing_is_a_clear_error(bu3dfe_shard, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    err = _fail(cli.train_main, [bu3dfe_shard, *TINY, "--tensorboard", "--out",
+                                 str(tmp_path / "r")], capsys)
+    assert "--tensorboard needs the 'tensorboard' package: pip install 'fer3d[tensorboard]'" in err
+
+
+def test_disk_full_one_line_keeps_finished_cells_and_resumes(bu3dfe_shard, tmp_path, capsys,
+                                                              monkeypatch):
+    run = tmp_path / "r"
+    real = runfiles.json.dump
+
+    def full_at_second_fold(obj, fh, **kw):
+        if "r0_f1/fold.json" in str(fh.name):
+            fh.write("{")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, fh, **kw)
+
+    monkeypatch.setattr(runfiles.json, "dump", full_at_second_fold)
+    argv = [bu3dfe_shard, *TINY, "--variant", "texture_only", "--out", str(run)]
+    err = _fail(cli.train_main, argv, capsys)
+    assert err.count("\n") == 1 and "no space left on device" in err
+    assert str(run / "cells/r0_f1/fold.json") in err
+    assert not list(run.rglob("*.tmp"))
+    assert (run / "cells/r0_f0/fold.json").exists()
+    monkeypatch.setattr(runfiles.json, "dump", real)
+    assert cli.train_main([*argv, "--resume"]) == 0
+    assert json.loads((run / "summary.json").read_text())["n_predictions"] == 24
+
+
+def test_summarize_lists_missing_cells_and_partial(bu3dfe_shard, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert cli.train_main([bu3dfe_shard, *TINY, "--variant", "texture_only", "--cells", "1",
+                           "--tensorboard", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert cli.train_main(["--summarize", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 cells done" in out and "missing: 0 (r0 f0)" in out
+    assert not (run / "summary.json").exists()
+    assert cli.train_main(["--summarize", str(run), "--partial"]) == 0
+    partial = json.loads((run / "summary.partial.json").read_text())
+    assert partial["cells_done"] == 1 and partial["n_predictions"] == 12
+    assert list((run / "tensorboard/r0_f1").glob("events.out.tfevents.*"))
+
+
 @pytest.mark.slow
 def test_train_then_eval_and_variant_checks(bu3dfe_shard, tmp_path, capsys):
     run = tmp_path / "run"
@@ -74,7 +171,7 @@ def test_train_then_eval_and_variant_checks(bu3dfe_shard, tmp_path, capsys):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["n_samples"] == 24
 
-    ckpt = run / "cells" / "r0_f0" / "checkpoint.pt"
+    ckpt = run / "cells" / "r0_f0" / "weights.pt"
     test_subjects = json.loads((run / "folds.json").read_text())["folds"][0][0]
     assert cli.eval_main([str(ckpt), bu3dfe_shard, "--out", str(tmp_path / "e.json")]) == 0
     result = json.loads((tmp_path / "e.json").read_text())
@@ -89,7 +186,7 @@ def test_train_then_eval_and_variant_checks(bu3dfe_shard, tmp_path, capsys):
                           "--out", str(tmp_path / "t.json")]) == 0
     assert json.loads((tmp_path / "t.json").read_text())["outside_test_fold"] == [train_subject]
 
-    assert cli.eval_main([str(ckpt), bu3dfe_shard, "--subjects", "F0003", "F0004"]) == 0
+    assert cli.eval_main([str(ckpt), bu3dfe_shard, "--subjects", "F0003,F0004"]) == 0
     assert "24 samples" in capsys.readouterr().out
 
     err = _fail(cli.eval_main, [str(ckpt), bu3dfe_shard, "--variant", "texture_only"], capsys)

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from fer3d.data import (IMAGENET_MEAN, IMAGENET_STD, NO_AUGMENT, Augment, ShardDataset,
-                        normalise_depth, read_index)
+                        normalise_depth)
+from fer3d.device_data import DeviceData, make_source
 from fer3d_data.errors import Fer3dDataError
+from fer3d_data.shard_index import read_shard_index
 
 FLIP_ONLY = Augment(hflip=1.0, degrees=0.0, translate=0.0, scale=0.0)
 
@@ -21,15 +23,15 @@ def _unnormalise(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_read_index_columns(bu3dfe_shard):
-    index = read_index([bu3dfe_shard])
+    index = read_shard_index([bu3dfe_shard])
     # 6 subjects x (6 expressions x 3 intensities + neutral)
-    assert len(index["sample_id"]) == 6 * 19
-    assert index["sample_id"][0] == "F0001_AN01WH"
-    assert index["subject"][0] == "F0001"
-    assert index["expression"].dtype == np.int64
-    assert sorted(set(index["expression"].tolist())) == list(range(7))
-    assert index["datasets"].tolist() == ["bu3dfe"]
-    assert index["image_sizes"].tolist() == [32]
+    assert len(index) == len(index.sample_id) == 6 * 19
+    assert index.sample_id[0] == "F0001_AN01WH"
+    assert index.subject[0] == "F0001"
+    assert index.expression.dtype == np.int64
+    assert sorted(set(index.expression.tolist())) == list(range(7))
+    assert index.datasets == ("bu3dfe",)
+    assert index.image_size == 32 and index.configs == ({"image_size": 32},)
 
 
 def test_item_shapes_and_normalisation(bu3dfe_shard):
@@ -38,7 +40,7 @@ def test_item_shapes_and_normalisation(bu3dfe_shard):
     assert item["texture"].shape == (3, 32, 32) and item["texture"].dtype == torch.float32
     assert item["depth"].shape == (3, 32, 32)
     assert item["mask"].shape == (1, 8, 8)
-    assert item["label"].item() == ds.index["expression"][5] and item["index"].item() == 5
+    assert item["label"].item() == ds.index.expression[5] and item["index"].item() == 5
     with h5py.File(bu3dfe_shard) as f:
         tex = torch.from_numpy(f["texture"][5]).permute(2, 0, 1).float() / 255
         depth, cov = f["depth"][5], f["coverage"][5]
@@ -121,11 +123,23 @@ def test_dataloader_with_workers(bu3dfe_shard):
 
 def test_several_shards_concatenate(make_shard):
     a = make_shard("a.h5", n_subjects=2)
-    b = make_shard("b.h5", n_subjects=3, seed=1)
+    b = make_shard("b.h5", n_subjects=3, seed=1, first_subject=2)
     ds = ShardDataset([a, b], image_size=32)
     assert len(ds) == 5 * 19
-    assert ds.index["shard"].tolist().count(1) == 3 * 19
-    assert ds[2 * 19]["label"].item() == ds.index["expression"][2 * 19]
+    assert ds.index.shard.tolist().count(1) == 3 * 19
+    assert ds.index.row[2 * 19] == 0
+    assert ds[2 * 19]["label"].item() == ds.index.expression[2 * 19]
+
+
+def test_shards_of_other_configs_or_repeated_samples_are_refused(make_shard):
+    """Regression: the same subjects at 64 and 224 px trained together, duplicated."""
+    a = make_shard("a.h5", n_subjects=2)
+    with pytest.raises(Fer3dDataError, match=r"b.h5: preprocessing config differs from .*a.h5 "
+                                             r"\(image_size\)"):
+        read_shard_index([a, make_shard("b.h5", n_subjects=2, size=64, first_subject=2)])
+    with pytest.raises(Fer3dDataError, match="38 sample ids occur more than once "
+                                             "\\(e.g. 'F0001_AN01WH'\\)"):
+        read_shard_index([a, make_shard("c.h5", n_subjects=2, seed=3)])
 
 
 @pytest.mark.parametrize("kwargs, problem", [
@@ -144,9 +158,9 @@ def test_not_a_shard(tmp_path):
     with h5py.File(path, "w") as f:
         f["x"] = 1
     with pytest.raises(Fer3dDataError, match="other.h5: not a fer3d-shard file"):
-        read_index([path])
+        read_shard_index([path])
     with pytest.raises(Fer3dDataError, match="no such shard"):
-        read_index([tmp_path / "missing.h5"])
+        read_shard_index([tmp_path / "missing.h5"])
 
 
 def test_reads_what_fer3d_data_writes(tmp_path):
@@ -177,3 +191,57 @@ def test_reads_what_fer3d_data_writes(tmp_path):
     item = ds[1]
     assert item["texture"].shape == (3, 16, 16) and item["mask"].shape == (1, 4, 4)
     assert item["mask"][0, 1, 1].item() == 1.0 and item["mask"][0, 3, 3].item() == 0.0
+
+
+# --------------------------------------------------------------------------- device path
+
+def _sources(shard, rows, aug, batch_size=5):
+    index = read_shard_index([shard])
+    cpu = torch.device("cpu")
+    data = DeviceData(index, rows, cpu)
+    return (make_source(index, rows, image_size=32, batch_size=batch_size, aug=aug,
+                        device=cpu, data=data),
+            make_source(index, rows, image_size=32, batch_size=batch_size, aug=aug,
+                        workers=0, device=cpu))
+
+
+@pytest.mark.parametrize("aug", [NO_AUGMENT, Augment()], ids=["plain", "augmented"])
+def test_device_and_per_sample_paths_give_identical_batches(bu3dfe_shard, aug):
+    rows = np.arange(3, 15)
+    device, loader = _sources(bu3dfe_shard, rows, aug)
+    for a, b in zip(device.train_batches(77), loader.train_batches(77), strict=True):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, rtol=0, atol=2e-6)
+    for a, b in zip(device.eval_batches(), loader.eval_batches(), strict=True):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
+    loader.close()
+
+
+def test_device_batches_fixed_shape_and_independent_of_batch_layout(bu3dfe_shard):
+    rows = np.arange(0, 12)
+    small, _ = _sources(bu3dfe_shard, rows, Augment(), batch_size=4)
+    big, _ = _sources(bu3dfe_shard, rows, Augment(), batch_size=5)
+    a = list(small.train_batches(9))
+    b = list(big.train_batches(9))
+    assert [x[0].shape[0] for x in a] == [4, 4, 4] and [x[0].shape[0] for x in b] == [5, 5]
+    # sample i gets the same draw whatever batch it lands in
+    tex_a = {int(p): t for x in a for p, t in zip(x[4], x[0])}
+    for x in b:
+        for p, t in zip(x[4], x[0]):
+            torch.testing.assert_close(t, tex_a[int(p)])
+    assert not torch.equal(a[0][0], list(small.train_batches(10))[0][0])  # epochs differ
+
+
+def test_augmentation_distribution(bu3dfe_shard):
+    """Per-sample draws follow the Augment ranges: flip rate, angle, zoom and shift."""
+    from fer3d.data import epoch_draws
+
+    aug = Augment()
+    _, flip, theta = epoch_draws(4000, 5, aug)
+    assert 0.45 < flip.float().mean() < 0.55
+    zoom = 1 / theta[:, 0, :2].norm(dim=1)
+    angle = torch.rad2deg(torch.atan2(theta[:, 1, 0], theta[:, 0, 0]))
+    assert 0.95 - 1e-4 < zoom.min() and zoom.max() < 1.05 + 1e-4 and zoom.std() > 0.02
+    assert -10.001 < angle.min() < -9 and 9 < angle.max() < 10.001
+    assert theta[:, :, 2].abs().max() <= 0.1 + 1e-6

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 
 import numpy as np
 import pytest
 
 from fer3d import protocol
-from fer3d.data import read_index
+from fer3d_data.errors import Fer3dDataError
+from fer3d_data.shard_index import read_shard_index as read_index
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +22,15 @@ def index(shard_factory):
 def test_bu3dfe_preset_keeps_intensities_3_4_of_six_expressions(index):
     rows = protocol.eligible_rows(index, "bu3dfe")
     assert len(rows) == 12 * 6 * 2
-    assert set(index["intensity"][rows].tolist()) == {3, 4}
-    assert set(index["expression"][rows].tolist()) == set(range(6))
+    assert set(index.intensity[rows].tolist()) == {3, 4}
+    assert set(index.expression[rows].tolist()) == set(range(6))
 
 
 def test_bosphorus_one_scan_per_emotion(make_shard):
     idx = read_index([make_shard("bs.h5", dataset="bosphorus", n_subjects=3)])
     rows = protocol.eligible_rows(idx, "bosphorus")
     assert len(rows) == 3 * 6
-    ids = idx["sample_id"][rows].tolist()
+    ids = idx.sample_id[rows].tolist()
     assert "bs000_E_ANGER_0" in ids and "bs000_E_ANGER_1" not in ids
     assert protocol.complete_subjects(idx, "bosphorus") == ["bs000", "bs001", "bs002"]
 
@@ -49,8 +52,9 @@ def test_fewer_subjects_than_asked_uses_all_and_logs(index, caplog):
 
 def test_incomplete_subject_is_not_eligible(make_shard):
     idx = read_index([make_shard("x.h5", n_subjects=3)])
-    keep = ~((idx["subject"] == "F0002") & (idx["expression"] == 4) & (idx["intensity"] == 3))
-    idx = {k: (v[keep] if len(v) == len(keep) else v) for k, v in idx.items()}
+    keep = ~((idx.subject == "F0002") & (idx.expression == 4) & (idx.intensity == 3))
+    idx = dataclasses.replace(idx, **{k: getattr(idx, k)[keep] for k in (
+        "sample_id", "subject", "expression", "intensity", "shard", "row")})
     assert protocol.complete_subjects(idx, "bu3dfe") == ["F0001", "F0003"]
 
 
@@ -81,20 +85,20 @@ def test_plan_cells_test_every_sample_once(index):
         tested = []
         for f in range(5):
             cell = plan.cell(index, r, f)
-            train_s = set(index["subject"][cell["train"]].tolist())
-            test_s = set(index["subject"][cell["test"]].tolist())
+            train_s = set(index.subject[cell["train"]].tolist())
+            test_s = set(index.subject[cell["test"]].tolist())
             assert not train_s & test_s
             assert len(cell["train"]) + len(cell["test"]) == 120 and len(cell["val"]) == 0
-            tested += index["sample_id"][cell["test"]].tolist()
+            tested += index.sample_id[cell["test"]].tolist()
         assert sorted(tested) == sorted(plan.sample_ids)
 
 
 def test_validation_carved_from_training_subjects(index):
     plan = protocol.make_plan(index, "bu3dfe", n_subjects=10, k=5, seed=1, val_subjects=2)
     cell = plan.cell(index, 0, 3)
-    val_s = set(index["subject"][cell["val"]].tolist())
+    val_s = set(index.subject[cell["val"]].tolist())
     assert len(val_s) == 2
-    assert not val_s & set(index["subject"][cell["train"]].tolist())
+    assert not val_s & set(index.subject[cell["train"]].tolist())
     assert not val_s & set(plan.folds[0][3])
     assert len(cell["train"]) + len(cell["val"]) + len(cell["test"]) == 120
 
@@ -106,7 +110,7 @@ def test_folds_json_roundtrip_and_extension(index, tmp_path):
     assert again == plan
     longer = protocol.extend_plan(again, 3)
     assert longer.repeats == 3 and longer.folds[0] == plan.folds[0]
-    np.testing.assert_array_equal(protocol.rows_of(index, plan.sample_ids[:3]),
+    np.testing.assert_array_equal(index.rows_of(plan.sample_ids[:3]),
                                   protocol.select_samples(index, "bu3dfe", plan.subjects)[:3])
-    with pytest.raises(KeyError, match="not in the shards"):
-        protocol.rows_of(index, ["nope"])
+    with pytest.raises(Fer3dDataError, match="not in the shards"):
+        index.rows_of(["nope"])
