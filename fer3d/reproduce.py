@@ -87,6 +87,22 @@ def train_config(values: dict, shards: list[str], out: Path, variant: str):
     return TrainConfig(shards=shards, out=str(out), variant=variant, resume=True, **kept)
 
 
+def check_pretrained(value) -> None:
+    """Fail once, before any campaign, when the weights file is not there."""
+    if value is None:
+        return
+    if value == "imagenet":
+        from fer3d.models import imagenet_weights_path
+
+        path = imagenet_weights_path()
+        hint = " (the torch hub cache; fer3d never downloads: see docs/model.md)"
+    else:
+        path, hint = Path(value), ""
+    if not path.is_file():
+        raise Fer3dDataError(f"{path}: no resnet18 weights file{hint}; or pass --pretrained "
+                             "PATH, or --pretrained none to train from scratch")
+
+
 def _finished(run_dir: Path, repeats: int) -> bool:
     path = run_dir / "summary.json"
     if not path.is_file():
@@ -102,6 +118,7 @@ def run_campaigns(target: str, shards: list[str], out: Path, *, recipe: str = "p
     outcome = Outcome()
     for dataset, files in shards_by_dataset(shards).items():
         values = campaign_values(recipe, dataset, overrides or {})
+        check_pretrained(values.get("pretrained"))
         for line in paper_differences(values, dataset):
             log.info("%s: %s", dataset, line)
         for variant in target_variants(target):
