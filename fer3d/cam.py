@@ -2,12 +2,15 @@
 
 Stage: checkpoints + shard samples -> figures. pytorch-grad-cam (``fer3d[cam]``) computes the
 maps; :class:`StackedInputs` lets it drive the three-input model through one tensor. Each
-branch's map is taken at its last block (``branches[name].layer4[-1]``) for the sample's
-true class, and scaled to [0, 1] per image by the library.
+branch's map is taken at its last block (``branches[name].layer4[-1]``) for the class the
+model predicts (as pytorch-grad-cam does by default: the map explains the decision; for the
+true class, often all-zero on a wrong prediction, pass ``cam_class="true"``), and scaled to
+[0, 1] per image by the library.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -58,18 +61,22 @@ def _read_state(path: Path) -> tuple[dict, dict]:
     raise Fer3dDataError(f"{path}: neither a fer3d checkpoint nor a state dict")
 
 
+@functools.lru_cache(maxsize=None)
+def _state_shapes(name: str, num_classes: int) -> tuple:
+    from fer3d.models import create_model
+
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        model = create_model(name, num_classes=num_classes)
+    return tuple(sorted((k, tuple(v.shape)) for k, v in model.state_dict().items()))
+
+
 def _infer_variant(state: dict, path: Path) -> str:
     """The one registered variant whose parameter names and shapes match ``state``."""
-    from fer3d.models import create_model, list_models
+    from fer3d.models import list_models
 
-    shapes = {k: tuple(v.shape) for k, v in state.items()}
-    n = state["fc.weight"].shape[0] if "fc.weight" in state else 6
-    found = []
-    for name in list_models():
-        with torch.device("meta"):
-            model = create_model(name, num_classes=n)
-        if {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes:
-            found.append(name)
+    shapes = tuple(sorted((k, tuple(v.shape)) for k, v in state.items()))
+    n = state["fc.weight"].shape[0] if "fc.weight" in state else len(EXPRESSIONS)
+    found = [name for name in list_models() if _state_shapes(name, int(n)) == shapes]
     if len(found) != 1:
         raise Fer3dDataError(f"{path}: a plain state dict matching {found or 'no variant'}; "
                              "pass --variant")
@@ -135,8 +142,14 @@ class StackedInputs(nn.Module):
         return self.model(x[:, :3], x[:, 3:6], x[:, 6:7])
 
 
-def branch_cams(model: nn.Module, batch: dict) -> dict[str, np.ndarray]:
-    """Per branch, Grad-CAM ``(B, S, S)`` in [0, 1] at its last block for the true class."""
+CAM_CLASSES = ("predicted", "true")
+
+
+def branch_cams(model: nn.Module, batch: dict, cam_class: str = "predicted"
+                ) -> dict[str, np.ndarray]:
+    """Per branch, Grad-CAM ``(B, S, S)`` in [0, 1] at its last block for ``cam_class``."""
+    if cam_class not in CAM_CLASSES:
+        raise ValueError(f"cam_class must be one of {CAM_CLASSES}, got {cam_class!r}")
     from fer3d_data.clibase import require
 
     require("pytorch_grad_cam", "cam", "Grad-CAM")
@@ -145,7 +158,8 @@ def branch_cams(model: nn.Module, batch: dict) -> dict[str, np.ndarray]:
 
     wrapper = StackedInputs(model).eval()
     x = StackedInputs.stack(batch)
-    targets = [ClassifierOutputTarget(int(y)) for y in batch["label"]]
+    classes = predict(model, batch) if cam_class == "predicted" else batch["label"].numpy()
+    targets = [ClassifierOutputTarget(int(y)) for y in classes]
     cams = {}
     for name, branch in model.branches.items():
         with GradCAM(model=wrapper, target_layers=[branch.layer4[-1]]) as cam:
@@ -184,13 +198,14 @@ def _overlay(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
 
 
 def save_cam_montage(models: list[tuple[str, nn.Module]], batch: dict,
-                     path: str | os.PathLike, title: str = "") -> dict:
+                     path: str | os.PathLike, title: str = "", cam_class: str = "predicted"
+                     ) -> dict:
     """Rows: samples; columns: texture, depth, then each model's branch Grad-CAMs.
 
     Returns the maps as ``{model label: {branch: (B, S, S)}}``.
     """
     tex, dep = display_images(batch)
-    maps = {label: branch_cams(model, batch) for label, model in models}
+    maps = {label: branch_cams(model, batch, cam_class) for label, model in models}
     preds = {label: predict(model, batch) for label, model in models}
     columns = [("texture", None, None), ("depth", None, None)]
     columns += [(f"{label}\n{branch} Grad-CAM", label, branch)
@@ -216,8 +231,8 @@ def save_cam_montage(models: list[tuple[str, nn.Module]], batch: dict,
                 ax.set_ylabel(f"{batch['sample_id'][i]}\ntrue: {truth}", fontsize=7)
             if j == 2:
                 ax.set_xlabel(f"predicted: {guesses}", fontsize=6, loc="left")
-    fig.suptitle(title or "Grad-CAM at each branch's last block (red: high, for the true "
-                 "class)", fontsize=9)
+    fig.suptitle(f"{title or 'Grad-CAM at each branch last block'} (red: high; "
+                 f"for the {cam_class} class)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     return maps
@@ -291,13 +306,15 @@ def model_label(meta: dict) -> str:
 
 def make_figures(checkpoints: list[str | os.PathLike], shards: list[str], samples: list[str],
                  out: str | os.PathLike, *, fusion_out: str | os.PathLike | None = None,
-                 image_size: int | None = None, title: str = "") -> list[Path]:
+                 image_size: int | None = None, title: str = "", cam_class: str = "predicted"
+                 ) -> list[Path]:
     """Grad-CAM montage of ``samples`` for each checkpoint side by side; with ``fusion_out``,
     the first adaptive-fusion model's weights per expression on its test fold."""
     loaded = [load_model(c) for c in checkpoints]
     size = image_size or int(loaded[0][1].get("image_size", 224))
     batch = load_samples(shards, samples, size)
-    save_cam_montage([(model_label(meta), m) for m, meta in loaded], batch, out, title)
+    save_cam_montage([(model_label(meta), m) for m, meta in loaded], batch, out, title,
+                     cam_class)
     written = [Path(out)]
     if fusion_out is not None:
         from fer3d.models import AdaptiveFusion
@@ -311,7 +328,8 @@ def make_figures(checkpoints: list[str | os.PathLike], shards: list[str], sample
         weights = fusion_weights_by_expression(model, load_samples(shards, ids, size))
         where = "its test fold" if fold else "the given samples"
         save_fusion_weights_plot(weights, fusion_out, f"Adaptive-fusion weights per expression: "
-                                 f"{model_label(meta)}, {len(ids)} samples of {where} (bars: std over samples)")
+                                 f"{model_label(meta)}, {len(ids)} samples of {where} "
+                                 "(bars: std over samples)")
         written.append(Path(fusion_out))
     return written
 
@@ -329,4 +347,4 @@ def fig6_from_runs(runs: list, shards: list[str], out: Path, dataset: str, n_sam
                         fusion_out=out / f"fig6-fusion-weights-{dataset}.png",
                         image_size=int(runs[0].config.get("image_size", 224)),
                         title=f"Fig. 6: Grad-CAM at each branch's last block, {name}, test fold "
-                              f"r{cell['repeat']} f{cell['fold']} (red: high, true class)")
+                              f"r{cell['repeat']} f{cell['fold']}")

@@ -116,7 +116,9 @@ def _reproduce_pair(root: Path, shards: list[str]) -> list[Path]:
 @click.option("--fusion-weights", type=click.Path(dir_okay=False), metavar="PNG",
               help="also plot the adaptive-fusion weights per expression on the test fold")
 @click.option("--image-size", type=StrictInt(min=8), help="default: the checkpoint's")
-def cam_command(ckpt, shards, samples, compare, output, fusion_weights, image_size):
+@click.option("--cam-class", type=click.Choice(["predicted", "true"]), default="predicted",
+              help="class whose score the maps explain")
+def cam_command(ckpt, shards, samples, compare, output, fusion_weights, image_size, cam_class):
     """Grad-CAM of each branch at its last block for the samples of SHARDS (the paper's
     Fig. 6). CKPT is a checkpoint (.pt/.safetensors, engine checkpoint or plain state dict),
     a cell or run directory, or a fer3d-reproduce directory (AFNet-M and without MA)."""
@@ -127,7 +129,8 @@ def cam_command(ckpt, shards, samples, compare, output, fusion_weights, image_si
     checkpoints = (_reproduce_pair(root, list(shards)) if (root / "runs").is_dir()
                    else [root] + ([Path(compare)] if compare else []))
     written = make_figures(checkpoints, list(shards), split_list(samples), output,
-                           fusion_out=fusion_weights, image_size=image_size)
+                           fusion_out=fusion_weights, image_size=image_size,
+                           cam_class=cam_class)
     for path in written:
         click.echo(f"wrote {path}")
 
