@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer3d.catalog import DATASET_TITLES, VARIANT_BY_NAME
-from fer3d.data import ShardDataset, read_index
+from fer3d.data import ShardDataset
+from fer3d_data.shard_index import read_shard_index
 from fer3d_data.errors import Fer3dDataError
 from fer3d_data.schema import EXPRESSIONS
 
@@ -103,12 +104,8 @@ def load_model(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.
 
 def load_samples(shards: list[str], sample_ids: list[str], image_size: int) -> dict:
     """Stacked model inputs of ``sample_ids`` (in that order) and their labels."""
-    index = read_index(shards)
-    where = {sid: i for i, sid in enumerate(index["sample_id"].tolist())}
-    unknown = [s for s in sample_ids if s not in where]
-    if unknown:
-        raise Fer3dDataError(f"samples not in {', '.join(shards)}: {', '.join(unknown)}")
-    ds = ShardDataset(shards, [where[s] for s in sample_ids], image_size=image_size)
+    index = read_shard_index(shards)
+    ds = ShardDataset(index, index.rows_of(sample_ids), image_size=image_size)
     try:
         items = [ds[i] for i in range(len(ds))]
     finally:

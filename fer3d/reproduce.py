@@ -34,7 +34,7 @@ class ReproduceError(Fer3dDataError):
 
 def _engine():
     """The campaign API, imported in this one place (it needs torch)."""
-    from fer3d.engine import TrainConfig, run_campaign
+    from fer3d.campaign import TrainConfig, run_campaign
 
     return TrainConfig, run_campaign
 
@@ -75,14 +75,12 @@ def campaign_values(recipe: str, dataset: str, overrides: dict) -> dict:
 
 
 def train_config(values: dict, shards: list[str], out: Path, variant: str):
-    """A resuming TrainConfig; a setting the engine does not take must be its default."""
+    """A resuming TrainConfig; a setting the engine does not take is an error."""
     TrainConfig, _ = _engine()
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unused = {k: v for k, v in values.items() if k not in names}
-    # The engine builds models with create_model's default head_init ("normal").
-    if unused.pop("head_init", "normal") != "normal" or unused:
-        raise Fer3dDataError(f"the training engine does not take {sorted(unused) or 'head_init'}"
-                             " yet; leave them at the paper's values")
+    unused = sorted(k for k in values if k not in names)
+    if unused:
+        raise Fer3dDataError(f"fer3d-train has no setting {unused}")
     kept = {k: v for k, v in values.items() if k in names and k != "variant"}
     return TrainConfig(shards=shards, out=str(out), variant=variant, resume=True, **kept)
 

@@ -96,7 +96,7 @@ def test_cam_command_errors_are_one_line(cells, shard, tmp_path):
     assert result.exit_code == 2 and "notes.pt: not a torch checkpoint" in result.output
     result = CliRunner().invoke(cam_command, [str(cells["afnet_m"]), shard, "--samples",
                                               "F0009_AN03WH", "-o", str(tmp_path / "x.png")])
-    assert result.exit_code == 2 and "samples not in" in result.output
+    assert result.exit_code == 2 and "sample ids are not in the shards" in result.output
     assert "F0009_AN03WH" in result.output
 
 

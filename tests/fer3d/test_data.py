@@ -143,7 +143,7 @@ def test_shards_of_other_configs_or_repeated_samples_are_refused(make_shard):
 
 
 @pytest.mark.parametrize("kwargs, problem", [
-    ({"format_version": 2}, "format_version"),
+    ({"format_version": 99}, "format_version"),
     ({"drop": ("coverage",)}, "missing datasets: coverage"),
 ])
 def test_bad_shard_names_file_and_problem(make_shard, kwargs, problem):

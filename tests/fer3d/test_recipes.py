@@ -23,7 +23,7 @@ def test_paper_recipe_holds_the_papers_settings(dataset):
 
 def test_recipe_keys_are_train_config_fields():
     """Every recipe key but head_init (wired by fer3d-train) is a TrainConfig field."""
-    from fer3d.engine import TrainConfig
+    from fer3d.campaign import TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(RECIPE_KEYS) - fields <= {"head_init"}
