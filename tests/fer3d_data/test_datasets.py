@@ -2,6 +2,8 @@
 
 import dataclasses
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -149,14 +151,43 @@ def test_unlistable_subject_folder_becomes_a_record(tmp_path, monkeypatch):
     check_unreadable_folder(walk_bu3dfe(tmp_path), tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may list a mode-000 folder")
-def test_mode_000_subject_folder_becomes_a_record(tmp_path):
-    two_subjects(tmp_path)
-    (tmp_path / "F0002").chmod(0)
+def _as_unprivileged(fn) -> None:
+    """Run ``fn`` in a forked child that is not root (root may list any folder), so a
+    mode-000 folder is really unreadable; the child's assertion failure fails the test."""
+    if os.geteuid() != 0:
+        fn()
+        return
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: drop to nobody, report through the pipe, never return to pytest
+        os.close(read)
+        message = b""
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            fn()
+        except BaseException as e:  # noqa: BLE001 - everything is reported to the parent
+            message = f"{type(e).__name__}: {e}".encode()
+        os.write(write, message or b"ok")
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as fh:
+        result = fh.read().decode()
+    os.waitpid(pid, 0)
+    assert result == "ok", result
+
+
+def test_mode_000_subject_folder_becomes_a_record():
+    # pytest's tmp_path lies in a folder only root may enter: use a traversable one
+    root = Path(tempfile.mkdtemp(prefix="fer3d-mode000-"))
     try:
-        check_unreadable_folder(walk_bu3dfe(tmp_path), tmp_path)
+        root.chmod(0o755)
+        two_subjects(root)
+        (root / "F0002").chmod(0)
+        _as_unprivileged(lambda: check_unreadable_folder(walk_bu3dfe(root), root))
     finally:
-        (tmp_path / "F0002").chmod(0o755)
+        (root / "F0002").chmod(0o755)
+        shutil.rmtree(root)
 
 
 def test_unlistable_root_and_only_unlistable_folders_are_errors(tmp_path, monkeypatch):
