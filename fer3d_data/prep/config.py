@@ -72,7 +72,7 @@ class PrepConfig:
     regularizer: str = "gradient"
     pose: bool = True
     outlier_nb_neighbors: int = 20
-    outlier_std_ratio: float = 3.0  # 2.0 removed genuine nostril vertices of unevenly sampled meshes
+    outlier_std_ratio: float = 3.0  # 2.0 removed genuine nostril vertices of uneven meshes
     spike_radius: float = 2.5
     spike_max_dev: float = 4.0
     min_points: int = 2000
@@ -95,7 +95,8 @@ class PrepConfig:
                 problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 8 <= int(self.image_size) <= 4096:
             problems.append(f"image_size must be in [8, 4096], got {self.image_size}")
-        for name in ("crop_radius", "smoothness", "outlier_std_ratio", "spike_radius", "spike_max_dev"):
+        for name in ("crop_radius", "smoothness", "outlier_std_ratio", "spike_radius",
+                     "spike_max_dev"):
             if not float(getattr(self, name)) > 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("outlier_nb_neighbors", "min_points", "max_image_pixels"):
@@ -119,7 +120,8 @@ class PrepConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise Fer3dDataError(f"unknown preprocessing config keys {unknown}; known: {sorted(known)}")
+            raise Fer3dDataError(f"unknown preprocessing config keys {unknown}; "
+                                 f"known: {sorted(known)}")
         return cls(**d)
 
     def landmark_scheme(self) -> tuple[str, tuple[str, ...]]:

@@ -42,11 +42,13 @@ def _check_schema(f: h5py.File, spec: dict, n: int) -> list[str]:
             problems.append(f"/index/{name}: missing")
         elif ds.shape != (n,):
             problems.append(f"/index/{name}: length {ds.shape[0]}, expected {n}")
-        elif (name in STRING_WIDTHS) != (ds.dtype.kind == "S") or (name not in STRING_WIDTHS and ds.dtype != dtype):
+        elif ((name in STRING_WIDTHS) != (ds.dtype.kind == "S")
+              or (name not in STRING_WIDTHS and ds.dtype != dtype)):
             problems.append(f"/index/{name}: dtype {ds.dtype}, expected {dtype}")
     lengths = {c: f[f"errors/{c}"].shape[0] for c in ERROR_COLUMNS if f"errors/{c}" in f}
     if len(lengths) != len(ERROR_COLUMNS) or len(set(lengths.values())) > 1:
-        problems.append(f"/errors: columns {ERROR_COLUMNS} must all exist with equal lengths, got {lengths}")
+        problems.append(f"/errors: columns {ERROR_COLUMNS} must all exist with equal lengths, "
+                        f"got {lengths}")
     return problems
 
 
@@ -58,7 +60,8 @@ def _check_index(index: dict[str, np.ndarray]) -> list[str]:
     expr = index["expression"]
     bad = np.flatnonzero((expr < 0) | (expr >= len(CLASS_NAMES)))
     if bad.size:
-        problems.append(f"/index/expression: codes outside 0..{len(CLASS_NAMES) - 1} at rows {bad[:5].tolist()}")
+        problems.append(f"/index/expression: codes outside 0..{len(CLASS_NAMES) - 1} "
+                        f"at rows {bad[:5].tolist()}")
     inten = index["intensity"]
     bad = np.flatnonzero((inten < -1) | (inten > 4))
     if bad.size:
@@ -85,7 +88,8 @@ def _check_values(s: dict[str, np.ndarray]) -> list[str]:
         a = s[name].astype(np.float32)
         if not (np.isfinite(a).all() and a.min(initial=0) >= 0 and a.max(initial=0) <= 1):
             problems.append(f"{name} has values outside [0, 1]")
-    err = np.abs(_area_resize_half(s["mask56"].astype(np.float32)) - s["mask28"].astype(np.float32)).max()
+    half = _area_resize_half(s["mask56"].astype(np.float32))
+    err = np.abs(half - s["mask28"].astype(np.float32)).max()
     if err > 2e-3:  # float16 storage rounds to ~5e-4
         problems.append(f"mask28 differs from the area-resize of mask56 by {err:.4f}")
     for name in ("landmarks", "landmarks68"):
@@ -125,7 +129,8 @@ def verify(path: str | os.PathLike) -> list[str]:
                 try:
                     s[name] = f[name][i]
                 except OSError as e:  # h5py raises on a Fletcher-32 mismatch or a bad chunk
-                    problems.append(f"{where}: /{name} cannot be read (checksum or corrupt chunk: {e})")
+                    problems.append(f"{where}: /{name} cannot be read "
+                                    f"(checksum or corrupt chunk: {e})")
             if len(s) == len(spec):
                 problems += [f"{where}: {p}" for p in _check_values(s)]
     return problems

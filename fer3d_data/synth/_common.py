@@ -24,7 +24,8 @@ _LIGHT = np.array([0.2, 0.3, 1.0]) / np.linalg.norm([0.2, 0.3, 1.0])
 
 
 def render(p: FaceParams, x0: float, y0: float, dx: float, dy: float, shape: tuple, *,
-           background=(0, 0, 0), markers: dict | None = None, scheme: str = "bu3dfe83") -> np.ndarray:
+           background=(0, 0,
+                       0), markers: dict | None = None, scheme: str = "bu3dfe83") -> np.ndarray:
     """(H, W, 3) uint8 image of the face on an affine raster: pixel (r, c) centre is the
     face-frame point (x0 + c·dx, y0 + r·dy). Albedo × Lambertian shading, ``background``
     off the face, ``markers`` {landmark name: RGB} as dots of MARKER_RADIUS_MM (at least

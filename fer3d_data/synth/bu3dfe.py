@@ -10,9 +10,17 @@ import numpy as np
 
 from ..constants import BU3DFE_EXPRESSION_CODES
 from ..schema import EXPRESSIONS, NEUTRAL
-from ._common import (MARKERS_BU3DFE, check_variants, format_rows, hole_centres, in_holes,
-                      render, write_image, write_text)
-from .face import face_bounds, face_height, face_mask, scan_truth, subject_identity, ScanTruth
+from ._common import (
+    MARKERS_BU3DFE,
+    check_variants,
+    format_rows,
+    hole_centres,
+    in_holes,
+    render,
+    write_image,
+    write_text,
+)
+from .face import ScanTruth, face_bounds, face_height, face_mask, scan_truth, subject_identity
 
 _BU_CODE = {name: code for code, name in BU3DFE_EXPRESSION_CODES.items()}
 WRL_VARIANTS = ("crlf", "nocommas", "comments", "exponents", "reorder", "tabs", "packed")
@@ -195,7 +203,8 @@ def build_bu3dfe_scan(subject: str, expression: str, intensity: int, *, seed: in
         rows = chart == c
         vs = np.unique(polys[rows][valid[rows]])
         uv_parts.append(to_uv(verts[vs, 0], verts[vs, 1], np.full(len(vs), c)))
-        index_uv[rows] = np.where(valid[rows], base + np.searchsorted(vs, np.maximum(polys[rows], 0)), -1)
+        index_uv[rows] = np.where(valid[rows], base + np.searchsorted(vs, np.maximum(polys[rows],
+                                                                                     0)), -1)
         base += len(vs)
     verts = verts + truth.offset
     lm = truth.landmarks.points
@@ -261,7 +270,8 @@ def wrl_text(url: str, vertices: np.ndarray, sizes: np.ndarray, index: np.ndarra
            + array(format_rows(uv, exponents=exp, sep=sep), 6, "uvs") + f"{i5}]\n{i4}}}\n")
     tex_index = f"{i4}texCoordIndex [\n" + array(polys(index_uv), 5, "uv polygons") + f"{i4}]\n"
     flags = "".join(f"{i4}{k} {val}\n" for k, val in
-                    (("ccw", "TRUE"), ("solid", "FALSE"), ("convex", "TRUE"), ("creaseAngle", "1.57")))
+                    (("ccw", "TRUE"), ("solid", "FALSE"), ("convex", "TRUE"), ("creaseAngle",
+                                                                               "1.57")))
     url_line = f'{i5}url "{url}"\n'
     repeat = f"{i5}repeatS FALSE\n{i5}repeatT FALSE\n"
     if "reorder" in v:
@@ -302,7 +312,8 @@ def write_bu3dfe_scan(scan: Bu3dfeScan, out_dir, *, wrl_variants=(), skip=()) ->
                     wrl_variants)
     out = [write_text(Path(f"{base}_F3D.wrl"), text, crlf)]
     if "bnd" not in skip:
-        out.append(write_text(Path(f"{base}_F3D.bnd"), bnd_text(scan.bnd_index, scan.bnd_points), crlf))
+        out.append(write_text(Path(f"{base}_F3D.bnd"), bnd_text(scan.bnd_index, scan.bnd_points),
+                              crlf))
     if "texture" not in skip:
         out.append(write_image(bmp, scan.texture))
     if "f2d" not in skip:

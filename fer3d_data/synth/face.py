@@ -180,7 +180,7 @@ def _jaw_drop(p: FaceParams) -> float:
 
 
 def _jaw_warp(p: FaceParams, y):
-    """y at which the neutral lower face is evaluated: below the mouth it moves down with the jaw."""
+    """y at which the neutral lower face is evaluated (below the mouth: moved with the jaw)."""
     s = np.clip((p.identity.mouth_y - y) / 12.0, 0.0, 1.0)
     return y + _jaw_drop(p) * s * s * (3 - 2 * s)
 
@@ -235,16 +235,19 @@ def _wrinkles(p: FaceParams, x, y):
     i, d = p.identity, p.deform
     w = (np.clip(d.brow_raise / 8, 0, 1) * (0.5 + 0.5 * np.cos(2 * np.pi * (y - i.brow_y) / 7)) ** 4
          * _g(x, y - i.brow_y - 22, 30, 9))
-    w = w + np.clip(d.brow_together / 4, 0, 1) * sum(_g(x - s * 5, y - i.brow_y + 4, 1.2, 6) for s in (-1, 1))
+    w = w + np.clip(d.brow_together / 4, 0, 1) * sum(_g(x - s * 5, y - i.brow_y + 4, 1.2,
+                                                        6) for s in (-1, 1))
     fold = np.clip((d.cheek_raise + d.nose_wrinkle + max(d.corner_dy, 0.0)) / 6, 0, 1.2)
     corner_x = i.mouth_w + d.mouth_stretch + 4
     for s in (-1, 1):
         dist = _segment_distance(x, y, (s * (i.nose_w + 3), -2.0),
                                  (s * corner_x, i.mouth_y + d.corner_dy - 3))
         w = w + fold * np.exp(-0.5 * (dist / 1.2) ** 2)
-        w = w + (np.clip(d.cheek_raise / 5, 0, 1) * _g(x - s * (i.eye_x + i.eye_w + 6), y - i.eye_y, 3, 5)
+        w = w + (np.clip(d.cheek_raise / 5, 0, 1) * _g(x - s * (i.eye_x + i.eye_w + 6), y - i.eye_y,
+                                                       3, 5)
                  * (0.5 + 0.5 * np.cos(2 * np.pi * (y - i.eye_y) / 3)) ** 2)
-    w = w + (np.clip(d.nose_wrinkle / 3, 0, 1) * (0.5 + 0.5 * np.cos(2 * np.pi * (y - 24) / 3.5)) ** 2
+    w = w + (np.clip(d.nose_wrinkle / 3, 0,
+                     1) * (0.5 + 0.5 * np.cos(2 * np.pi * (y - 24) / 3.5)) ** 2
              * _g(x, y - 24, 9, 5))
     dimple = (0.5 + 0.5 * np.cos(2 * np.pi * x / 4) * np.cos(2 * np.pi * y / 4)) ** 2
     return w + np.clip(d.chin_raise / 3, 0, 1) * dimple * _g(x, y - i.chin_y, 10, 6)
@@ -266,13 +269,15 @@ def _height_raw(p: FaceParams, x, y):
         z = z - 0.35 * d.brow_together * _g(x - side * 5, y - (i.brow_y - 4), 1.6, 6)
         z = z + i.ala_h * _g(x - side * i.nose_w, y + 5 - 0.4 * d.nose_wrinkle, 5, 5)
         z = z + 0.8 * d.nose_wrinkle * _g(x - side * 8, y - 24, 3, 2.5)
-        z = z + (i.cheek_h + 0.6 * d.cheek_raise) * _g(x - side * 38, y + 8 - 0.8 * d.cheek_raise, 14, 12)
+        z = z + (i.cheek_h + 0.6 * d.cheek_raise) * _g(x - side * 38, y + 8 - 0.8 * d.cheek_raise,
+                                                       14, 12)
     z = z - 1.2 * _wrinkles(p, x, y)
     z = z + i.tip_h * _g(x, y, 9, 8) + i.bridge_h * _g(x, y - 22, 6.5, 16)
     yc, y_iu, y_ou, y_il, y_ol, inside = _mouth(p, x)
     win = np.sqrt(inside)
-    z = z + i.lip_h * np.exp(-0.5 * ((y - 0.5 * (y_iu + y_ou)) / (0.5 * (y_ou - y_iu) + 1.2)) ** 2) * win
-    z = z + i.lip_h * np.exp(-0.5 * ((y - 0.5 * (y_il + y_ol)) / (0.5 * (y_il - y_ol) + 1.2)) ** 2) * win
+    for centre, half in ((0.5 * (y_iu + y_ou), 0.5 * (y_ou - y_iu)),
+                         (0.5 * (y_il + y_ol), 0.5 * (y_il - y_ol))):  # upper, lower lip
+        z = z + i.lip_h * np.exp(-0.5 * ((y - centre) / (half + 1.2)) ** 2) * win
     cavity = min(1.2 * d.mouth_open + 0.5 * d.upper_lip_raise, 12.0)
     if cavity > 0:
         half = 0.5 * (y_iu - y_il) + 0.3
@@ -303,7 +308,7 @@ def _coords(x, y):
 
 
 def face_mask(p: FaceParams, x, y) -> np.ndarray:
-    """True where face-frame (x, y) is on the face (inside the outline; the chin follows the jaw)."""
+    """True where face-frame (x, y) is on the face (inside the outline; chin follows the jaw)."""
     i = p.identity
     yr = np.asarray(y, dtype=np.float64) + p.tip[1]
     b = np.where(yr < i.face_cy, i.face_b + _jaw_drop(p), i.face_b)
@@ -353,7 +358,8 @@ def face_albedo(p: FaceParams, x, y) -> np.ndarray:
         r = np.hypot(dx, dy)
         paint(i.iris_rgb, _soft(r - 5.0) * opening)
         paint((0.02, 0.02, 0.02), _soft(r - 2.0) * opening)
-        paint((0.12, 0.05, 0.05), _soft(np.hypot((x - side * 6) / 3.5, (y + 11 - 0.4 * d.nose_wrinkle) / 2.0) * 2 - 2))
+        paint((0.12, 0.05, 0.05), _soft(np.hypot((x - side * 6) / 3.5,
+                                                 (y + 11 - 0.4 * d.nose_wrinkle) / 2.0) * 2 - 2))
     yc, y_iu, y_ou, y_il, y_ol, inside = _mouth(p, x)
     lips = inside > 0
     paint(i.lip_rgb, _soft(np.where(lips, np.maximum(y - y_ou, y_ol - y), 9.0)))
@@ -361,7 +367,8 @@ def face_albedo(p: FaceParams, x, y) -> np.ndarray:
     paint((0.18, 0.04, 0.05), _soft(gap))
     teeth = min(0.45 * (d.mouth_open + d.upper_lip_raise), 4.0)
     if teeth > 0.3:
-        paint((0.95, 0.94, 0.86), _soft(np.maximum(gap, y_iu - teeth - y)) * (inside > 0.15)[..., None])
+        paint((0.95, 0.94, 0.86), _soft(np.maximum(gap, y_iu - teeth - y)) * (inside > 0.15)[...,
+                                                                                             None])
     return np.clip(col, 0.0, 1.0)
 
 

@@ -65,7 +65,8 @@ def test_write_textured_names_files_after_the_output(tmp_path, suffix):
     tm = to_trimesh(v, np.array([[0, 1, 2], [1, 3, 2]]), uv=v[:, :2], image=image)
     written = write_textured(tm, tmp_path / f"face{suffix}")
     names = sorted(p.name for p in written)
-    assert names == sorted([f"face{suffix}", "face.png"] + (["face.mtl"] if suffix == ".obj" else []))
+    assert names == sorted([f"face{suffix}",
+                            "face.png"] + (["face.mtl"] if suffix == ".obj" else []))
     if suffix == ".ply":
         assert b"comment TextureFile face.png\n" in (tmp_path / "face.ply").read_bytes()[:200]
     else:
@@ -79,7 +80,8 @@ def test_write_textured_names_files_after_the_output(tmp_path, suffix):
 def test_export_from_raw_and_from_shard(bu_tree, tmp_path):
     root, records = bu_tree
     sid = records[-1].scan_id
-    r = CliRunner().invoke(cli.fer3d_prep, ["export", str(root), sid, "-o", str(tmp_path / "raw.ply"),
+    r = CliRunner().invoke(cli.fer3d_prep, ["export", str(root), sid, "-o",
+                                            str(tmp_path / "raw.ply"),
                                             "--crop-radius", "60", "--min-points", "500"])
     assert r.exit_code == 0, r.output
     tm = trimesh.load(tmp_path / "raw.ply", process=False)
@@ -92,7 +94,8 @@ def test_export_from_raw_and_from_shard(bu_tree, tmp_path):
     with h5py.File(shard) as f:
         depth, coverage = f["depth"][1], f["coverage"][1]
         sid = f["index/sample_id"].asstr()[1]
-    r = CliRunner().invoke(cli.fer3d_prep, ["export", str(shard), sid, "-o", str(tmp_path / "s.obj")])
+    r = CliRunner().invoke(cli.fer3d_prep, ["export", str(shard), sid, "-o",
+                                            str(tmp_path / "s.obj")])
     assert r.exit_code == 0, r.output
     tm = trimesh.load(tmp_path / "s.obj", process=False)
     grid = Grid(depth.shape[0], 90.0)
@@ -101,7 +104,8 @@ def test_export_from_raw_and_from_shard(bu_tree, tmp_path):
     np.testing.assert_allclose(tm.vertices[:, 2], depth[px[:, 1], px[:, 0]], atol=1e-4)
     for args, message in [((shard, "nope"), "no sample 'nope'"),
                           ((root, "F0009_HA04WH"), "no BU-3DFE or Bosphorus scan")]:
-        r = CliRunner().invoke(cli.fer3d_prep, ["export", str(args[0]), args[1], "-o", str(tmp_path / "x.ply")])
+        r = CliRunner().invoke(cli.fer3d_prep, ["export", str(args[0]), args[1], "-o",
+                                                str(tmp_path / "x.ply")])
         assert r.exit_code == 2 and message in r.output
 
 
