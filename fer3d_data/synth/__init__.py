@@ -39,22 +39,18 @@ from .bu3dfe import (
     wrl_text,
 )
 from .face import (
-    BOSPHORUS_NAMES,
-    BU3DFE_NAMES,
     EXPRESSION_DEFORMATIONS,
     Deformation,
     FaceParams,
     Identity,
-    ScanTruth,
     face_albedo,
     face_bounds,
     face_height,
-    face_landmarks,
     face_mask,
     face_params,
-    scan_truth,
     subject_identity,
 )
+from .truth import BOSPHORUS_NAMES, BU3DFE_NAMES, ScanTruth, face_landmarks, scan_truth
 
 __all__ = [
     "BNT_VARIANTS", "BOSPHORUS_NAMES", "BU3DFE_NAMES", "BosphorusScan", "Bu3dfeScan",

@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .face import FaceParams, face_albedo, face_height, face_landmarks, face_mask
+from .face import FaceParams, face_albedo, face_height, face_mask
+from .truth import face_landmarks
 
 # Distinct pure colours drawn at chosen landmarks when ``markers=True``: downstream tests
 # find them in the resampled texture to check pixel alignment.

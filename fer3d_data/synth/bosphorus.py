@@ -21,7 +21,8 @@ from ._common import (
     write_image,
     write_text,
 )
-from .face import ScanTruth, face_bounds, face_height, face_mask, scan_truth
+from .face import face_bounds, face_height, face_mask
+from .truth import ScanTruth, scan_truth
 
 LM_VARIANTS = ("lf", "info", "tabs")
 BNT_VARIANTS = ("zonly",)
