@@ -137,25 +137,43 @@ def read_raw_scan(record: ScanRecord, cfg: PrepConfig) -> RawScan:
             mesh = load_wrl(record.mesh)
             if mesh.uv is None:
                 raise ScanError("read", f"{record.mesh}: no texture coordinates", sid)
-            image = load_image(_texture_path(record, mesh.texture))
+            image = _read_texture(record, mesh.texture, cfg)
             return RawScan(points=mesh.vertices, image=image, native=_read_native_landmarks(record),
                            faces=mesh.faces, uv=mesh.uv, faces_uv=mesh.faces_uv)
         rng = load_bnt(record.mesh)
-        image = load_image(_texture_path(record, rng.texture))
+        image = _read_texture(record, rng.texture, cfg)
         return RawScan(points=rng.xyz[rng.valid], image=image,
                        native=_read_native_landmarks(record),
                        grid_valid=rng.valid, grid_uv=rng.uv)
 
 
-def _texture_path(record: ScanRecord, named: str | None) -> Path:
-    """The texture the scan file names (wrl url, bnt header) beside it, else the walker's."""
+def _read_texture(record: ScanRecord, named: str | None, cfg: PrepConfig) -> np.ndarray:
+    """(H, W, 3) uint8 texture of a scan: the one place images are read.
+
+    At the merge with the raw-input work, ``load_image`` takes ``max_pixels=cfg.max_image_pixels``
+    here and ``_texture_path`` becomes ``datasets.resolve_texture``.
+    """
+    return load_image(_texture_path(record, named, allow_outside=cfg.allow_outside_textures))
+
+
+def _texture_path(record: ScanRecord, named: str | None, *, allow_outside: bool = False) -> Path:
+    """The texture the scan file names (wrl url, bnt header) beside it, else the walker's.
+
+    A named file outside the scan's folder (``../x.png``, an absolute path) is refused unless
+    ``allow_outside``: a scan file must not make the run read arbitrary files.
+    """
     if named:
-        path = Path(record.mesh).parent / named
+        folder = Path(record.mesh).parent
+        path = folder / named
         if path.is_file():
-            return path
+            inside = folder.resolve() in path.resolve().parents
+            if inside or allow_outside:
+                return path
+            raise ScanError("read", f"{record.mesh} names texture {named!r} outside its folder "
+                                    "(--allow-outside-textures accepts it)")
     if record.texture is None:
-        raise ScanError("read",
-                        f"missing texture image{f' {named}' if named else ''} for {record.mesh}")
+        raise ScanError("read", f"missing texture image{f' {named}' if named else ''} "
+                                f"for {record.mesh}")
     return Path(record.texture)
 
 
