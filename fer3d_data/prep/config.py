@@ -52,8 +52,8 @@ class PrepConfig:
                        texture) or "auto" (native where the scan has them, else dlib).
     compression        shard compression: "gzip", "lzf" or "none".
     compression_level  gzip level 0-9.
-    depth_dtype        stored dtype of ``/depth``: "float32", or "float16" (max error 0.03 mm
-                       within 64 mm of the nose tip; docs/shards.md).
+    depth_dtype        stored dtype of ``/depth``: "float32", or "float16" (half the bytes;
+                       error <= 1/64 mm where |depth| < 64 mm, 1/32 mm below: docs/shards.md).
     points             P > 0 stores ``/points`` (N, P, 3): P points on the frontal surface.
     point_sampling     "fps" (farthest-point: even spacing) or "even" (uniform by area).
     allow_outside_textures
