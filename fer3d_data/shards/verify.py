@@ -95,6 +95,8 @@ def _check_values(s: dict[str, np.ndarray]) -> list[str]:
     for name in ("landmarks", "landmarks68"):
         if np.isinf(s[name]).any():
             problems.append(f"{name} has infinite values (missing points must be NaN)")
+    if "points" in s and not np.isfinite(s["points"]).all():
+        problems.append("points has non-finite values")
     return problems
 
 

@@ -147,3 +147,7 @@ def test_points_lie_on_the_depth_surface(bu_tree, tmp_path):
     from fer3d_data.shards import verify
 
     assert verify(tmp_path / "p.h5") == []
+    with h5py.File(tmp_path / "p.h5", "r+") as f:
+        f["points"][1, 5] = np.nan
+    assert any("sample 1" in p and "points has non-finite values" in p
+               for p in verify(tmp_path / "p.h5"))
