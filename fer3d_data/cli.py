@@ -344,6 +344,9 @@ def merge_command(out, parts, virtual, overwrite):
 
 
 @fer3d_prep.command("export")
+# a shard's /config is a valid --config here too: the parameters of later steps are ignored
+@config_option(ignore=tuple(f.name for f in dataclasses.fields(PrepConfig)
+                            if f.name not in _SURFACE_PARAMS))
 @click.argument("source", metavar="RAW_OR_SHARD", type=click.Path(exists=True, path_type=Path))
 @click.argument("scan_id", metavar="ID")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),

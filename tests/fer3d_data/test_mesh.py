@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -89,6 +90,14 @@ def test_export_from_raw_and_from_shard(bu_tree, tmp_path):
     assert np.linalg.norm(tm.vertices, axis=1).max() <= 60.0 + 1e-6
     assert abs(tm.vertices[:, 2].max()) < 1.0 and tm.visual.uv is not None
     assert (tmp_path / "raw.png").exists()
+    # a shard's /config reproduces its surface parameters (keys of later steps are ignored)
+    conf = tmp_path / "shard_config.json"
+    conf.write_text(json.dumps(PrepConfig(crop_radius=50.0, min_points=500, points=8).to_dict()))
+    r = CliRunner().invoke(cli.fer3d_prep, ["export", str(root), sid, "-o", str(tmp_path / "c.ply"),
+                                            "--config", str(conf)])
+    assert r.exit_code == 0, r.output
+    radius = np.linalg.norm(trimesh.load(tmp_path / "c.ply", process=False).vertices, axis=1)
+    assert 45.0 < radius.max() <= 50.0 + 1e-6
 
     shard = write_shard(tmp_path / "s.h5", n=2)
     with h5py.File(shard) as f:
