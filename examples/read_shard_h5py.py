@@ -43,7 +43,8 @@ def main(path: str) -> None:
         subjects = f["index/subject"].asstr()[:]
         expression = f["index/expression"][:]
         names = list(f.attrs["class_names"])
-        print(f"{len(ids)} samples of {len(np.unique(subjects))} subjects; first: {ids[:3].tolist()}")
+        n_subjects = len(np.unique(subjects))
+        print(f"{len(ids)} samples of {n_subjects} subjects; first: {ids[:3].tolist()}")
 
         # One sample: index i of every per-sample dataset (one chunk each).
         i = 0
@@ -54,7 +55,8 @@ def main(path: str) -> None:
             print(f"  {name:12s} {str(a.shape):14s} {a.dtype}")
         depth = f["depth"][i]
         covered = f["coverage"][i]
-        print(f"  depth over scanned cells: {depth[covered].min():.1f} .. {depth[covered].max():.1f} mm")
+        lo, hi = depth[covered].min(), depth[covered].max()
+        print(f"  depth over scanned cells: {lo:.1f} .. {hi:.1f} mm")
 
         # A batch: h5py needs increasing row indices; sort, read, then undo the order.
         rows = np.random.default_rng(0).permutation(len(ids))[:3]

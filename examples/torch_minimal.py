@@ -11,8 +11,8 @@ import sys
 import h5py
 import numpy as np
 import torch
-from torch import nn
 from read_shard_h5py import open_shard_h5py  # this folder: refuses a virtual shard missing parts
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 
@@ -65,7 +65,8 @@ def main(path: str, epochs: int = 2) -> None:
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             total += len(y)
-        print(f"epoch {epoch + 1}: loss {loss_sum / total:.4f}, train accuracy {correct / total:.3f} ({total} samples)")
+        print(f"epoch {epoch + 1}: loss {loss_sum / total:.4f}, "
+              f"train accuracy {correct / total:.3f} ({total} samples)")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def _prep_options(names: tuple[str, ...] | None = None):
 
 
 # The parameters of the steps up to the frontal surface: what `export` of a raw scan uses.
-_SURFACE_PARAMS = ("crop_radius", "pose", "outlier_nb_neighbors", "outlier_std_ratio", "spike_radius",
+_SURFACE_PARAMS = ("crop_radius", "pose", "outlier_nb_neighbors", "outlier_std_ratio",
+                   "spike_radius",
                    "spike_max_dev", "min_points", "allow_outside_textures", "max_image_pixels")
 
 
@@ -156,8 +157,10 @@ def _prep_command(dataset: str):
                      help=f"comma-separated {names}; default: all"),
     ]
     if dataset == "bu3dfe":
-        selection.append(click.option("--intensities", type=_ListType("LIST", _intensity, "use 0-4"),
-                                      help="comma-separated intensities 0-4 (e.g. 3,4); default: all"))
+        intensities = _ListType("LIST", _intensity, "use 0-4")
+        selection.append(click.option("--intensities", type=intensities,
+                                      help="comma-separated intensities 0-4 (e.g. 3,4); "
+                                           "default: all"))
 
     @click.pass_context
     def command(ctx, raw, shard, subjects, expressions, part, workers, strict, overwrite, quiet,
@@ -165,12 +168,14 @@ def _prep_command(dataset: str):
         cfg = PrepConfig(dataset=dataset, **params)
         code = _run_prep(cfg, raw, shard, dict(subjects=subjects, expressions=expressions,
                                                intensities=intensities),
-                         part=part, workers=workers, strict=strict, overwrite=overwrite, quiet=quiet)
+                         part=part, workers=workers, strict=strict, overwrite=overwrite,
+                         quiet=quiet)
         ctx.exit(code)
 
     for option in reversed([
         config_option(ignore=("dataset",)),  # a shard's /config is a valid --config file
-        click.argument("raw", metavar="RAW", type=click.Path(exists=True, file_okay=False, path_type=Path)),
+        click.argument("raw", metavar="RAW",
+                       type=click.Path(exists=True, file_okay=False, path_type=Path)),
         click.argument("shard", metavar="SHARD", type=click.Path(dir_okay=False, path_type=Path)),
         _prep_options(),
         *selection,
@@ -215,7 +220,8 @@ def _select_records(dataset: str, raw: Path, selection: dict, part):
     chosen = select(records, **selection)
     if not chosen:
         given = ", ".join(f"{k}={v}" for k, v in selection.items() if v is not None) or "none"
-        raise Fer3dDataError(f"no scan of the {len(records)} under {raw} matches the selection ({given})")
+        raise Fer3dDataError(f"no scan of the {len(records)} under {raw} matches the selection "
+                             f"({given})")
     if part is not None:
         chosen = sorted(chosen, key=lambda r: r.scan_id)[part[0]::part[1]]
     return records, chosen
@@ -264,8 +270,9 @@ def inspect_command(shard, as_json, errors):
         click.echo(json.dumps(info, indent=2, default=str))
         return
     click.echo(f"{info['path']}: {info['dataset']} shard v{info['format_version']}, "
-               f"{info['n_samples']} samples of {info['n_subjects']} subjects, S={info['image_size']}, "
-               f"landmarks {info['landmark_scheme']}" + ("" if info["complete"] else " (incomplete .tmp)"))
+               f"{info['n_samples']} samples of {info['n_subjects']} subjects, "
+               f"S={info['image_size']}, landmarks {info['landmark_scheme']}"
+               + ("" if info["complete"] else " (incomplete .tmp)"))
     steps = ", ".join(f"{k} {v}" for k, v in info["errors_by_step"].items())
     rows = [
         ("expression", ", ".join(f"{k} {v}" for k, v in info["by_expression"].items())),
@@ -341,6 +348,9 @@ def merge_command(out, parts, virtual, overwrite):
 
 
 @fer3d_prep.command("export")
+# a shard's /config is a valid --config here too: the parameters of later steps are ignored
+@config_option(ignore=tuple(f.name for f in dataclasses.fields(PrepConfig)
+                            if f.name not in _SURFACE_PARAMS))
 @click.argument("source", metavar="RAW_OR_SHARD", type=click.Path(exists=True, path_type=Path))
 @click.argument("scan_id", metavar="ID")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),

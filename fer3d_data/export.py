@@ -20,7 +20,8 @@ from .surface.grid import Grid
 from .surface.texture import grid_triangles
 
 
-def export_face(source: str | os.PathLike, scan_id: str, out: str | os.PathLike, cfg=None) -> list[Path]:
+def export_face(source: str | os.PathLike, scan_id: str, out: str | os.PathLike,
+                cfg=None) -> list[Path]:
     """Write the frontal surface of ``scan_id`` to ``out`` (.ply or .obj, + .png texture).
 
     source  a raw BU-3DFE/Bosphorus tree (folder) or a shard (file).
@@ -55,7 +56,8 @@ def _raw_trimesh(root: Path, scan_id: str, cfg):
             cfg = dataclasses.replace(cfg or PrepConfig(), dataset=dataset)
             raw = read_raw_scan(record, cfg)
             vertices, faces, uv, faces_uv, origin = frontal_surface(raw, cfg, scan_id).triangles()
-            return to_trimesh(vertices, faces, uv=uv, faces_uv=faces_uv, image=raw.image, uv_origin=origin)
+            return to_trimesh(vertices, faces, uv=uv, faces_uv=faces_uv, image=raw.image,
+                              uv_origin=origin)
     raise Fer3dDataError(f"{root}: no BU-3DFE or Bosphorus scan {scan_id!r} in this tree")
 
 
@@ -72,7 +74,8 @@ def _shard_trimesh(path: Path, sample_id: str):
     vertices = np.column_stack([x.ravel(), y.ravel(), s["depth"].astype(np.float64).ravel()])
     rows_, cols = np.mgrid[0:grid.size, 0:grid.size]
     # pixel centres, origin bottom-left as trimesh wants it
-    uv = np.column_stack([(cols.ravel() + 0.5) / grid.size, 1.0 - (rows_.ravel() + 0.5) / grid.size])
+    uv = np.column_stack([(cols.ravel() + 0.5) / grid.size,
+                          1.0 - (rows_.ravel() + 0.5) / grid.size])
     faces = grid_triangles(s["coverage"])
     if not len(faces):
         raise Fer3dDataError(f"{path}: sample {sample_id!r} has no covered cell to export")

@@ -18,8 +18,8 @@ import os
 
 import numpy as np
 
-from .errors import Fer3dDataError, ScanError
 from .constants import BOSPHORUS_LANDMARK_NAMES as BOSPHORUS_NAMES
+from .errors import Fer3dDataError, ScanError
 from .io.types import Landmarks
 
 # Canonical point order of each scheme: shards store (K, 2) arrays in this order.

@@ -41,23 +41,28 @@ def to_trimesh(vertices: np.ndarray | Mesh, faces: np.ndarray | None = None, *,
 
     if isinstance(vertices, Mesh):
         mesh = vertices
-        return to_trimesh(mesh.vertices, mesh.faces, uv=mesh.uv, faces_uv=mesh.faces_uv, image=image,
+        return to_trimesh(mesh.vertices, mesh.faces, uv=mesh.uv, faces_uv=mesh.faces_uv,
+                          image=image,
                           uv_origin=uv_origin)
     vertices, faces = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
     if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"need (V, 3) vertices and (F, 3) faces, got {vertices.shape}, {faces.shape}")
+        raise ValueError(f"need (V, 3) vertices and (F, 3) faces, got {vertices.shape}, "
+                         f"{faces.shape}")
     if uv is None or image is None:
         used, faces = np.unique(faces, return_inverse=True)
         return trimesh.Trimesh(vertices[used], faces.reshape(-1, 3), process=False)
     uv = np.asarray(uv, np.float64)
     if uv_origin == "top-left":
         uv = np.column_stack([uv[:, 0], 1.0 - uv[:, 1]])
-    corners = np.stack([faces.ravel(), (faces if faces_uv is None else np.asarray(faces_uv)).ravel()], 1)
-    pairs, inverse = np.unique(corners, axis=0, return_inverse=True)  # one vertex per (xyz, uv) pair
+    corners = np.stack([faces.ravel(),
+                        (faces if faces_uv is None else np.asarray(faces_uv)).ravel()], 1)
+    # one vertex per (xyz, uv) pair
+    pairs, inverse = np.unique(corners, axis=0, return_inverse=True)
     from PIL import Image
 
     visual = trimesh.visual.TextureVisuals(uv=uv[pairs[:, 1]], image=Image.fromarray(image))
-    return trimesh.Trimesh(vertices[pairs[:, 0]], inverse.reshape(-1, 3), visual=visual, process=False)
+    return trimesh.Trimesh(vertices[pairs[:, 0]], inverse.reshape(-1, 3), visual=visual,
+                           process=False)
 
 
 def from_trimesh(tm) -> Mesh:
@@ -80,7 +85,8 @@ def write_textured(tm, path: str | os.PathLike) -> list[Path]:
     png = path.with_suffix(".png")
     written = [path]
     if path.suffix.lower() == ".obj":
-        text, files = trimesh.exchange.obj.export_obj(tm, return_texture=True, mtl_name=f"{path.stem}.mtl")
+        text, files = trimesh.exchange.obj.export_obj(tm, return_texture=True,
+                                                      mtl_name=f"{path.stem}.mtl")
         mtl = files.pop(f"{path.stem}.mtl", None)
         if mtl is not None:  # the texture is written below as <stem>.png, not trimesh's name
             for name in files:

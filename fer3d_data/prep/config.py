@@ -74,8 +74,8 @@ class PrepConfig:
                        texture) or "auto" (native where the scan has them, else dlib).
     compression        shard compression: "gzip", "lzf" or "none".
     compression_level  gzip level 0-9.
-    depth_dtype        stored dtype of ``/depth``: "float32", or "float16" (max error 0.03 mm
-                       within 64 mm of the nose tip; docs/shards.md).
+    depth_dtype        stored dtype of ``/depth``: "float32", or "float16" (half the bytes;
+                       error <= 1/64 mm where |depth| < 64 mm, 1/32 mm below: docs/shards.md).
     points             P > 0 stores ``/points`` (N, P, 3): P points on the frontal surface.
     point_sampling     "fps" (farthest-point: even spacing) or "even" (uniform by area).
     allow_outside_textures
@@ -103,7 +103,7 @@ class PrepConfig:
     regularizer: str = "gradient"
     pose: bool = True
     outlier_nb_neighbors: int = 20
-    outlier_std_ratio: float = 3.0  # 2.0 removed genuine nostril vertices of unevenly sampled meshes
+    outlier_std_ratio: float = 3.0  # 2.0 removed genuine nostril vertices of uneven meshes
     spike_radius: float = 2.5
     spike_max_dev: float = 4.0
     min_points: int = 2000
@@ -146,7 +146,8 @@ class PrepConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise Fer3dDataError(f"unknown preprocessing config keys {unknown}; known: {sorted(known)}")
+            raise Fer3dDataError(f"unknown preprocessing config keys {unknown}; "
+                                 f"known: {sorted(known)}")
         return cls(**d)
 
     def landmark_scheme(self) -> tuple[str, tuple[str, ...]]:

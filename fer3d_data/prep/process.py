@@ -21,8 +21,16 @@ from ..errors import Fer3dDataError, ScanError
 from ..io import load_bnd, load_bnt, load_image, load_lm3, load_wrl
 from ..landmarks import canonical_points, detect_dlib68
 from ..masks import salient_masks
-from ..surface import (Grid, GridFitter, apply_pose, clean_points, crop_sphere, frontal_rotation,
-                       nose_tip, texture_from_mesh)
+from ..surface import (
+    Grid,
+    GridFitter,
+    apply_pose,
+    clean_points,
+    crop_sphere,
+    frontal_rotation,
+    nose_tip,
+    texture_from_mesh,
+)
 from ..surface.points import sample_points
 from ..surface.texture import grid_triangles
 from .config import PrepConfig
@@ -121,7 +129,8 @@ def read_raw_scan(record: ScanRecord, cfg: PrepConfig) -> RawScan:
         if record.expression is None:
             raise ScanError("read", f"capture {record.capture} is not an expression scan", sid)
         if record.mesh is None:
-            raise ScanError("read", f"missing {'mesh' if record.dataset == 'bu3dfe' else 'range grid'} "
+            raise ScanError("read",
+                            f"missing {'mesh' if record.dataset == 'bu3dfe' else 'range grid'} "
                                     f"file (missing: {', '.join(record.missing) or 'mesh'})", sid)
         if record.dataset == "bu3dfe":
             mesh = load_wrl(record.mesh)
@@ -179,14 +188,16 @@ class FrontalSurface:
         valid[raw.grid_valid] = self.keep
         xyz = np.zeros((*valid.shape, 3))
         xyz[valid] = self.aligned[self.keep]  # other cells stay 0: never the zmin sentinel
-        return (xyz.reshape(-1, 3), grid_triangles(valid), raw.grid_uv.reshape(-1, 2), None, "top-left")
+        return (xyz.reshape(-1, 3), grid_triangles(valid), raw.grid_uv.reshape(-1, 2), None,
+                "top-left")
 
 
 def frontal_surface(raw: RawScan, cfg: PrepConfig, sid: str | None = None) -> FrontalSurface:
     """clean -> nose tip -> crop -> pose of docs/preprocessing.md; :class:`ScanError` by step."""
     points, native = raw.points, raw.native
     with step("clean", sid):
-        keep = clean_points(points, nb_neighbors=cfg.outlier_nb_neighbors, std_ratio=cfg.outlier_std_ratio,
+        keep = clean_points(points, nb_neighbors=cfg.outlier_nb_neighbors,
+                            std_ratio=cfg.outlier_std_ratio,
                             radius_mm=cfg.spike_radius, max_dev_mm=cfg.spike_max_dev,
                             min_points=cfg.min_points, grid_valid=raw.grid_valid)
     with step("nose_tip", sid):
@@ -194,7 +205,8 @@ def frontal_surface(raw: RawScan, cfg: PrepConfig, sid: str | None = None) -> Fr
     with step("crop", sid):
         keep &= crop_sphere(points, tip, cfg.crop_radius)
         if keep.sum() < cfg.min_points:
-            raise ScanError("crop", f"{int(keep.sum())} points within {cfg.crop_radius} mm of the nose "
+            raise ScanError("crop",
+                            f"{int(keep.sum())} points within {cfg.crop_radius} mm of the nose "
                                     f"tip, need {cfg.min_points}", sid)
     with step("pose", sid):
         rot = frontal_rotation(points[keep], native) if cfg.pose else np.eye(3)
@@ -229,7 +241,8 @@ def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
             landmarks[:] = grid.to_pixels(apply_pose(canonical_points(native), rot, tip)[:, :2])
         use_dlib = cfg.landmarks == "dlib" or (cfg.landmarks == "auto" and native is None)
         if cfg.landmarks == "native" and native is None:
-            raise ScanError("landmarks", "no native landmark file (use --landmarks auto or dlib)", sid)
+            raise ScanError("landmarks", "no native landmark file (use --landmarks auto or dlib)",
+                            sid)
         if use_dlib:
             landmarks68[:] = _dlib_on_grid(texture)
     with step("masks", sid):
@@ -258,7 +271,8 @@ def _texture_on_grid(surface: FrontalSurface, grid: Grid):
     vertices, faces, uv, faces_uv, origin = surface.triangles()
     if len(faces) == 0:
         raise ScanError("texture", "no triangle of the kept surface to texture")
-    return texture_from_mesh(vertices, faces, uv, faces_uv, surface.raw.image, grid, uv_origin=origin)
+    return texture_from_mesh(vertices, faces, uv, faces_uv, surface.raw.image, grid,
+                             uv_origin=origin)
 
 
 _FITTERS: dict = {}

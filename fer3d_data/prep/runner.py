@@ -59,8 +59,10 @@ class PrepSummary:
         return 0
 
     def line(self) -> str:
-        """One-line summary: ``written 710, skipped 0, failed 10 (gridfit 7, read 3) -> out.h5 in 1m02s``."""
-        steps = ", ".join(f"{k} {v}" for k, v in sorted(self.failed_by_step.items(), key=lambda kv: -kv[1]))
+        """One-line summary, e.g.
+        ``written 710, skipped 0, failed 10 (gridfit 7, read 3) -> out.h5 in 1m02s``."""
+        by_count = sorted(self.failed_by_step.items(), key=lambda kv: -kv[1])
+        steps = ", ".join(f"{k} {v}" for k, v in by_count)
         failed = f"failed {self.failed}" + (f" ({steps})" if steps else "")
         m, s = divmod(int(round(self.seconds)), 60)
         return (f"written {self.written}, skipped {self.skipped}, {failed} -> {self.out_path} "
@@ -80,7 +82,9 @@ def source_of(record: ScanRecord, raw_root: str | os.PathLike | None) -> str:
 
 def default_workers() -> int:
     """Worker processes when none are asked for: every core this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _describe_failure(exc: BaseException) -> tuple[str, str]:
@@ -159,7 +163,8 @@ def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: i
                 except BrokenProcessPool:
                     pool.shutdown(wait=True)
                     pool = None
-                    yield record, ("error", STEP_WORKER, "worker process died while processing this scan")
+                    yield record, ("error", STEP_WORKER,
+                                   "worker process died while processing this scan")
                 continue
             inflight: deque = deque()
             try:
@@ -235,7 +240,8 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
     bar.close()
     n_samples = len(writer)
     writer.close(complete=True)
-    return PrepSummary(out_path=Path(out_path), total=len(records), written=written, skipped=skipped,
+    return PrepSummary(out_path=Path(out_path), total=len(records), written=written,
+                       skipped=skipped,
                        failed_by_step=dict(failed), seconds=time.monotonic() - t0,
                        n_samples=n_samples, strict=strict, failures=failures)
 

@@ -12,8 +12,16 @@ with h5py and numpy only (``reader``); :func:`verify` checks schema, values and 
 from .inspect import inspect
 from .merge import merge
 from .reader import Shard, open_shard
-from .spec import (DLIB_POINTS, ERROR_COLUMNS, INDEX_DTYPES, MASK_SOURCES, STRING_WIDTHS,
-                   array_spec, check_header, tmp_path)
+from .spec import (
+    DLIB_POINTS,
+    ERROR_COLUMNS,
+    INDEX_DTYPES,
+    MASK_SOURCES,
+    STRING_WIDTHS,
+    array_spec,
+    check_header,
+    tmp_path,
+)
 from .verify import verify
 from .writer import ShardWriter, preflight
 

@@ -14,6 +14,7 @@ import numpy as np
 from .reader import open_shard
 from .spec import MASK_SOURCES
 
+
 def inspect(path: str | os.PathLike) -> dict[str, Any]:
     """Counts of a shard: samples per subject, expression and intensity, errors per step."""
     with open_shard(path) as shard:
@@ -31,13 +32,16 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
             "parts": shard.attrs.get("parts", []),
             "n_samples": len(shard),
             "n_subjects": int(len(np.unique(idx["subject"]))),
-            "by_expression": {shard.class_names[k]: v for k, v in sorted(Counter(idx["expression"].tolist()).items())},
-            "by_intensity": dict(sorted(Counter(idx["intensity"].tolist()).items())),
-            "by_subject": dict(sorted(Counter(idx["subject"].tolist()).items())),
-            "by_mask_source": {MASK_SOURCES[k]: v for k, v in sorted(Counter(idx["mask_source"].tolist()).items())},
+            "by_expression": {shard.class_names[k]: v for k, v in _counts(idx["expression"])},
+            "by_intensity": dict(_counts(idx["intensity"])),
+            "by_subject": dict(_counts(idx["subject"])),
+            "by_mask_source": {MASK_SOURCES[k]: v for k, v in _counts(idx["mask_source"])},
             "n_errors": len(errors),
             "errors_by_step": dict(sorted(Counter(e["step"] for e in errors).items())),
             "config": shard.config,
         }
 
 
+def _counts(values) -> list[tuple[Any, int]]:
+    """(value, count) pairs sorted by value."""
+    return sorted(Counter(np.asarray(values).tolist()).items())

@@ -20,7 +20,15 @@ import numpy as np
 from ..errors import Fer3dDataError
 from . import digest
 from .reader import Shard, open_shard
-from .spec import _ERROR_CHUNK, _VLEN_STR, ERROR_COLUMNS, INDEX_DTYPES, _diff, _read_errors, tmp_path
+from .spec import (
+    _ERROR_CHUNK,
+    _VLEN_STR,
+    ERROR_COLUMNS,
+    INDEX_DTYPES,
+    _diff,
+    _read_errors,
+    tmp_path,
+)
 
 
 def merge(out: str | os.PathLike, parts: Iterable[str | os.PathLike], *, overwrite: bool = False,
@@ -49,7 +57,8 @@ def merge(out: str | os.PathLike, parts: Iterable[str | os.PathLike], *, overwri
             f.attrs.update({k: v for k, v in first.file.attrs.items()})
             f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             f.attrs["part_lengths"] = [len(s) for s in shards]
-            f.create_dataset("config", data=json.dumps(first.config, sort_keys=True), dtype=_VLEN_STR)
+            f.create_dataset("config", data=json.dumps(first.config, sort_keys=True),
+                             dtype=_VLEN_STR)
             names = list(first.spec) + [f"index/{c}" for c in INDEX_DTYPES]
             if virtual:
                 rel = [os.path.relpath(p.resolve(), out.resolve().parent) for p in parts]
@@ -61,7 +70,8 @@ def merge(out: str | os.PathLike, parts: Iterable[str | os.PathLike], *, overwri
                     _copy_rows(f, name, shards)
             errors = [row for s in shards for row in _read_errors(s.file)]
             for j, name in enumerate(ERROR_COLUMNS):
-                f.create_dataset(f"errors/{name}", data=np.array([e[j] for e in errors], dtype=object),
+                column = np.array([e[j] for e in errors], dtype=object)
+                f.create_dataset(f"errors/{name}", data=column,
                                  dtype=_VLEN_STR, maxshape=(None,), chunks=(_ERROR_CHUNK,))
     finally:
         for s in shards:
@@ -78,7 +88,8 @@ def _check_parts(parts: list[Path], shards: list[Shard]) -> None:
     first = shards[0]
     for p, s in zip(parts, shards):
         if s.config != first.config:
-            raise Fer3dDataError(f"{p}: config differs from {parts[0]} ({_diff(first.config, s.config)})")
+            raise Fer3dDataError(f"{p}: config differs from {parts[0]} "
+                                 f"({_diff(first.config, s.config)})")
         if s.landmark_names != first.landmark_names:
             raise Fer3dDataError(f"{p}: landmark scheme differs from {parts[0]}")
         if "parts" in s.attrs:
@@ -100,7 +111,8 @@ def _write_virtual(f: h5py.File, names: list[str], shards: list[Shard], rel: lis
         for r, s in zip(rel, shards):
             k = len(s)
             if k:
-                layout[start:start + k] = h5py.VirtualSource(r, name, shape=(k, *src.shape[1:]), dtype=src.dtype)
+                layout[start:start + k] = h5py.VirtualSource(r, name, shape=(k, *src.shape[1:]),
+                                                             dtype=src.dtype)
             start += k
         ds = f.create_virtual_dataset(name, layout)
         ds.attrs.update({k: v for k, v in src.attrs.items()})

@@ -16,8 +16,18 @@ import h5py
 import numpy as np
 
 from ..errors import Fer3dDataError
-from .spec import (ERROR_COLUMNS, INDEX_DTYPES, STRING_WIDTHS, _attr, _read_config, _read_errors,
-                   check_header, config_spec, missing_sources)
+from .spec import (
+    ERROR_COLUMNS,
+    INDEX_DTYPES,
+    STRING_WIDTHS,
+    _attr,
+    _read_config,
+    _read_errors,
+    check_header,
+    config_spec,
+    missing_sources,
+)
+
 
 class Shard:
     """A shard opened for reading (torch-free). Use :func:`open_shard`.
@@ -50,14 +60,16 @@ class Shard:
             except (KeyError, ValueError, TypeError) as e:
                 raise Fer3dDataError(f"{self.path}: unreadable image_size, landmark names or "
                                      f"depth_dtype ({e})") from None
-            missing = [n for n in (*self.spec, *(f"index/{c}" for c in INDEX_DTYPES)) if n not in self.file]
+            names = (*self.spec, *(f"index/{c}" for c in INDEX_DTYPES))
+            missing = [n for n in names if n not in self.file]
             if missing:
                 raise Fer3dDataError(f"{self.path}: missing datasets {missing}")
             gone = missing_sources(self.file, self.path)
             if gone:  # a virtual dataset silently reads fill values (zeros) where a part is gone
-                raise Fer3dDataError(f"{self.path}: virtual (merged) shard whose parts are missing: "
-                                     f"{', '.join(gone)}; keep the parts beside it, or merge without "
-                                     "--virtual for one self-contained file")
+                raise Fer3dDataError(
+                    f"{self.path}: virtual (merged) shard whose parts are missing: "
+                    f"{', '.join(gone)}; keep the parts beside it, or merge without --virtual "
+                    "for one self-contained file")
         except BaseException:
             self.file.close()
             raise

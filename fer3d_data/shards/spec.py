@@ -128,7 +128,7 @@ def missing_sources(f: h5py.File, path: Path) -> list[str]:
             if isinstance(d, h5py.Dataset) and d.is_virtual:
                 names.update(vs.file_name for vs in d.virtual_sources() if vs.file_name != ".")
     folder = Path(path).parent
-    return sorted(n for n in names if not (Path(n) if Path(n).is_absolute() else folder / n).exists())
+    return sorted(n for n in names if not (folder / n).exists())  # folder / absolute = absolute
 
 
 def _diff(old: Mapping, new: Mapping) -> str:
@@ -148,7 +148,8 @@ def _encode(column: str, value: str) -> bytes:
 def _read_errors(f: h5py.File) -> list[tuple[str, str, str]]:
     if "errors" not in f:
         return []
-    cols = [f[f"errors/{c}"].asstr()[()] if f[f"errors/{c}"].shape[0] else [] for c in ERROR_COLUMNS]
+    cols = [f[f"errors/{c}"].asstr()[()] if f[f"errors/{c}"].shape[0] else []
+            for c in ERROR_COLUMNS]
     return list(zip(*[list(c) for c in cols]))
 
 

@@ -44,13 +44,15 @@ def _check_schema(f: h5py.File, spec: dict, n: int) -> list[str]:
             problems.append(f"/index/{name}: missing")
         elif ds.shape != (n,):
             problems.append(f"/index/{name}: length {ds.shape[0]}, expected {n}")
-        elif (name in STRING_WIDTHS) != (ds.dtype.kind == "S") or (name not in STRING_WIDTHS and ds.dtype != dtype):
+        elif ((name in STRING_WIDTHS) != (ds.dtype.kind == "S")
+              or (name not in STRING_WIDTHS and ds.dtype != dtype)):
             problems.append(f"/index/{name}: dtype {ds.dtype}, expected {dtype}")
         elif not ds.is_virtual and not ds.fletcher32:
             problems.append(f"/index/{name}: must carry fletcher32 checksums")
     lengths = {c: f[f"errors/{c}"].shape[0] for c in ERROR_COLUMNS if f"errors/{c}" in f}
     if len(lengths) != len(ERROR_COLUMNS) or len(set(lengths.values())) > 1:
-        problems.append(f"/errors: columns {ERROR_COLUMNS} must all exist with equal lengths, got {lengths}")
+        problems.append(f"/errors: columns {ERROR_COLUMNS} must all exist with equal lengths, "
+                        f"got {lengths}")
     return problems
 
 
@@ -62,7 +64,8 @@ def _check_index(index: dict[str, np.ndarray]) -> list[str]:
     expr = index["expression"]
     bad = np.flatnonzero((expr < 0) | (expr >= len(CLASS_NAMES)))
     if bad.size:
-        problems.append(f"/index/expression: codes outside 0..{len(CLASS_NAMES) - 1} at rows {bad[:5].tolist()}")
+        problems.append(f"/index/expression: codes outside 0..{len(CLASS_NAMES) - 1} "
+                        f"at rows {bad[:5].tolist()}")
     inten = index["intensity"]
     bad = np.flatnonzero((inten < -1) | (inten > 4))
     if bad.size:
@@ -87,12 +90,15 @@ def _check_values(s: dict[str, np.ndarray]) -> list[str]:
         a = s[name].astype(np.float32)
         if not (np.isfinite(a).all() and a.min(initial=0) >= 0 and a.max(initial=0) <= 1):
             problems.append(f"{name} has values outside [0, 1]")
-    err = np.abs(_area_resize_half(s["mask56"].astype(np.float32)) - s["mask28"].astype(np.float32)).max()
+    half = _area_resize_half(s["mask56"].astype(np.float32))
+    err = np.abs(half - s["mask28"].astype(np.float32)).max()
     if err > 2e-3:  # float16 storage rounds to ~5e-4
         problems.append(f"mask28 differs from the area-resize of mask56 by {err:.4f}")
     for name in ("landmarks", "landmarks68"):
         if np.isinf(s[name]).any():
             problems.append(f"{name} has infinite values (missing points must be NaN)")
+    if "points" in s and not np.isfinite(s["points"]).all():
+        problems.append("points has non-finite values")
     return problems
 
 

@@ -73,9 +73,11 @@ def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
             old = {k: v for k, v in _read_config(f, candidate).items() if k not in run_only}
             scheme = _attr(f["landmarks"].attrs.get("scheme")) if "landmarks" in f else None
         if old != config:
-            raise Fer3dDataError(f"{candidate}: was written with another config ({_diff(old, config)}){hint}")
+            raise Fer3dDataError(f"{candidate}: was written with another config "
+                                 f"({_diff(old, config)}){hint}")
         if scheme != landmark_scheme:
-            raise Fer3dDataError(f"{candidate}: landmark scheme {scheme!r}, expected {landmark_scheme!r}{hint}")
+            raise Fer3dDataError(f"{candidate}: landmark scheme {scheme!r}, "
+                                 f"expected {landmark_scheme!r}{hint}")
         return candidate
     return None
 
@@ -128,21 +130,24 @@ class ShardWriter:
             "format": FORMAT, "format_version": FORMAT_VERSION, "dataset": dataset,
             "producer": f"fer3d_data {__version__}",
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "image_size": self.image_size, "crop_radius": float(self.config.get("crop_radius", float("nan"))),
+            "image_size": self.image_size,
+            "crop_radius": float(self.config.get("crop_radius", float("nan"))),
             "depth_units": "mm", "class_names": list(CLASS_NAMES),
         })
         f.create_dataset("config", data=json.dumps(self.config, sort_keys=True), dtype=_VLEN_STR)
         compression = self.config.get("compression", "gzip")
         filters = {"shuffle": True, "fletcher32": True}
         if compression == "gzip":
-            filters.update(compression="gzip", compression_opts=int(self.config.get("compression_level", 4)))
+            filters.update(compression="gzip",
+                           compression_opts=int(self.config.get("compression_level", 4)))
         elif compression == "lzf":
             filters.update(compression="lzf")
         for name, (shape, dtype) in self.spec.items():
             f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
                              chunks=(1, *shape), **filters)
         f["landmarks"].attrs.update({"scheme": landmark_scheme, "names": list(self.landmark_names)})
-        f["landmarks68"].attrs.update({"scheme": "dlib68", "names": [str(i) for i in range(DLIB_POINTS)]})
+        f["landmarks68"].attrs.update({"scheme": "dlib68",
+                                       "names": [str(i) for i in range(DLIB_POINTS)]})
         for name, dtype in INDEX_DTYPES.items():
             f.create_dataset(f"index/{name}", shape=(0,), maxshape=(None,), dtype=dtype,
                              chunks=(_INDEX_CHUNK,), **filters)
@@ -239,13 +244,16 @@ class ShardWriter:
             a = np.asarray(getattr(sample, name))
             # same_kind: float64 depth may be stored as float32, float texture never as uint8
             if a.shape != shape or not np.can_cast(a.dtype, dtype, "same_kind"):
-                raise Fer3dDataError(f"sample {sid}: {name} has shape {a.shape} and dtype {a.dtype}, "
+                raise Fer3dDataError(f"sample {sid}: {name} has shape {a.shape} and dtype "
+                                     f"{a.dtype}, "
                                      f"the shard stores {shape} {dtype}")
             arrays[name] = a.astype(dtype, copy=False)
         if sample.expression not in CLASS_CODE:
-            raise Fer3dDataError(f"sample {sid}: unknown expression {sample.expression!r}; known {CLASS_NAMES}")
+            raise Fer3dDataError(f"sample {sid}: unknown expression {sample.expression!r}; "
+                                 f"known {CLASS_NAMES}")
         if int(sample.mask_source) not in range(len(MASK_SOURCES)):
-            raise Fer3dDataError(f"sample {sid}: mask_source must be one of 0..{len(MASK_SOURCES) - 1}, "
+            raise Fer3dDataError(f"sample {sid}: mask_source must be one of "
+                                 f"0..{len(MASK_SOURCES) - 1}, "
                                  f"got {sample.mask_source}")
         row = {
             "sample_id": _encode("sample_id", sid), "subject": _encode("subject", sample.subject),

@@ -14,14 +14,43 @@ Example (a 25-scan tree of small meshes in ``out/F0001``)::
 from __future__ import annotations
 
 from ._common import MARKERS_BOSPHORUS, MARKERS_BU3DFE
-from .bosphorus import (BNT_VARIANTS, LM_VARIANTS, BosphorusScan, bnt_bytes, bosphorus_subjects,
-                        build_bosphorus_scan, lm2_text, lm3_text, make_bosphorus,
-                        write_bosphorus_scan)
-from .bu3dfe import (WRL_VARIANTS, Bu3dfeScan, bnd_text, bu3dfe_scans, bu3dfe_subjects,
-                     build_bu3dfe_scan, fan, make_bu3dfe, write_bu3dfe_scan, wrl_text)
-from .face import (BOSPHORUS_NAMES, BU3DFE_NAMES, EXPRESSION_DEFORMATIONS, Deformation,
-                   FaceParams, Identity, ScanTruth, face_albedo, face_bounds, face_height,
-                   face_landmarks, face_mask, face_params, scan_truth, subject_identity)
+from .bosphorus import (
+    BNT_VARIANTS,
+    LM_VARIANTS,
+    BosphorusScan,
+    bnt_bytes,
+    bosphorus_subjects,
+    build_bosphorus_scan,
+    lm2_text,
+    lm3_text,
+    make_bosphorus,
+    write_bosphorus_scan,
+)
+from .bu3dfe import (
+    WRL_VARIANTS,
+    Bu3dfeScan,
+    bnd_text,
+    bu3dfe_scans,
+    bu3dfe_subjects,
+    build_bu3dfe_scan,
+    fan,
+    make_bu3dfe,
+    write_bu3dfe_scan,
+    wrl_text,
+)
+from .face import (
+    EXPRESSION_DEFORMATIONS,
+    Deformation,
+    FaceParams,
+    Identity,
+    face_albedo,
+    face_bounds,
+    face_height,
+    face_mask,
+    face_params,
+    subject_identity,
+)
+from .truth import BOSPHORUS_NAMES, BU3DFE_NAMES, ScanTruth, face_landmarks, scan_truth
 
 __all__ = [
     "BNT_VARIANTS", "BOSPHORUS_NAMES", "BU3DFE_NAMES", "BosphorusScan", "Bu3dfeScan",

@@ -29,7 +29,8 @@ def _common(fn):
                      help="number of subjects"),
         click.option("--seed", type=StrictInt(), default=_default(fn, "seed"),
                      help="same seed and options -> same bytes"),
-        click.option("--noise", type=StrictFloat(min=0), default=_default(fn, "noise"), metavar="MM",
+        click.option("--noise", type=StrictFloat(min=0), default=_default(fn, "noise"),
+                     metavar="MM",
                      help="gaussian z noise sigma"),
         click.option("--holes", type=StrictInt(min=0), default=_default(fn, "holes"),
                      help="holes cut per scan"),
@@ -39,7 +40,8 @@ def _common(fn):
                      help="outlier points 30-80 mm off the surface, as a fraction"),
         click.option("--missing", type=StrictFloat(min=0, max=1), default=_default(fn, "missing"),
                      help="probability that each companion file is not written"),
-        click.option("--markers", is_flag=True, help="coloured dots at chosen landmarks in the textures"),
+        click.option("--markers", is_flag=True,
+                     help="coloured dots at chosen landmarks in the textures"),
     ]
 
     def decorate(f):
@@ -63,7 +65,8 @@ def synth_group():
 @_common(make_bu3dfe)
 @click.option("--vertices", type=StrictInt(min=50), default=_default(make_bu3dfe, "vertices"),
               help="mesh vertices per scan")
-@click.option("--texture-size", type=StrictInt(min=8), default=_default(make_bu3dfe, "texture_size"),
+@click.option("--texture-size", type=StrictInt(min=8), default=_default(make_bu3dfe,
+                                                                        "texture_size"),
               metavar="PX", help="side of the _F3D.bmp texture")
 @click.option("--f2d-size", type=StrictInt(min=8), default=_default(make_bu3dfe, "f2d_size"),
               metavar="PX", help="side of the _F2D.bmp photograph")
@@ -77,10 +80,12 @@ def synth_bu3dfe(out, variant, **kw):
 
 @synth_group.command("bosphorus")
 @_common(make_bosphorus)
-@click.option("--grid", type=(StrictInt(min=16), StrictInt(min=16)), default=_default(make_bosphorus, "grid"),
+@click.option("--grid", type=(StrictInt(min=16), StrictInt(min=16)),
+              default=_default(make_bosphorus, "grid"),
               metavar="ROWS COLS", help="range grid size")
 @click.option("--texture-scale", type=StrictFloat(min=0, min_open=True),
-              default=_default(make_bosphorus, "texture_scale"), help="texture pixels per grid cell")
+              default=_default(make_bosphorus,
+                               "texture_scale"), help="texture pixels per grid cell")
 @click.option("--drop-landmarks", type=StrictFloat(min=0, max=1),
               default=_default(make_bosphorus, "drop_landmarks"),
               help="probability that a scan lacks 1-2 landmarks")
@@ -88,6 +93,7 @@ def synth_bu3dfe(out, variant, **kw):
               help="lm/bnt spelling variant (repeatable)")
 def synth_bosphorus(out, variant, grid, **kw):
     """Write a Bosphorus tree to RAW: per subject N_N_0 and the six E_*_0 emotions."""
-    paths = make_bosphorus(out, grid=tuple(grid), lm_variants=[v for v in variant if v in LM_VARIANTS],
+    paths = make_bosphorus(out, grid=tuple(grid),
+                           lm_variants=[v for v in variant if v in LM_VARIANTS],
                            bnt_variants=[v for v in variant if v in BNT_VARIANTS], **kw)
     click.echo(f"wrote {len(paths)} files for {kw['subjects']} bosphorus subject(s) to {out}")

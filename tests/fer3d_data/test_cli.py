@@ -31,7 +31,8 @@ def records(n: int, root: Path) -> list[ScanRecord]:
         s = fake_sample(i)
         out.append(ScanRecord(dataset="bu3dfe", scan_id=s.sample_id, subject=s.subject,
                               expression=s.expression, intensity=s.intensity, capture="F3D",
-                              mesh=root / s.subject / f"{s.sample_id}_F3D.wrl", texture=None, landmarks=None))
+                              mesh=root / s.subject / f"{s.sample_id}_F3D.wrl", texture=None,
+                              landmarks=None))
     return out
 
 
@@ -186,7 +187,8 @@ def test_inspect_prints_subjects_and_config(tmp_path):
     assert "subjects:   F0000 7, F0001 2" in r.output
     assert "config:" in r.output and "smoothness=1.0" in r.output and "image_size=32" in r.output
     assert "[read] x.wrl: bad" in r.output
-    assert json.loads(invoke("inspect", path, "--json").output)["by_subject"] == {"F0000": 7, "F0001": 2}
+    assert json.loads(invoke("inspect", path, "--json").output)["by_subject"] == {"F0000": 7,
+                                                                                  "F0001": 2}
 
 
 def test_run_prep_failures_become_error_rows(tmp_path, monkeypatch):
@@ -196,22 +198,28 @@ def test_run_prep_failures_become_error_rows(tmp_path, monkeypatch):
             recs[7].scan_id: ZeroDivisionError("division by zero")}
     monkeypatch.setattr(runner, "process_scan", fake_process_scan(fail))
     out = tmp_path / "out.h5"
-    summary = run_prep(recs, out, PrepConfig(image_size=S), workers=1, progress=False, raw_root=tmp_path / "raw")
+    summary = run_prep(recs, out, PrepConfig(image_size=S), workers=1, progress=False,
+                       raw_root=tmp_path / "raw")
     assert (summary.written, summary.skipped, summary.failed) == (7, 0, 3)
     assert summary.failed_by_step == {"gridfit": 1, "read": 1, "process": 1}
     assert summary.exit_code == 0
     assert summary.line().startswith("written 7, skipped 0, failed 3 (")
     with shards.open_shard(out) as shard:
         assert len(shard) == 7
-        assert shard.index["sample_id"].tolist() == [r.scan_id for i, r in enumerate(recs) if i not in (2, 5, 7)]
-        assert shard.index["source"][0] == f"F0000/{recs[0].scan_id}_F3D.wrl"  # relative to raw_root
+        assert shard.index["sample_id"].tolist() == [r.scan_id for i,
+                                                     r in enumerate(recs) if i not in (2, 5, 7)]
+        # relative to raw_root
+        assert shard.index["source"][0] == f"F0000/{recs[0].scan_id}_F3D.wrl"
         errors = {e["source"]: (e["step"], e["message"]) for e in shard.errors()}
     assert errors[f"F0000/{recs[2].scan_id}_F3D.wrl"] == ("gridfit", "singular system")
-    assert errors[f"F0000/{recs[5].scan_id}_F3D.wrl"] == ("read", "x.wrl: coordIndex refers to vertex 9")
+    assert errors[f"F0000/{recs[5].scan_id}_F3D.wrl"] == ("read",
+                                                          "x.wrl: coordIndex refers to vertex 9")
     step, message = errors[f"F0001/{recs[7].scan_id}_F3D.wrl"]
-    assert step == "process" and message.startswith("ZeroDivisionError: division by zero (at test_cli.py:")
+    assert step == "process"
+    assert message.startswith("ZeroDivisionError: division by zero (at test_cli.py:")
     # strict: same failures -> exit 1; rerun resumes (7 skipped) and retries the 3 failures
-    monkeypatch.setattr(runner, "process_scan", fake_process_scan({recs[2].scan_id: ScanError("pose", "x")}))
+    monkeypatch.setattr(runner, "process_scan",
+                        fake_process_scan({recs[2].scan_id: ScanError("pose", "x")}))
     again = run_prep(recs, out, PrepConfig(image_size=S), workers=0, strict=True, progress=False,
                      raw_root=tmp_path / "raw")
     assert (again.written, again.skipped, again.failed_by_step) == (2, 7, {"pose": 1})
@@ -226,7 +234,8 @@ def test_run_prep_nothing_written_exits_1(tmp_path, monkeypatch):
     recs = records(3, tmp_path)
     monkeypatch.setattr(runner, "process_scan",
                         fake_process_scan({r.scan_id: ScanError("read", "no mesh") for r in recs}))
-    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=1, progress=False)
+    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=1,
+                       progress=False)
     assert summary.n_samples == 0 and summary.exit_code == 1
     assert summary.failed_by_step == {"read": 3}
 
@@ -237,9 +246,11 @@ def test_run_prep_rejects_wrong_shapes(tmp_path, monkeypatch):
     def bad(record, cfg):
         return fake_sample(0, size=S + 2)
     monkeypatch.setattr(runner, "process_scan", bad)
-    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=1, progress=False)
+    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=1,
+                       progress=False)
     assert summary.failed_by_step == {"sample": 2}
-    assert "texture has shape (34, 34, 3) and dtype uint8, the shard stores (32, 32, 3) uint8" in summary.failures[0][2]
+    assert ("texture has shape (34, 34, 3) and dtype uint8, the shard stores (32, 32, 3) uint8"
+            in summary.failures[0][2])
 
 
 def test_run_prep_interrupt_keeps_tmp_and_resumes(tmp_path, monkeypatch):
@@ -265,7 +276,8 @@ def test_run_prep_interrupt_keeps_tmp_and_resumes(tmp_path, monkeypatch):
 def test_run_prep_parallel_pool(tmp_path):
     """Real spawn-started workers and the real process_scan: scans without files all fail."""
     recs = records(3, tmp_path)
-    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=2, progress=False,
+    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=2,
+                       progress=False,
                        raw_root=tmp_path)
     assert (summary.written, summary.failed, summary.n_samples, summary.exit_code) == (0, 3, 0, 1)
     assert sorted(source for source, _, _ in summary.failures) == sorted(
@@ -285,7 +297,8 @@ def test_worker_crash_is_isolated_to_its_scan(tmp_path):
     assert sorted(r.scan_id for r, _ in results) == sorted(r.scan_id for r in recs)  # each once
     by_id = {r.scan_id: res for r, res in results}
     assert len(by_id) == 5
-    assert by_id[recs[2].scan_id] == ("error", "worker", "worker process died while processing this scan")
+    assert by_id[recs[2].scan_id] == ("error", "worker",
+                                      "worker process died while processing this scan")
     assert all(by_id[r.scan_id] == ("ok", r.scan_id) for i, r in enumerate(recs) if i != 2)
 
 
@@ -352,7 +365,8 @@ def test_step_attributes_exceptions_to_their_step():
     with pytest.raises(ScanError) as e:
         with prep.step("gridfit", "F0001_AN04WH"):
             raise ValueError("singular matrix")
-    assert (e.value.step, e.value.message, e.value.scan_id) == ("gridfit", "ValueError: singular matrix", "F0001_AN04WH")
+    assert (e.value.step, e.value.message, e.value.scan_id) == (
+        "gridfit", "ValueError: singular matrix", "F0001_AN04WH")
     with pytest.raises(ScanError) as e:
         with prep.step("read"):
             raise RawFormatError("a.bnt", "file size 10, expected 18")

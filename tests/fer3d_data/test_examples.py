@@ -29,7 +29,8 @@ def run(script: str, path: Path) -> str:
 
 def test_read_shard_h5py(shard):
     out = run("read_shard_h5py.py", shard)
-    assert "14 samples of 2 subjects; first: ['F0000_AN04WH', 'F0000_DI04WH', 'F0000_FE04WH']" in out
+    first = "['F0000_AN04WH', 'F0000_DI04WH', 'F0000_FE04WH']"
+    assert f"14 samples of 2 subjects; first: {first}" in out
     assert f"  texture      {str((S, S, 3)):14s} uint8" in out
     assert "  mask56       (56, 56)       float16" in out
     assert "  landmarks    (83, 2)        float32" in out
@@ -40,7 +41,7 @@ def test_read_shard_h5py(shard):
 def test_torch_minimal(shard):
     pytest.importorskip("torch")
     out = run("torch_minimal.py", shard)
-    lines = [l for l in out.splitlines() if l.startswith("epoch")]
+    lines = [line for line in out.splitlines() if line.startswith("epoch")]
     assert len(lines) == 2 and lines[1].startswith("epoch 2: loss ")
     assert lines[0].endswith("(12 samples)")  # 14 minus the 2 neutral
 

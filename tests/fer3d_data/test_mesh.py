@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def test_write_textured_names_files_after_the_output(tmp_path, suffix):
     tm = to_trimesh(v, np.array([[0, 1, 2], [1, 3, 2]]), uv=v[:, :2], image=image)
     written = write_textured(tm, tmp_path / f"face{suffix}")
     names = sorted(p.name for p in written)
-    assert names == sorted([f"face{suffix}", "face.png"] + (["face.mtl"] if suffix == ".obj" else []))
+    assert names == sorted([f"face{suffix}",
+                            "face.png"] + (["face.mtl"] if suffix == ".obj" else []))
     if suffix == ".ply":
         assert b"comment TextureFile face.png\n" in (tmp_path / "face.ply").read_bytes()[:200]
     else:
@@ -79,7 +81,8 @@ def test_write_textured_names_files_after_the_output(tmp_path, suffix):
 def test_export_from_raw_and_from_shard(bu_tree, tmp_path):
     root, records = bu_tree
     sid = records[-1].scan_id
-    r = CliRunner().invoke(cli.fer3d_prep, ["export", str(root), sid, "-o", str(tmp_path / "raw.ply"),
+    r = CliRunner().invoke(cli.fer3d_prep, ["export", str(root), sid, "-o",
+                                            str(tmp_path / "raw.ply"),
                                             "--crop-radius", "60", "--min-points", "500"])
     assert r.exit_code == 0, r.output
     tm = trimesh.load(tmp_path / "raw.ply", process=False)
@@ -87,12 +90,21 @@ def test_export_from_raw_and_from_shard(bu_tree, tmp_path):
     assert np.linalg.norm(tm.vertices, axis=1).max() <= 60.0 + 1e-6
     assert abs(tm.vertices[:, 2].max()) < 1.0 and tm.visual.uv is not None
     assert (tmp_path / "raw.png").exists()
+    # a shard's /config reproduces its surface parameters (keys of later steps are ignored)
+    conf = tmp_path / "shard_config.json"
+    conf.write_text(json.dumps(PrepConfig(crop_radius=50.0, min_points=500, points=8).to_dict()))
+    r = CliRunner().invoke(cli.fer3d_prep, ["export", str(root), sid, "-o", str(tmp_path / "c.ply"),
+                                            "--config", str(conf)])
+    assert r.exit_code == 0, r.output
+    radius = np.linalg.norm(trimesh.load(tmp_path / "c.ply", process=False).vertices, axis=1)
+    assert 45.0 < radius.max() <= 50.0 + 1e-6
 
     shard = write_shard(tmp_path / "s.h5", n=2)
     with h5py.File(shard) as f:
         depth, coverage = f["depth"][1], f["coverage"][1]
         sid = f["index/sample_id"].asstr()[1]
-    r = CliRunner().invoke(cli.fer3d_prep, ["export", str(shard), sid, "-o", str(tmp_path / "s.obj")])
+    r = CliRunner().invoke(cli.fer3d_prep, ["export", str(shard), sid, "-o",
+                                            str(tmp_path / "s.obj")])
     assert r.exit_code == 0, r.output
     tm = trimesh.load(tmp_path / "s.obj", process=False)
     grid = Grid(depth.shape[0], 90.0)
@@ -101,7 +113,8 @@ def test_export_from_raw_and_from_shard(bu_tree, tmp_path):
     np.testing.assert_allclose(tm.vertices[:, 2], depth[px[:, 1], px[:, 0]], atol=1e-4)
     for args, message in [((shard, "nope"), "no sample 'nope'"),
                           ((root, "F0009_HA04WH"), "no BU-3DFE or Bosphorus scan")]:
-        r = CliRunner().invoke(cli.fer3d_prep, ["export", str(args[0]), args[1], "-o", str(tmp_path / "x.ply")])
+        r = CliRunner().invoke(cli.fer3d_prep, ["export", str(args[0]), args[1], "-o",
+                                                str(tmp_path / "x.ply")])
         assert r.exit_code == 2 and message in r.output
 
 
@@ -143,3 +156,7 @@ def test_points_lie_on_the_depth_surface(bu_tree, tmp_path):
     from fer3d_data.shards import verify
 
     assert verify(tmp_path / "p.h5") == []
+    with h5py.File(tmp_path / "p.h5", "r+") as f:
+        f["points"][1, 5] = np.nan
+    assert any("sample 1" in p and "points has non-finite values" in p
+               for p in verify(tmp_path / "p.h5"))

@@ -18,6 +18,7 @@ from scipy.spatial.transform import Rotation
 
 from fer3d_data import cli, shards, synth
 from fer3d_data.datasets import walkers
+from fer3d_data.errors import ScanError
 from fer3d_data.io import load_bnd, load_lm3
 from fer3d_data.landmarks import GROUPS, canonical_points, group_points
 from fer3d_data.masks import area_resize
@@ -445,3 +446,20 @@ def test_coverage_is_the_scanned_surface_without_speckle(prepared, dataset):
         inside_gaps = int(ndimage.binary_fill_holes(cov).sum() - cov.sum())
         assert inside_gaps < 10, f"{inside_gaps} uncovered cells inside the covered face"
         assert 0.25 < cov.mean() < 0.95
+
+
+def test_texture_named_outside_the_scan_folder_is_refused_unless_allowed(tmp_path):
+    records = make_tree("bu3dfe", tmp_path / "raw", ("neutral",), vertices=2500, texture_size=64)
+    record = records[0]
+    wrl = record.mesh.read_text()
+    name = record.texture.name
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / name).write_bytes(record.texture.read_bytes())
+    record.texture.unlink()
+    record.mesh.write_text(wrl.replace(f'"{name}"', f'"../../elsewhere/{name}"'))
+    cfg = PrepConfig(image_size=32, min_points=500)
+    with pytest.raises(ScanError, match=r"texture reference '../../elsewhere/.*' is outside the dataset root"):
+        process_scan(record, cfg)
+    sample = process_scan(record, PrepConfig(image_size=32, min_points=500,
+                                             allow_outside_textures=True))
+    assert sample.texture.shape == (32, 32, 3)

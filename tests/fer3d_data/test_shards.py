@@ -33,7 +33,8 @@ def fake_sample(i: int, *, size: int = S, k: int = 83, seed: int = 0) -> Sample:
     landmarks[::7] = np.nan
     expression = EXPRESSIONS[i % 7]
     return Sample(
-        sample_id=f"F{i // 7:04d}_{expression[:2].upper()}{0 if expression == 'neutral' else 4:02d}WH",
+        sample_id=(f"F{i // 7:04d}_{expression[:2].upper()}"
+                   f"{0 if expression == 'neutral' else 4:02d}WH"),
         subject=f"F{i // 7:04d}", expression=expression,
         intensity=0 if expression == "neutral" else 4, source=f"F{i // 7:04d}/scan{i}.wrl",
         texture=rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
@@ -134,7 +135,8 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path):
         w.add_error("F0001/scan8.wrl", "read", "will succeed later")
         os._exit(3)  # a crash: no close, no rename
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 3, proc.stderr
     assert shards.tmp_path(out).exists() and not out.exists()
     with writer(out) as w:
@@ -183,7 +185,8 @@ def test_complete_shard_is_extended_in_place(tmp_path):
 
 def test_config_mismatch_is_refused_before_any_work(tmp_path):
     out = write_shard(tmp_path / "a.h5", n=2)
-    with pytest.raises(Fer3dDataError, match=r"another config \(smoothness: 1.0 -> 2.0\).*--overwrite"):
+    with pytest.raises(Fer3dDataError,
+                       match=r"another config \(smoothness: 1.0 -> 2.0\).*--overwrite"):
         writer(out, PrepConfig(image_size=S, smoothness=2.0))
     assert out.exists() and not shards.tmp_path(out).exists()
     with writer(out, PrepConfig(image_size=S, smoothness=2.0), overwrite=True) as w:
@@ -198,7 +201,8 @@ def test_version_mismatch_is_refused(tmp_path):
         f.attrs["format_version"] = FORMAT_VERSION + 1
     with pytest.raises(Fer3dDataError, match=rf"format_version {FORMAT_VERSION + 1}.*--overwrite"):
         writer(out)
-    with pytest.raises(Fer3dDataError, match=rf"a.h5: fer3d-shard format_version {FORMAT_VERSION + 1}"):
+    with pytest.raises(Fer3dDataError,
+                       match=rf"a.h5: fer3d-shard format_version {FORMAT_VERSION + 1}"):
         shards.open_shard(out)
     assert shards.verify(out)[0].endswith("(--overwrite)")
 

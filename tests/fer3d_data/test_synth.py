@@ -20,19 +20,22 @@ CLASSES = ("neutral",) + EXPRESSIONS
 
 
 def digest(paths):
-    return {p.relative_to(p.parents[1]).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest() for p in paths}
+    return {p.relative_to(p.parents[1]).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in paths}
 
 
 # ---------------------------------------------------------------- analytic face
 
 
-@pytest.mark.parametrize("dataset,scheme,count", [("bu3dfe", "bu3dfe83", 83), ("bosphorus", "bosphorus", 22)])
+@pytest.mark.parametrize("dataset,scheme,count", [("bu3dfe", "bu3dfe83", 83), ("bosphorus",
+                                                                               "bosphorus", 22)])
 @pytest.mark.parametrize("expression", CLASSES)
 def test_landmarks_lie_on_the_surface(dataset, scheme, count, expression):
     truth = synth.scan_truth(dataset, "F0002" if dataset == "bu3dfe" else "bs002", expression, 3)
     lm = truth.landmarks
     assert lm.points.shape == (count, 3) and lm.scheme == scheme
-    np.testing.assert_allclose(lm.points[:, 2], truth.height(lm.points[:, 0], lm.points[:, 1]), atol=1e-9)
+    np.testing.assert_allclose(lm.points[:, 2], truth.height(lm.points[:, 0], lm.points[:, 1]),
+                               atol=1e-9)
     assert np.all(synth.face_mask(truth.params, *(lm.points[:, :2] - truth.offset[:2]).T))
 
 
@@ -47,7 +50,8 @@ def test_nose_tip_is_the_surface_maximum_at_the_origin():
 
 
 def test_bu3dfe_landmark_regions_follow_formats_md():
-    pts = synth.face_landmarks(synth.scan_truth("bu3dfe", "F0001", "neutral", 0).params, "bu3dfe83").points
+    pts = synth.face_landmarks(synth.scan_truth("bu3dfe", "F0001", "neutral", 0).params,
+                               "bu3dfe83").points
     r = lambda k: pts[k - 1]  # noqa: E731  1-based rows as in FORMATS.md
     assert np.all(pts[0:8, 0] < 0) and np.all(pts[8:16, 0] > 0)            # eyes by side
     assert r(1)[0] > r(5)[0] and r(9)[0] < r(13)[0]                        # inner corners nearer 0
@@ -140,7 +144,8 @@ def test_bu3dfe_tree_names():
     stems = [f"{s}/{s}_NE00{race[s]}" for s in ("F0001", "M0001")] + [
         f"{s}/{s}_{code}{k:02d}{race[s]}" for s in ("F0001", "M0001")
         for code in ("AN", "DI", "FE", "HA", "SA", "SU") for k in range(1, 5)]
-    assert names == sorted(f"{st}_{t}" for st in stems for t in ("F3D.wrl", "F3D.bnd", "F3D.bmp", "F2D.bmp"))
+    assert names == sorted(f"{st}_{t}" for st in stems for t in ("F3D.wrl", "F3D.bnd", "F3D.bmp",
+                                                                 "F2D.bmp"))
 
 
 def test_bosphorus_tree_names(tmp_path):
@@ -317,7 +322,8 @@ def test_truth_matches_clean_surface():
 
 
 def test_markers_sit_on_their_landmarks():
-    scan = synth.build_bosphorus_scan("bs000", "fear", texture_scale=1.0, markers=True, drop_landmarks=0)
+    scan = synth.build_bosphorus_scan("bs000", "fear", texture_scale=1.0, markers=True,
+                                      drop_landmarks=0)
     for name, colour in synth.MARKERS_BOSPHORUS.items():
         c, r = np.floor(scan.lm2[scan.names.index(name)]).astype(int)
         assert tuple(scan.texture[r, c]) == colour, name
@@ -373,7 +379,7 @@ def test_synth_command_line(tmp_path):
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "bu" / "F0001").iterdir())) == 100
     assert "wrote 100 files" in r.output
-    # a variant of the other dataset, or a misspelt one, is a clean usage error listing the valid ones
+    # a variant of the other dataset, or a misspelt one: a usage error listing the valid ones
     for bad in ("info", "crlff"):
         r = run("bu3dfe", tmp_path / "x", "--variant", bad)
         assert r.exit_code == 2 and "Traceback" not in r.output and "crlf" in r.output
