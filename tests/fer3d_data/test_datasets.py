@@ -141,6 +141,8 @@ def check_unreadable_folder(records, root: Path) -> None:
     assert select(records, expressions=["anger"], intensities=[3]) == records
     assert select(records, subjects=["F0002"]) == [lost]
     assert select(records, subjects=["F0001"]) == [records[0]]
+    with pytest.raises(SelectionError, match="present: F0001, F0002; 1 folders could not be walked"):
+        select(records, subjects=["F0003"])
 
 
 def test_unlistable_subject_folder_becomes_a_record(tmp_path, monkeypatch):
