@@ -173,5 +173,5 @@ def test_jpeg_size_read_past_other_segments(tmp_path):
     cv2.imwrite(str(path), np.full((12, 20, 3), 128, np.uint8))
     data = path.read_bytes()
     comment = b"\xff\xfe" + struct.pack(">H", 7) + b"hello"   # a COM segment before the frame
-    path.write_bytes(data[:2] + comment + data[2:])
+    path.write_bytes(data[:2] + comment + b"\xff\xff\x01" + data[2:])  # fill byte, TEM marker
     assert load_image(path).shape == (12, 20, 3)
