@@ -34,8 +34,10 @@ def select(records: Iterable[ScanRecord], subjects: Iterable[str] | None = None,
     unknown = (expressions or set()) - set(CLASS_NAMES) - {None}
     if unknown:
         raise SelectionError(f"unknown expression names {sorted(unknown)}; known: {CLASS_NAMES}")
-    _check_requested("subject", subjects, {r.subject for r in records if r.subject})
-    _check_requested("intensity", intensities, {r.intensity for r in records if r.labels_known})
+    unwalked = sum(not r.labels_known for r in records)
+    hint = f"; {unwalked} folders could not be walked" if unwalked else ""
+    _check_requested("subject", subjects, {r.subject for r in records if r.subject}, hint)
+    _check_requested("intensity", intensities, {r.intensity for r in records if r.labels_known}, hint)
     return [r for r in records
             if (subjects is None or r.subject in subjects or not r.subject)
             and (not r.labels_known
@@ -43,7 +45,7 @@ def select(records: Iterable[ScanRecord], subjects: Iterable[str] | None = None,
                      and (intensities is None or r.intensity in intensities)))]
 
 
-def _check_requested(what: str, requested: set | None, present: set) -> None:
+def _check_requested(what: str, requested: set | None, present: set, hint: str) -> None:
     """SelectionError naming each requested value that no record has."""
     absent = sorted(requested - present, key=str) if requested else []
     if not absent:
@@ -55,4 +57,4 @@ def _check_requested(what: str, requested: set | None, present: set) -> None:
     found = sorted(present, key=str)
     shown = ", ".join("ungraded" if v == INTENSITY_UNGRADED else str(v) for v in found[:8])
     more = f", ... ({len(found)} in all)" if len(found) > 8 else ""
-    raise SelectionError(f"no scan has {what} {', '.join(problems)}; present: {shown}{more}")
+    raise SelectionError(f"no scan has {what} {', '.join(problems)}; present: {shown}{more}{hint}")

@@ -8,9 +8,10 @@ import stat
 
 from ..errors import RawFormatError
 
-# Largest raw file a reader opens. Genuine files are far smaller (BU-3DFE F3D ~3 MB,
-# Bosphorus .bnt ~6 MB, textures a few MB); the cap bounds the memory one input can claim.
-DEFAULT_MAX_BYTES = 256 * 2**20
+# Largest raw file a reader opens. Genuine files are ten times smaller or more (BU-3DFE F3D
+# ~3 MB, Bosphorus .bnt ~6 MB, textures about 1 MB); the cap bounds the memory and time one
+# input can claim (parsed arrays take up to ~20 bytes per byte of VRML text).
+DEFAULT_MAX_BYTES = 64 * 2**20
 
 # Longest numeric token accepted in a text format: a genuine value has under 20 characters.
 MAX_NUMBER_CHARS = 64

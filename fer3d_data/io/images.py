@@ -24,6 +24,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (C0-CF except DHT C4, JPG C8, DAC CC) carry the size.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])  # TEM, RSTn: no length field
 
 
 def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -88,6 +89,9 @@ def _jpeg_size(path, data: bytes) -> tuple[int, int]:
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
             pos += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            pos += 2
             continue
         if marker in _JPEG_SOF:
             height, width = struct.unpack_from(">HH", data, pos + 5)

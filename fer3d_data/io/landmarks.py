@@ -130,9 +130,11 @@ def _numeric_rows(path, lines: list[str], width: int, layout: str) -> np.ndarray
 
 
 def _indices(path, column: np.ndarray) -> np.ndarray:
-    """(K,) float column of vertex indices -> int64; fractional or negative values fail."""
-    if (column < 0).any() or (column != np.round(column)).any():
-        raise RawFormatError(path, "vertex index column holds a negative or fractional value")
+    """(K,) float column of vertex indices -> int64; fractional, negative or absurdly large
+    values (a mesh has far fewer than 2**31 vertices) fail."""
+    if (column < 0).any() or (column >= 2**31).any() or (column != np.round(column)).any():
+        raise RawFormatError(path, "vertex index column holds a negative, fractional or "
+                                   "out-of-range value")
     return column.astype(np.int64)
 
 

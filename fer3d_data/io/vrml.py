@@ -21,6 +21,12 @@ from .types import Mesh
 
 _HEADER = b"#VRML V2.0"
 
+# Work caps, each about 1 s of Python at most and thousands of times what a face scan holds
+# (a BU-3DFE F3D file has ~160 structural tokens and a few comments): numbers are parsed by
+# numpy, but comments and tokens outside number lists cost a Python step each.
+MAX_COMMENTS = 1_000_000
+MAX_TOKENS = 100_000
+
 # One structural token after separators: a string, a brace/bracket, or a bare word/number.
 _TOKEN = re.compile(rb'[\s,]*(?:"((?:[^"\\]|\\.)*)"|([{}\[\]])|([^\s,{}\[\]"]+))')
 
@@ -69,7 +75,8 @@ def load_wrl(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> 
 
 
 def _check_header(path, data: bytes) -> bytes:
-    """The text after the ``#VRML V2.0`` header line; refuses binary and other formats."""
+    """The text from the ``#VRML V2.0`` header line; refuses binary and other formats, and
+    more comment marks than ``MAX_COMMENTS``."""
     if b"\x00" in data:
         raise RawFormatError(path, "binary file (NUL bytes), not VRML text")
     body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
@@ -77,6 +84,9 @@ def _check_header(path, data: bytes) -> bytes:
     if not body.startswith(_HEADER):
         first = body[:40].split(b"\n")[0].decode("latin-1").strip()
         raise RawFormatError(path, f"missing header '#VRML V2.0' (file starts with {first!r})")
+    hashes = body.count(b"#")
+    if hashes > MAX_COMMENTS:
+        raise RawFormatError(path, f"{hashes} '#' comment marks, over the cap of {MAX_COMMENTS}")
     return body
 
 
@@ -131,7 +141,7 @@ def _scan_structure(path, text: bytes) -> tuple[list[_FaceSet], list[str]]:
     stack: list[tuple[bytes, bytes, int | None]] = []
     prev = b""  # previous bare word: the node type before '{', the field name before '['
     pos = 0
-    while True:
+    for _ in range(MAX_TOKENS):
         m = _TOKEN.match(text, pos)
         if m is None:
             if text[pos:].strip(b" \t\r\n\x0b\x0c,"):
@@ -173,6 +183,9 @@ def _scan_structure(path, text: bytes) -> tuple[list[_FaceSet], list[str]]:
                 raise RawFormatError(path, f"unbalanced {bracket.decode()!r} at byte {pos}")
             stack.pop()
             prev = b""
+    else:
+        raise RawFormatError(path, f"over {MAX_TOKENS} structural tokens outside number lists "
+                                   "(names, braces, strings): not a face scan")
     if stack:
         raise RawFormatError(path, f"truncated: {len(stack)} unclosed braces/brackets at the end")
     return face_sets, urls

@@ -143,6 +143,8 @@ def check_unreadable_folder(records, root: Path) -> None:
     assert select(records, expressions=["anger"], intensities=[3]) == records
     assert select(records, subjects=["F0002"]) == [lost]
     assert select(records, subjects=["F0001"]) == [records[0]]
+    with pytest.raises(SelectionError, match="present: F0001, F0002; 1 folders could not be walked"):
+        select(records, subjects=["F0003"])
 
 
 def test_unlistable_subject_folder_becomes_a_record(tmp_path, monkeypatch):
@@ -221,12 +223,14 @@ def test_linked_folder_becomes_a_record(tmp_path):
 def test_unreadable_scan_files_set_the_problem(tmp_path, monkeypatch):
     touch(tmp_path, *bu_scan("F0001_AN03WH", "F0001"), *bu_scan("F0001_AN04WH", "F0001"))
     folder = tmp_path / "F0001"
+    os.mkfifo(folder / "F0001_SU04WH_F3D.wrl")
     (folder / "F0001_AN03WH_F3D.bmp").unlink()
     (folder / "F0001_AN03WH_F3D.bmp").symlink_to(tmp_path / "gone.bmp")
     locked = folder / "F0001_AN04WH_F3D.bnd"
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
-    broken, unreadable = walk_bu3dfe(tmp_path)
+    broken, unreadable, fifo = walk_bu3dfe(tmp_path)
+    assert fifo.problem == f"{folder / 'F0001_SU04WH_F3D.wrl'}: not a regular file"
     assert broken.problem == f"{folder / 'F0001_AN03WH_F3D.bmp'}: broken symbolic link"
     assert unreadable.problem == f"{locked}: not readable (permission denied)"
     assert broken.labels_known and select([broken, unreadable], intensities=[4]) == [unreadable]

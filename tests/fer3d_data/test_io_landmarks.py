@@ -37,7 +37,8 @@ def test_bnd_trailing_blank_lines_ignored(tmp_path):
     (bnd_text(84), "84 landmark rows, expected 83"),
     (bnd_text().replace("3.5", "3.5 7", 1), "row 4 has 5 fields"),
     (bnd_text().replace("3.5", "x", 1), "non-numeric"),
-    (bnd_text().replace("103", "-3", 1), "negative or fractional"),
+    (bnd_text().replace("103", "-3", 1), "negative, fractional or out-of-range"),
+    (bnd_text().replace("103", "1e300", 1), "negative, fractional or out-of-range"),
     ("", "empty file"),
     ("1\t2\x00\t3\t4\n", "binary"),
 ])
