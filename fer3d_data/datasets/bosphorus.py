@@ -10,13 +10,13 @@ import os
 import re
 from pathlib import Path
 
-from ..schema import INTENSITY_UNGRADED, NEUTRAL
+from ..constants import BOSPHORUS_CAPTURES
+from ..schema import INTENSITY_UNGRADED
 from ._walk import folder_records, group_files, missing_roles, scan_problem
 from .records import ScanRecord
 
-EXPRESSION_CAPTURES = {"E_ANGER": "anger", "E_DISGUST": "disgust", "E_FEAR": "fear",
-                       "E_HAPPY": "happiness", "E_SADNESS": "sadness", "E_SURPRISE": "surprise",
-                       "N_N": NEUTRAL}
+# capture class+code -> class name ("E_ANGER" -> "anger", "N_N" -> "neutral")
+EXPRESSION_CAPTURES = {capture: name for name, capture in BOSPHORUS_CAPTURES.items()}
 
 _SUBJECT = r"bs\d{3}"
 _NAME = re.compile(r"^(?P<scan>(?P<subject>bs\d{3})_"

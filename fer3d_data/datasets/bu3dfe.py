@@ -9,15 +9,14 @@ import os
 import re
 from pathlib import Path
 
-from ..schema import CLASS_NAMES
+from ..constants import BU3DFE_EXPRESSION_CODES as EXPRESSION_CODES
 from ._walk import folder_records, group_files, missing_roles, scan_problem
 from .records import ScanRecord
 
-EXPRESSION_CODES = dict(zip(("AN", "DI", "FE", "HA", "SA", "SU", "NE"), CLASS_NAMES))
-
 _SUBJECT = r"[FM]\d{4}"
 _NAME = re.compile(r"^(?P<scan>(?P<subject>(?P<sex>[FM])\d{4})_"
-                   r"(?P<expr>AN|DI|FE|HA|SA|SU|NE)(?P<intensity>\d\d)(?P<ethnicity>[A-Z]{2}))"
+                   r"(?P<expr>" + "|".join(EXPRESSION_CODES) + r")"
+                   r"(?P<intensity>\d\d)(?P<ethnicity>[A-Z]{2}))"
                    r"_(?P<type>F3D|RAW|F2D)\.(?P<ext>\w+)$")
 
 # (type, suffix) -> role; F3D roles are ScanRecord fields, the others go to ``extra``.
