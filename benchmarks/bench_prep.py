@@ -38,7 +38,7 @@ from pathlib import Path
 
 from fer3d_data import synth
 from fer3d_data.datasets import walkers
-from fer3d_data.pipeline import PrepConfig, process_scan, run_prep
+from fer3d_data.prep import PrepConfig, process_scan, run_prep
 
 TARGET_S_PER_SCAN = 0.3
 TARGET_RSS_MIB = 1024

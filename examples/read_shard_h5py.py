@@ -5,14 +5,32 @@ Schema: docs/shards.md.
 """
 
 import json
+import os
 import sys
 
 import h5py
 import numpy as np
 
 
+def open_shard_h5py(path: str) -> h5py.File:
+    """h5py.File(path), refusing a virtual (``merge --virtual``) shard whose parts are gone.
+
+    h5py reads a missing part of a virtual dataset as zeros and empty strings, silently.
+    """
+    f = h5py.File(path, "r")
+    folder = os.path.dirname(os.path.abspath(path))
+    for name in ("depth", "index/sample_id"):
+        if f[name].is_virtual:
+            for source in f[name].virtual_sources():
+                if not os.path.exists(os.path.join(folder, source.file_name)):
+                    f.close()
+                    sys.exit(f"{path}: merged shard whose part {source.file_name} is missing; "
+                             "keep the parts beside it or merge without --virtual")
+    return f
+
+
 def main(path: str) -> None:
-    with h5py.File(path, "r") as f:
+    with open_shard_h5py(path) as f:
         print("attributes:")
         for key, value in f.attrs.items():
             print(f"  {key} = {value}")
@@ -25,7 +43,8 @@ def main(path: str) -> None:
         subjects = f["index/subject"].asstr()[:]
         expression = f["index/expression"][:]
         names = list(f.attrs["class_names"])
-        print(f"{len(ids)} samples of {len(np.unique(subjects))} subjects; first: {ids[:3].tolist()}")
+        n_subjects = len(np.unique(subjects))
+        print(f"{len(ids)} samples of {n_subjects} subjects; first: {ids[:3].tolist()}")
 
         # One sample: index i of every per-sample dataset (one chunk each).
         i = 0
@@ -36,7 +55,15 @@ def main(path: str) -> None:
             print(f"  {name:12s} {str(a.shape):14s} {a.dtype}")
         depth = f["depth"][i]
         covered = f["coverage"][i]
-        print(f"  depth over scanned cells: {depth[covered].min():.1f} .. {depth[covered].max():.1f} mm")
+        lo, hi = depth[covered].min(), depth[covered].max()
+        print(f"  depth over scanned cells: {lo:.1f} .. {hi:.1f} mm")
+
+        # A batch: h5py needs increasing row indices; sort, read, then undo the order.
+        rows = np.random.default_rng(0).permutation(len(ids))[:3]
+        order = np.argsort(rows)
+        batch = np.empty((len(rows), *f["depth"].shape[1:]), f["depth"].dtype)
+        batch[order] = f["depth"][rows[order]]
+        print(f"batch of rows {rows.tolist()}: depth {batch.shape}")
 
         print("class counts:")
         counts = np.bincount(expression, minlength=len(names))

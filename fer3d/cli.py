@@ -54,8 +54,14 @@ TRAIN_OPTIONS = [
     _opt("subjects", "subjects to select"),
     _opt("val_subjects", "training subjects held out per cell to pick the epoch"),
     _flag("augment", "training flips and small affine warps"),
-    click.option("--pretrained", default=None, metavar="PATH|imagenet",
-                 help="resnet18 state dict for both branches (never downloaded)"),
+    click.option("--pretrained", default=None, metavar="PATH|imagenet|none",
+                 help="resnet18 state dict for both branches (imagenet: torchvision's file in "
+                      "the torch hub cache; never downloaded); none: from scratch"),
+    _opt("head_init", "MA/AF convolutions start from a normal draw (the paper) or so that MA "
+         "is the identity"),
+    click.option("--recipe", default=None, metavar="NAME|FILE",
+                 help="settings of a shipped recipe (paper: the paper's setup for the shards' "
+                      "dataset, fer3d/recipes/) under --config and the flags given"),
     _opt("seed", "seed of subject choice, folds and every cell"),
     click.option("--out", default="runs/fer3d", metavar="RUN_DIR", show_default=True,
                  help="run directory"),
@@ -148,16 +154,51 @@ def _apply(options):
 @config_option(ignore=("shards",))
 @click.argument("shards", nargs=-1, type=click.Path(dir_okay=False), metavar="SHARD.h5...")
 @_apply(TRAIN_OPTIONS)
-def train_command(shards, summarize, partial, verbose, **kw):
+@click.pass_context
+def train_command(ctx, shards, summarize, partial, verbose, recipe, **kw):
     """Train AFNet-M (or a variant) under the repeated subject-independent k-fold protocol
     on fer3d HDF5 shards; cells (repeat, fold) can be spread over processes, Slurm array
-    tasks, torchrun ranks and Ray clusters (docs/cluster.md)."""
+    tasks, torchrun ranks and Ray clusters (docs/cluster.md). At start it prints every
+    setting that differs from the paper's or that the paper leaves open."""
     _setup_logging(verbose)
     if summarize:
         return _summarize(summarize, partial)
     if not shards:
         raise click.UsageError("give at least one SHARD.h5 (or --summarize RUN_DIR)")
+    dataset = _dataset_of(shards, kw["preset"])
+    if recipe:
+        _layer_recipe(ctx, kw, recipe, dataset)
+    _print_paper_differences(kw, dataset)
     return _train(shards, kw)
+
+
+def _dataset_of(shards, preset: str) -> str:
+    from fer3d_data.shard_index import read_shard_index
+
+    return preset if preset != "auto" else read_shard_index(list(shards)).datasets[0]
+
+
+def _layer_recipe(ctx: click.Context, kw: dict, recipe: str, dataset: str) -> None:
+    """Recipe values fill every setting that neither --config nor a flag gave."""
+    from fer3d.recipes import recipe_values
+
+    for key, value in recipe_values(recipe, dataset).items():
+        if ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT:
+            continue
+        if value is not None and key in SETTINGS:
+            value = SETTINGS[key].convert(value, None, ctx)
+        kw[key] = value
+
+
+def _print_paper_differences(kw: dict, dataset: str) -> None:
+    from fer3d.recipes import RECIPE_KEYS, paper_differences
+
+    lines = paper_differences({k: kw[k] for k in RECIPE_KEYS if k in kw}, dataset)
+    if lines:
+        click.echo("settings that differ from the paper (Sui et al., 2022) or that it leaves "
+                   "open (--recipe paper sets the paper's):", err=True)
+        for line in lines:
+            click.echo(f"  - {line}", err=True)
 
 
 @click.command("fer3d-eval", cls=Command, context_settings=CONTEXT_SETTINGS)

@@ -130,7 +130,8 @@ def model_from_config(cfg) -> torch.nn.Module:
     """The one place TrainConfig settings become model-builder keywords."""
     from fer3d.models import create_model
 
-    return create_model(cfg.variant, num_classes=NUM_CLASSES, pretrained=cfg.pretrained)
+    return create_model(cfg.variant, num_classes=NUM_CLASSES, pretrained=cfg.pretrained,
+                        head_init=cfg.head_init)
 
 
 def place_model(model: torch.nn.Module, device: torch.device,

@@ -74,10 +74,11 @@ def save_confusion_png(cm: np.ndarray, class_names: Sequence[str],
     cm = np.asarray(cm, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.nan_to_num(cm / cm.sum(axis=1, keepdims=True))
-    fig = Figure(figsize=(5.5, 4.8), dpi=120)
+    fig = Figure(figsize=(5.5, 5.0 if title.count("\n") > 1 else 4.8), dpi=120)
     ax = fig.add_subplot()
     im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cbar.set_label("fraction of the true class; cells: % (count)", fontsize=8)
     ticks = range(len(class_names))
     ax.set_xticks(ticks, class_names, rotation=45, ha="right")
     ax.set_yticks(ticks, class_names)

@@ -26,7 +26,8 @@ KEEP = ("weights", "none", "full")
 AUTO_ON_OFF = ("auto", "on", "off")
 # Config fields that must match between a run directory and a process attaching to it.
 RESUME_KEYS = ("variant", "folds", "epochs", "batch_size", "lr", "image_size", "seed",
-               "preset", "subjects", "val_subjects", "augment", "pretrained")
+               "preset", "subjects", "val_subjects", "augment", "pretrained", "head_init")
+HEAD_INITS = ("normal", "identity")
 # Fields that describe one process, not the campaign: left out of config.json.
 PROCESS_KEYS = ("out", "device", "workers", "resume", "progress", "cells", "task_index",
                 "num_tasks", "executor", "parallel_cells", "gpus_per_cell", "ray_address",
@@ -74,6 +75,7 @@ class TrainConfig:
     preset: str = "auto"
     subjects: int = 60
     pretrained: str | None = None
+    head_init: str = "normal"
     val_subjects: int = 0
     augment: bool = True
     progress: bool = True
@@ -115,7 +117,7 @@ SETTINGS: dict[str, click.ParamType] = {
     "num_tasks": StrictInt(min=1), "init_only": StrictBool(),
     "executor": click.Choice(EXECUTORS), "parallel_cells": StrictInt(min=1),
     "gpus_per_cell": StrictFloat(min=0.0, max=64.0), "claim_timeout": StrictFloat(min=1.0),
-    "tensorboard": StrictBool(),
+    "tensorboard": StrictBool(), "head_init": click.Choice(HEAD_INITS),
 }
 
 
@@ -131,6 +133,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             setattr(cfg, key, kind.convert(value, None, None))
         except click.BadParameter as exc:
             problems.append(f"{key}: {exc.message}")
+    if isinstance(cfg.pretrained, str) and cfg.pretrained.strip().lower() in ("", "none"):
+        cfg.pretrained = None  # "none" overrides a recipe's or config file's weights
     if isinstance(cfg.image_size, int) and cfg.image_size % 4:
         problems.append(f"image_size: {cfg.image_size} is not a multiple of 4 (masks are S/4)")
     if not cfg.shards:

@@ -1,5 +1,5 @@
 """Exception types of fer3d_data: one for malformed raw files, one for a scan a
-preprocessing step could not handle."""
+preprocessing step could not handle, one for a selection that names what does not exist."""
 
 from __future__ import annotations
 
@@ -31,3 +31,8 @@ class ScanError(Fer3dDataError):
         self.message = message
         self.scan_id = scan_id
         super().__init__(f"{scan_id + ': ' if scan_id else ''}[{step}] {message}")
+
+
+class SelectionError(Fer3dDataError, ValueError):
+    """A requested subject, expression or intensity that no scan of the dataset has
+    (a typo must not shrink a selection silently)."""

@@ -18,12 +18,11 @@ import os
 
 import numpy as np
 
+from .constants import BOSPHORUS_LANDMARK_NAMES as BOSPHORUS_NAMES
 from .errors import Fer3dDataError, ScanError
-from .io.landmarks import BOSPHORUS_LANDMARK_NAMES as BOSPHORUS_NAMES
 from .io.types import Landmarks
 
-# Canonical point order of each scheme: shards store (K, 2) arrays in this order. The
-# Bosphorus order (22 names of FORMATS.md, then the ear lobes) is the reader's.
+# Canonical point order of each scheme: shards store (K, 2) arrays in this order.
 SCHEME_NAMES = {
     "bu3dfe83": tuple(str(i) for i in range(1, 84)),
     "bosphorus": BOSPHORUS_NAMES,

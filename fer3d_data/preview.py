@@ -28,7 +28,8 @@ def depth_colour(depth: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     Colours span the covered cells' depth range; uncovered cells show dark grey.
     """
     if depth.shape != coverage.shape or depth.ndim != 2:
-        raise ValueError(f"depth and coverage must be the same (S, S), got {depth.shape}, {coverage.shape}")
+        raise ValueError(f"depth and coverage must be the same (S, S), got {depth.shape}, "
+                         f"{coverage.shape}")
     out = np.full((*depth.shape, 3), 48, np.uint8)
     if coverage.any():
         lo, hi = np.percentile(depth[coverage], (1, 99))
@@ -49,11 +50,13 @@ def _row(sample: dict, cell: int) -> np.ndarray:
     overlay = texture.copy()
     overlay[mask] = (0.5 * overlay[mask] + 0.5 * np.array([0, 0, 255])).astype(np.uint8)
     # region outlines stay visible on a red-ish texture
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(overlay, contours, -1, (0, 255, 255), 1)
     marks = texture.copy()
     radius = max(1, cell // 100)
-    for points, colour in ((sample["landmarks"], (0, 255, 0)), (sample["landmarks68"], (0, 0, 255))):
+    for points, colour in ((sample["landmarks"], (0, 255, 0)),
+                           (sample["landmarks68"], (0, 0, 255))):
         for x, y in points[np.isfinite(points).all(axis=1)]:
             # pixel centres are at integers: scale (x + 0.5) so the dot sits on its cell
             centre = (int(round((x + 0.5) * scale - 0.5)), int(round((y + 0.5) * scale - 0.5)))
@@ -65,12 +68,13 @@ def _label(texts: list[tuple[int, str]], width: int) -> np.ndarray:
     """A white (22, width, 3) bar with each text at its x offset."""
     bar = np.full((_LABEL_H, width, 3), 255, np.uint8)
     for x, text in texts:
-        cv2.putText(bar, text, (x + 4, _LABEL_H - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(bar, text, (x + 4, _LABEL_H - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
     return bar
 
 
 def preview(path: str | os.PathLike, out_png: str | os.PathLike, *, n: int = 8) -> Path:
-    """Write a montage of ``n`` samples spread evenly over the shard at ``path``; returns out_png."""
+    """Write a montage of ``n`` samples spread evenly over the shard ``path``; returns out_png."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     out_png = Path(out_png)
@@ -87,5 +91,6 @@ def preview(path: str | os.PathLike, out_png: str | os.PathLike, *, n: int = 8) 
                                     f"{intensity}  masks: {source}")], 4 * cell))
             rows.append(_row(s, cell))
     if not cv2.imwrite(str(out_png), np.concatenate(rows, axis=0)):
-        raise Fer3dDataError(f"{out_png}: could not write the PNG (folder missing or not writable?)")
+        raise Fer3dDataError(f"{out_png}: could not write the PNG "
+                             "(folder missing or not writable?)")
     return out_png

@@ -5,7 +5,7 @@ change a reader would notice.
 """
 
 FORMAT = "fer3d-shard"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: stored SHA-256 digests (root attribute digests), index chunks of one row
 
 # Fixed label order. The six basic expressions come first so that 6-class training
 # uses codes 0..5 directly; neutral is 6.

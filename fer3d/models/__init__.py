@@ -8,6 +8,7 @@ and returns logits ``(B, num_classes)``.
 """
 
 from fer3d.models.afnet_m import (
+    HEAD_INITS,
     AdaptiveFusion,
     AFNetM,
     MaskAttention,
@@ -21,11 +22,13 @@ from fer3d.models.variants import (
     create_model,
     describe_models,
     list_models,
+    paper_tag,
     param_size_mib,
     register_model,
 )
 
 __all__ = [
+    "HEAD_INITS",
     "AFNetM",
     "AdaptiveFusion",
     "MaskAttention",
@@ -36,6 +39,7 @@ __all__ = [
     "imagenet_weights_path",
     "list_models",
     "load_resnet18_weights",
+    "paper_tag",
     "param_size_mib",
     "register_model",
     "resize_mask",

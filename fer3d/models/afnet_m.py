@@ -23,6 +23,21 @@ LAYERS = ("layer1", "layer2", "layer3", "layer4")
 LAYER_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
 MASK_ATTENTION_LAYERS = ("layer1", "layer2")
 FUSIONS = ("adaptive", "sum", "fc", "decision", "data", "none")
+HEAD_INITS = ("normal", "identity")
+
+
+def _check_head_init(head_init: str) -> None:
+    if head_init not in HEAD_INITS:
+        raise ValueError(f"head_init must be one of {HEAD_INITS}, got {head_init!r}")
+
+
+def normal_init_(conv: nn.Conv2d) -> None:
+    """The paper's "normal distribution" for MA and AF convolutions, std chosen as
+    torchvision initialises every ResNet convolution: He normal, ``std = sqrt(2 / fan_out)``
+    (fan_out = out_channels for 1x1), bias 0. The new convolutions then start at the scale of
+    the backbone they sit in (docs/model.md says why not e.g. std 0.01)."""
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    nn.init.zeros_(conv.bias)
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -60,21 +75,28 @@ class MaskAttention(nn.Module):
     what the paper describes; a 1x1 conv over C identical channels equals a 1->2C conv
     with summed weights, so the expansion adds parameters but no capacity.
 
-    The last convolutions start at gamma = 1, beta = 0 (identity) so that ImageNet
-    features enter layer2/layer3 unchanged at the first step; the paper does not say.
+    ``head_init="normal"`` (the paper): all four convolutions from :func:`normal_init_`, so
+    the mask shapes the features from the first step. ``"identity"``: the last convolutions
+    start at gamma = 1, beta = 0 (the others PyTorch's default), so ImageNet features enter
+    layer2/layer3 unchanged at the first step and the mask has no effect until trained.
 
     Shapes: ``x (B, C, H, W)``, ``mask (B, 1, h, w)`` at any resolution -> ``(B, C, H, W)``.
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, head_init: str = "normal"):
         super().__init__()
+        _check_head_init(head_init)
         self.channels = channels
         self.gamma = _pointwise_mlp(channels, 2 * channels)
         self.beta = _pointwise_mlp(channels, 2 * channels)
-        nn.init.zeros_(self.gamma[2].weight)
-        nn.init.ones_(self.gamma[2].bias)
-        nn.init.zeros_(self.beta[2].weight)
-        nn.init.zeros_(self.beta[2].bias)
+        if head_init == "normal":
+            for conv in (*self.gamma[::2], *self.beta[::2]):
+                normal_init_(conv)
+        else:
+            nn.init.zeros_(self.gamma[2].weight)
+            nn.init.ones_(self.gamma[2].bias)
+            nn.init.zeros_(self.beta[2].weight)
+            nn.init.zeros_(self.beta[2].bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.channels:
@@ -91,15 +113,21 @@ class AdaptiveFusion(nn.Module):
     Per modality, ``w = sigmoid(conv(avgpool(X)) + conv(maxpool(X)))`` with one 1x1 conv
     (C->C, shared by the two pooled descriptors), so each channel gets a weight in (0, 1).
     The last weights are kept in :attr:`last_weights` (detached) for report figures.
+    ``head_init="normal"`` (the paper) draws both convs with :func:`normal_init_`;
+    ``"identity"`` keeps PyTorch's default (uniform) initialisation.
 
     Shapes: ``x_t, x_d (B, C, H, W)`` -> ``(B, C, H, W)``; weights ``(B, C, 1, 1)``.
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, head_init: str = "normal"):
         super().__init__()
+        _check_head_init(head_init)
         self.channels = channels
         self.texture = nn.Conv2d(channels, channels, 1)
         self.depth = nn.Conv2d(channels, channels, 1)
+        if head_init == "normal":
+            normal_init_(self.texture)
+            normal_init_(self.depth)
         self.last_weights: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @staticmethod
@@ -122,11 +150,13 @@ class AdaptiveFusion(nn.Module):
 class SumFusion(nn.Module):
     """Convolution-level fusion without weights (S4): ``M = X_t + X_d``, i.e. AF with w = 1.
 
-    Shapes: ``x_t, x_d (B, C, H, W)`` -> ``(B, C, H, W)``; no parameters.
+    Shapes: ``x_t, x_d (B, C, H, W)`` -> ``(B, C, H, W)``; no parameters (``head_init`` is
+    accepted so that every fusion block is built the same way).
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, head_init: str = "normal"):
         super().__init__()
+        _check_head_init(head_init)
         self.channels = channels
 
     def forward(self, x_t: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
@@ -173,7 +203,8 @@ class AFNetM(nn.Module):
     * ``"data"`` (S1): one ResNet18 over the 6-channel stack ``[texture, depth]``.
     * ``"none"``: a single branch; ``modalities`` names it (texture only or depth only).
 
-    ``mask_attention`` switches MA on or off everywhere. Inputs a configuration does not
+    ``mask_attention`` switches MA on or off everywhere. ``head_init`` ("normal", the
+    paper's, or "identity") initialises the MA and AF convolutions (:class:`MaskAttention`). Inputs a configuration does not
     use (depth for texture only, the mask without MA) are ignored and may be ``None``.
     Uniform surface as timm: :meth:`forward_features` returns the last feature map
     ``(B, num_features, S/32, S/32)`` (Grad-CAM target), :meth:`forward_head` pools and
@@ -188,8 +219,10 @@ class AFNetM(nn.Module):
         fusion_layers: tuple[str, ...] = ("layer3", "layer4"),
         mask_attention: bool = True,
         modalities: tuple[str, ...] = MODALITIES,
+        head_init: str = "normal",
     ):
         super().__init__()
+        _check_head_init(head_init)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         if any(m not in MODALITIES for m in modalities) or len(set(modalities)) != len(modalities):
@@ -220,7 +253,8 @@ class AFNetM(nn.Module):
         self.mask_attention = nn.ModuleDict(
             {
                 name: nn.ModuleDict(
-                    {layer: MaskAttention(LAYER_CHANNELS[layer]) for layer in MASK_ATTENTION_LAYERS}
+                    {layer: MaskAttention(LAYER_CHANNELS[layer], head_init)
+                     for layer in MASK_ATTENTION_LAYERS}
                 )
                 for name in branch_names
             }
@@ -229,7 +263,7 @@ class AFNetM(nn.Module):
         )
         fusion_block = AdaptiveFusion if fusion == "adaptive" else SumFusion
         self.fusions = nn.ModuleDict(
-            {layer: fusion_block(LAYER_CHANNELS[layer]) for layer in self.fusion_layers}
+            {layer: fusion_block(LAYER_CHANNELS[layer], head_init) for layer in self.fusion_layers}
         )
         self.num_features = 1024 if fusion in ("fc", "decision") else 512
         self.reset_classifier(num_classes)

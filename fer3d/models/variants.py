@@ -1,7 +1,9 @@
-"""Named AFNet-M variants (the paper's Tables 2-4 and Fig. 5) and the name registry.
+"""Named AFNet-M variants (the paper's Tables 1-4, Figs. 5-6, and extras) and the registry.
 
-Stage: training. Each builder is a thin, keyword-only function whose docstring's first
-line is its one-line description in the registry; ``create_model(name)`` is what the
+Stage: training. Each builder is a thin function of the keyword-only arguments
+``num_classes, pretrained, head_init`` whose docstring's first line is its one-line
+description in the registry; which paper row it reproduces lives in :mod:`fer3d.catalog`
+(torch-free) and is returned by :func:`paper_tag`; ``create_model(name)`` is what the
 training engine and the CLI call. :func:`param_size_mib` measures a model in the paper's
 Table 4 unit (docs/model.md).
 """
@@ -14,43 +16,60 @@ from typing import Callable
 import torch
 from torch import nn
 
-from fer3d.models.afnet_m import AFNetM, load_resnet18_weights
+from fer3d.catalog import VARIANT_BY_NAME
+from fer3d.models.afnet_m import LAYERS, AFNetM, load_resnet18_weights
 
 _MODEL_BUILDERS: dict[str, Callable[..., AFNetM]] = {}
 
 
 def register_model(fn: Callable[..., AFNetM]) -> Callable[..., AFNetM]:
     """Decorator: register a builder under its function name; its docstring's first line
-    is the description shown by :func:`describe_models`."""
+    is the description shown by :func:`describe_models`. The name must be in
+    :data:`fer3d.catalog.VARIANT_NAMES`, where its paper row is recorded."""
     if not (fn.__doc__ or "").strip():
         raise ValueError(f"model builder {fn.__name__} needs a one-line docstring")
     if fn.__name__ in _MODEL_BUILDERS:
         raise ValueError(f"model {fn.__name__!r} is already registered")
+    if fn.__name__ not in VARIANT_BY_NAME:
+        raise ValueError(f"model {fn.__name__!r} is not in fer3d.catalog.VARIANTS")
     _MODEL_BUILDERS[fn.__name__] = fn
     return fn
 
 
 def list_models() -> list[str]:
-    """Registered model names, in the order of the paper's tables."""
-    return list(_MODEL_BUILDERS)
+    """Registered model names, in the order of the paper's tables, extras last."""
+    return [name for name in VARIANT_BY_NAME if name in _MODEL_BUILDERS]
 
 
 def describe_models() -> dict[str, str]:
     """Registered model name -> one-line description."""
-    return {name: fn.__doc__.strip().splitlines()[0] for name, fn in _MODEL_BUILDERS.items()}
+    return {name: _MODEL_BUILDERS[name].__doc__.strip().splitlines()[0] for name in list_models()}
+
+
+def paper_tag(name: str) -> str:
+    """Which table or figure row ``name`` reproduces ("" for an extra not in the paper)."""
+    if name not in _MODEL_BUILDERS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return VARIANT_BY_NAME[name].paper
 
 
 def create_model(
-    name: str, *, num_classes: int = 6, pretrained: str | os.PathLike | None = None
+    name: str,
+    *,
+    num_classes: int = 6,
+    pretrained: str | os.PathLike | None = None,
+    head_init: str = "normal",
 ) -> AFNetM:
-    """Build a registered model; ``pretrained`` as :func:`load_resnet18_weights` (or None).
+    """Build a registered model; ``pretrained`` as :func:`load_resnet18_weights` (or None);
+    ``head_init`` "normal" (the paper's) or "identity" for the MA/AF convolutions.
 
     >>> create_model("afnet_m", num_classes=6).num_features
     512
     """
     if name not in _MODEL_BUILDERS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(_MODEL_BUILDERS)}")
-    return _MODEL_BUILDERS[name](num_classes=num_classes, pretrained=pretrained)
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return _MODEL_BUILDERS[name](num_classes=num_classes, pretrained=pretrained,
+                                 head_init=head_init)
 
 
 def _build(pretrained: str | os.PathLike | None, **config) -> AFNetM:
@@ -58,99 +77,138 @@ def _build(pretrained: str | os.PathLike | None, **config) -> AFNetM:
     return model if pretrained is None else load_resnet18_weights(model, pretrained)
 
 
-def _single(pretrained, num_classes: int, modality: str, *, mask_attention: bool) -> AFNetM:
-    return _build(
-        pretrained,
-        num_classes=num_classes,
-        fusion="none",
-        modalities=(modality,),
-        mask_attention=mask_attention,
-    )
+def _single(modality: str, mask_attention: bool, **kw) -> AFNetM:
+    return _build(fusion="none", modalities=(modality,), mask_attention=mask_attention, **kw)
+
+
+# ---- Table 3: single modalities, with and without mask attention
+
+@register_model
+def texture_only(**kw) -> AFNetM:
+    """Texture ResNet18 alone, no mask attention (Table 3: 2D)."""
+    return _single("texture", False, **kw)
 
 
 @register_model
-def texture_only(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """Texture ResNet18 alone, no mask attention (Table 2: 2D)."""
-    return _single(pretrained, num_classes, "texture", mask_attention=False)
+def texture_only_ma(**kw) -> AFNetM:
+    """Texture ResNet18 alone with mask attention after layer1 and layer2 (Table 3: 2D + MA)."""
+    return _single("texture", True, **kw)
 
 
 @register_model
-def texture_only_ma(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """Texture ResNet18 alone with mask attention after layer1 and layer2 (Table 2: 2D + MA)."""
-    return _single(pretrained, num_classes, "texture", mask_attention=True)
+def depth_only(**kw) -> AFNetM:
+    """Depth ResNet18 alone, no mask attention (Table 3: 3D)."""
+    return _single("depth", False, **kw)
 
 
 @register_model
-def depth_only(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """Depth ResNet18 alone, no mask attention (Table 2: 3D)."""
-    return _single(pretrained, num_classes, "depth", mask_attention=False)
+def depth_only_ma(**kw) -> AFNetM:
+    """Depth ResNet18 alone with mask attention after layer1 and layer2 (Table 3: 3D + MA)."""
+    return _single("depth", True, **kw)
+
+
+# ---- Table 2: fusion strategies, as the paper evaluates them: without mask attention
+
+@register_model
+def fusion_s1_data(**kw) -> AFNetM:
+    """S1 data-level fusion: one ResNet18 over the 6-channel [texture, depth] stack (Table 2)."""
+    return _build(fusion="data", mask_attention=False, **kw)
 
 
 @register_model
-def depth_only_ma(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """Depth ResNet18 alone with mask attention after layer1 and layer2 (Table 2: 3D + MA)."""
-    return _single(pretrained, num_classes, "depth", mask_attention=True)
+def fusion_s2_decision(**kw) -> AFNetM:
+    """S2 decision-level fusion: two ResNet18 classifiers, probabilities averaged (Table 2)."""
+    return _build(fusion="decision", mask_attention=False, **kw)
 
 
 @register_model
-def fusion_s1_data(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """S1 data-level fusion: one ResNet18+MA over the 6-channel [texture, depth] stack (Table 3)."""
-    return _build(pretrained, num_classes=num_classes, fusion="data")
+def fusion_s3_fc(**kw) -> AFNetM:
+    """S3 FC-level fusion: pooled features of two ResNet18 concatenated -> fc (Table 2)."""
+    return _build(fusion="fc", mask_attention=False, **kw)
 
 
 @register_model
-def fusion_s2_decision(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """S2 decision-level fusion: two ResNet18+MA classifiers, probabilities averaged (Table 3)."""
-    return _build(pretrained, num_classes=num_classes, fusion="decision")
+def fusion_s4_sum(**kw) -> AFNetM:
+    """S4 conv-level fusion without weights: M = X_t + X_d after layer3, layer4 (Table 2)."""
+    return _build(fusion="sum", mask_attention=False, **kw)
 
 
 @register_model
-def fusion_s3_fc(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """S3 FC-level fusion: pooled features of two ResNet18+MA concatenated -> fc (Table 3)."""
-    return _build(pretrained, num_classes=num_classes, fusion="fc")
+def afnet_m_no_ma(**kw) -> AFNetM:
+    """Adaptive fusion after layer3 and layer4, no mask attention (Tables 2-4, Figs. 5, 6)."""
+    return _build(mask_attention=False, **kw)
 
 
 @register_model
-def fusion_s4_sum(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """S4 conv-level fusion, no weights: M = X_t + X_d after layer3, layer4 (Tables 3, 4)."""
-    return _build(pretrained, num_classes=num_classes, fusion="sum")
-
-
-@register_model
-def afnet_m_no_ma(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """AFNet-M without mask attention: adaptive fusion after layer3 and layer4 (Tables 2, 4)."""
-    return _build(pretrained, num_classes=num_classes, mask_attention=False)
-
-
-@register_model
-def afnet_m(*, num_classes: int = 6, pretrained=None) -> AFNetM:
+def afnet_m(**kw) -> AFNetM:
     """AFNet-M: MA after layer1/layer2 in each branch, adaptive fusion after layer3 and layer4."""
-    return _build(pretrained, num_classes=num_classes)
+    return _build(**kw)
+
+
+# ---- Fig. 5: fusion positions, AF without mask attention (layer34 is afnet_m_no_ma)
+
+@register_model
+def afnet_m_no_ma_layer1234(**kw) -> AFNetM:
+    """Adaptive fusion after layer1, 2, 3 and 4, no mask attention (Fig. 5)."""
+    return _build(fusion_layers=LAYERS, mask_attention=False, **kw)
 
 
 @register_model
-def afnet_m_layer1234(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """AFNet-M with adaptive fusion after layer1, layer2, layer3 and layer4 (Fig. 5)."""
-    layers = ("layer1", "layer2", "layer3", "layer4")
-    return _build(pretrained, num_classes=num_classes, fusion_layers=layers)
+def afnet_m_no_ma_layer234(**kw) -> AFNetM:
+    """Adaptive fusion after layer2, 3 and 4, no mask attention (Fig. 5)."""
+    return _build(fusion_layers=LAYERS[1:], mask_attention=False, **kw)
 
 
 @register_model
-def afnet_m_layer234(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """AFNet-M with adaptive fusion after layer2, layer3 and layer4 (Fig. 5)."""
-    return _build(pretrained, num_classes=num_classes, fusion_layers=("layer2", "layer3", "layer4"))
+def afnet_m_no_ma_layer4(**kw) -> AFNetM:
+    """Adaptive fusion after layer4 only, no mask attention (Fig. 5)."""
+    return _build(fusion_layers=LAYERS[3:], mask_attention=False, **kw)
+
+
+# ---- Table 4: AFNet-M without AF (sum fusion, mask attention kept)
+
+@register_model
+def fusion_s4_sum_ma(**kw) -> AFNetM:
+    """AFNet-M with M = X_t + X_d instead of AF, mask attention kept (Table 4: without AF)."""
+    return _build(fusion="sum", **kw)
+
+
+# ---- Extras, not in the paper: fusion strategies and positions with mask attention
+
+@register_model
+def fusion_s1_data_ma(**kw) -> AFNetM:
+    """Extra: S1 data-level fusion with mask attention after layer1 and layer2."""
+    return _build(fusion="data", **kw)
 
 
 @register_model
-def afnet_m_layer34(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """AFNet-M with adaptive fusion after layer3 and layer4: the same model as afnet_m (Fig. 5)."""
-    return _build(pretrained, num_classes=num_classes, fusion_layers=("layer3", "layer4"))
+def fusion_s2_decision_ma(**kw) -> AFNetM:
+    """Extra: S2 decision-level fusion with mask attention in each branch."""
+    return _build(fusion="decision", **kw)
 
 
 @register_model
-def afnet_m_layer4(*, num_classes: int = 6, pretrained=None) -> AFNetM:
-    """AFNet-M with adaptive fusion after layer4 only (Fig. 5)."""
-    return _build(pretrained, num_classes=num_classes, fusion_layers=("layer4",))
+def fusion_s3_fc_ma(**kw) -> AFNetM:
+    """Extra: S3 FC-level fusion with mask attention in each branch."""
+    return _build(fusion="fc", **kw)
+
+
+@register_model
+def afnet_m_layer1234(**kw) -> AFNetM:
+    """Extra: AFNet-M with adaptive fusion after layer1, 2, 3 and 4."""
+    return _build(fusion_layers=LAYERS, **kw)
+
+
+@register_model
+def afnet_m_layer234(**kw) -> AFNetM:
+    """Extra: AFNet-M with adaptive fusion after layer2, 3 and 4."""
+    return _build(fusion_layers=LAYERS[1:], **kw)
+
+
+@register_model
+def afnet_m_layer4(**kw) -> AFNetM:
+    """Extra: AFNet-M with adaptive fusion after layer4 only."""
+    return _build(fusion_layers=LAYERS[3:], **kw)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
-from ..schema import INTENSITY_UNGRADED, NEUTRAL
-from ._walk import group_files, missing_roles
+from ..constants import BOSPHORUS_CAPTURES
+from ..schema import INTENSITY_UNGRADED
+from ._walk import folder_records, group_files, missing_roles, scan_problem
 from .records import ScanRecord
 
-EXPRESSION_CAPTURES = {"E_ANGER": "anger", "E_DISGUST": "disgust", "E_FEAR": "fear",
-                       "E_HAPPY": "happiness", "E_SADNESS": "sadness", "E_SURPRISE": "surprise",
-                       "N_N": NEUTRAL}
+# capture class+code -> class name ("E_ANGER" -> "anger", "N_N" -> "neutral")
+EXPRESSION_CAPTURES = {capture: name for name, capture in BOSPHORUS_CAPTURES.items()}
 
+_SUBJECT = r"bs\d{3}"
 _NAME = re.compile(r"^(?P<scan>(?P<subject>bs\d{3})_"
                    r"(?P<capture>[A-Z]+_[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*?)_\d+)\.(?P<ext>\w+)$")
 _ROLES = {"bnt": "mesh", "png": "texture", "lm3": "landmarks", "lm2": "landmarks2d"}
@@ -39,18 +41,22 @@ def walk_bosphorus(root: str | os.PathLike) -> list[ScanRecord]:
 
     Captures other than the six emotions and neutral get ``expression=None``; intensity is
     always ``schema.INTENSITY_UNGRADED``. Missing .bnt, .png, .lm3 or .lm2 are named in
-    ``missing`` ("mesh", "texture", "landmarks", "landmarks2d"). Raises Fer3dDataError
-    when no scan is found.
+    ``missing`` ("mesh", "texture", "landmarks", "landmarks2d"). A folder that cannot be
+    walked, or a scan file that cannot be read, gives a record with ``problem`` set.
+    Raises Fer3dDataError when no scan is found.
 
     Example:
         >>> records = walk_bosphorus("BosphorusDB")  # doctest: +SKIP
         >>> records[0].scan_id, records[0].capture, records[0].expression  # doctest: +SKIP
         ('bs000_E_ANGER_0', 'E_ANGER', 'anger')
     """
-    scans = group_files(root, parse_name, "bosphorus")
-    return [ScanRecord(dataset="bosphorus", scan_id=scan_id, subject=f["subject"],
-                       expression=f["expression"], intensity=INTENSITY_UNGRADED,
-                       capture=f["capture"], mesh=roles.get("mesh"), texture=roles.get("texture"),
-                       landmarks=roles.get("landmarks"), landmarks2d=roles.get("landmarks2d"),
-                       missing=missing_roles(roles, _EXPECTED))
-            for scan_id, (f, roles) in sorted(scans.items())]
+    scans, unwalked = group_files(root, parse_name, "bosphorus")
+    records = [ScanRecord(dataset="bosphorus", scan_id=scan_id, subject=f["subject"],
+                          expression=f["expression"], intensity=INTENSITY_UNGRADED,
+                          capture=f["capture"], mesh=roles.get("mesh"), texture=roles.get("texture"),
+                          landmarks=roles.get("landmarks"), landmarks2d=roles.get("landmarks2d"),
+                          missing=missing_roles(roles, _EXPECTED), root=Path(root),
+                          problem=scan_problem(problems))
+               for scan_id, (f, roles, problems) in scans.items()]
+    records += folder_records("bosphorus", root, unwalked, _SUBJECT)
+    return sorted(records, key=lambda r: r.scan_id)

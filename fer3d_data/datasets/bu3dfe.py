@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
-from ..schema import CLASS_NAMES
-from ._walk import group_files, missing_roles
+from ..constants import BU3DFE_EXPRESSION_CODES as EXPRESSION_CODES
+from ._walk import folder_records, group_files, missing_roles, scan_problem
 from .records import ScanRecord
 
-EXPRESSION_CODES = dict(zip(("AN", "DI", "FE", "HA", "SA", "SU", "NE"), CLASS_NAMES))
-
+_SUBJECT = r"[FM]\d{4}"
 _NAME = re.compile(r"^(?P<scan>(?P<subject>(?P<sex>[FM])\d{4})_"
-                   r"(?P<expr>AN|DI|FE|HA|SA|SU|NE)(?P<intensity>\d\d)(?P<ethnicity>[A-Z]{2}))"
+                   r"(?P<expr>" + "|".join(EXPRESSION_CODES) + r")"
+                   r"(?P<intensity>\d\d)(?P<ethnicity>[A-Z]{2}))"
                    r"_(?P<type>F3D|RAW|F2D)\.(?P<ext>\w+)$")
 
 # (type, suffix) -> role; F3D roles are ScanRecord fields, the others go to ``extra``.
@@ -46,18 +47,22 @@ def walk_bu3dfe(root: str | os.PathLike) -> list[ScanRecord]:
 
     A scan is listed when any of its files exists; missing F3D mesh, texture or landmarks
     are named in ``missing``. ``extra`` holds "f2d", "raw_wrl", "raw_pse" when present.
-    Raises Fer3dDataError when no scan is found.
+    A folder that cannot be walked, or a scan file that cannot be read, gives a record
+    with ``problem`` set. Raises Fer3dDataError when no scan is found.
 
     Example:
         >>> records = walk_bu3dfe("BU-3DFE")  # doctest: +SKIP
         >>> records[0].scan_id, records[0].expression, records[0].intensity  # doctest: +SKIP
         ('F0001_AN01WH', 'anger', 1)
     """
-    scans = group_files(root, parse_name, "bu3dfe")
-    return [ScanRecord(dataset="bu3dfe", scan_id=scan_id, subject=f["subject"],
-                       expression=f["expression"], intensity=f["intensity"], capture="F3D",
-                       mesh=roles.get("mesh"), texture=roles.get("texture"),
-                       landmarks=roles.get("landmarks"), sex=f["sex"], ethnicity=f["ethnicity"],
-                       extra={k: roles[k] for k in ("f2d", "raw_wrl", "raw_pse") if k in roles},
-                       missing=missing_roles(roles, _EXPECTED))
-            for scan_id, (f, roles) in sorted(scans.items())]
+    scans, unwalked = group_files(root, parse_name, "bu3dfe")
+    records = [ScanRecord(dataset="bu3dfe", scan_id=scan_id, subject=f["subject"],
+                          expression=f["expression"], intensity=f["intensity"], capture="F3D",
+                          mesh=roles.get("mesh"), texture=roles.get("texture"),
+                          landmarks=roles.get("landmarks"), sex=f["sex"], ethnicity=f["ethnicity"],
+                          extra={k: roles[k] for k in ("f2d", "raw_wrl", "raw_pse") if k in roles},
+                          missing=missing_roles(roles, _EXPECTED), root=Path(root),
+                          problem=scan_problem(problems))
+               for scan_id, (f, roles, problems) in scans.items()]
+    records += folder_records("bu3dfe", root, unwalked, _SUBJECT)
+    return sorted(records, key=lambda r: r.scan_id)

@@ -1,32 +1,65 @@
 """File access shared by the raw-format readers: every failure becomes a RawFormatError
-that names the file."""
+that names the file, and no read can hang or grow without bound."""
 
 from __future__ import annotations
 
 import os
+import stat
 
 from ..errors import RawFormatError
 
+# Largest raw file a reader opens. Genuine files are ten times smaller or more (BU-3DFE F3D
+# ~3 MB, Bosphorus .bnt ~6 MB, textures about 1 MB); the cap bounds the memory and time one
+# input can claim (parsed arrays take up to ~20 bytes per byte of VRML text).
+DEFAULT_MAX_BYTES = 64 * 2**20
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The whole file; a missing, unreadable or empty file is a RawFormatError."""
+# Longest numeric token accepted in a text format: a genuine value has under 20 characters.
+MAX_NUMBER_CHARS = 64
+
+
+def read_bytes(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The whole file; only a readable, non-empty regular file of at most ``max_bytes``.
+
+    The file is opened non-blocking so a FIFO named like a scan cannot stall the open, then
+    refused by its type before any read (a FIFO or ``/dev/urandom`` would never end).
+    """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as e:
         raise RawFormatError(path, f"cannot read file ({e.strerror or e})") from e
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RawFormatError(path, f"not a regular file ({_file_kind(info.st_mode)})")
+        if info.st_size > max_bytes:
+            raise RawFormatError(path, f"{info.st_size} bytes, over the limit of {max_bytes} "
+                                       "for one raw file (max_bytes)")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(info.st_size + 1)  # one byte more tells a file still growing
+    except OSError as e:
+        raise RawFormatError(path, f"cannot read file ({e.strerror or e})") from e
+    finally:
+        os.close(fd)
+    if len(data) > info.st_size:
+        raise RawFormatError(path, f"file grew while being read (over {info.st_size} bytes)")
     if not data:
         raise RawFormatError(path, "empty file")
     return data
 
 
-def read_text_lines(path: str | os.PathLike) -> list[str]:
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def read_text_lines(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[str]:
     """The file's lines without line ends (LF, CRLF or CR); a binary file is refused.
 
     UTF-8 is tried first; Latin-1 accepts any other byte so a stray accent in a name
     does not lose the whole file.
     """
-    data = read_bytes(path)
+    data = read_bytes(path, max_bytes=max_bytes)
     if b"\x00" in data:
         raise RawFormatError(path, "binary file (NUL bytes) where text was expected")
     try:

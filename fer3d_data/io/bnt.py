@@ -13,13 +13,13 @@ import struct
 import numpy as np
 
 from ..errors import RawFormatError
-from ._common import read_bytes
+from ._common import DEFAULT_MAX_BYTES, read_bytes
 from .types import RangeGrid
 
 _PLANES = 5  # X, Y, Z, U, V
 
 
-def load_bnt(path: str | os.PathLike) -> RangeGrid:
+def load_bnt(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> RangeGrid:
     """Read a ``.bnt`` file; rows are flipped so row 0 is the top of the face.
 
     Returns xyz (H, W, 3), uv (H, W, 2), valid (H, W) = no coordinate equals zmin.
@@ -29,7 +29,7 @@ def load_bnt(path: str | os.PathLike) -> RangeGrid:
         >>> grid.xyz.shape, int(grid.valid.sum())  # doctest: +SKIP
         ((464, 331, 3), 35122)
     """
-    data = read_bytes(path)
+    data = read_bytes(path, max_bytes=max_bytes)
     if len(data) < 14:
         raise RawFormatError(path, f"truncated header ({len(data)} bytes)")
     nrows, ncols, zmin, name_len = struct.unpack_from("<HHdH", data, 0)
@@ -56,5 +56,3 @@ def load_bnt(path: str | os.PathLike) -> RangeGrid:
     return RangeGrid(xyz=xyz, uv=uv, valid=valid, texture=raw_name.decode("ascii"),
                      zmin=float(zmin))
 
-
-_bnt_loaders = {"bnt": load_bnt}

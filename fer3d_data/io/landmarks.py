@@ -12,37 +12,25 @@ import re
 
 import numpy as np
 
+from ..constants import BOSPHORUS_LANDMARK_NAMES  # noqa: F401 - re-exported by fer3d_data.io
 from ..errors import RawFormatError
-from ._common import read_text_lines
+from ._common import DEFAULT_MAX_BYTES, MAX_NUMBER_CHARS, read_text_lines
 from .types import Landmarks
 
 BU3DFE_COUNT = 83
 PSE_COUNT = 8
 
-# Fixed order of the Bosphorus points in shards; "left" is image-left (subject's right).
-BOSPHORUS_LANDMARK_NAMES = (
-    "Outer left eyebrow", "Middle left eyebrow", "Inner left eyebrow",
-    "Inner right eyebrow", "Middle right eyebrow", "Outer right eyebrow",
-    "Outer left eye corner", "Inner left eye corner",
-    "Inner right eye corner", "Outer right eye corner",
-    "Nose saddle left", "Nose saddle right",
-    "Left nose peak", "Nose tip", "Right nose peak",
-    "Left mouth corner", "Upper lip outer middle", "Right mouth corner",
-    "Upper lip inner middle", "Lower lip inner middle", "Lower lip outer middle",
-    "Chin middle",
-    "Left ear lobe", "Right ear lobe",
-)
-
 _COUNT_LINE = re.compile(r"^\s*(\d+)\s+landmarks?\s*:?\s*$", re.IGNORECASE)
+_MAX_COUNT_DIGITS = 4  # a Bosphorus file holds at most 24 points
 
 
-def load_bnd(path: str | os.PathLike) -> Landmarks:
+def load_bnd(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Landmarks:
     """Read an 83-row ``_F3D.bnd``: points (83, 3) mm, names "1".."83".
 
     Column 1 (a vertex index of 0- or 1-based convention) is kept in
     ``extra["vertex_index"]`` (83,) int64; use the coordinates, not the index.
     """
-    lines = [line for line in read_text_lines(path) if line.strip()]
+    lines = [line for line in read_text_lines(path, max_bytes=max_bytes) if line.strip()]
     rows = _numeric_rows(path, lines, 4, "index x y z")
     if len(rows) != BU3DFE_COUNT:
         raise RawFormatError(path, f"{len(rows)} landmark rows, expected {BU3DFE_COUNT}")
@@ -50,12 +38,12 @@ def load_bnd(path: str | os.PathLike) -> Landmarks:
                      scheme="bu3dfe83", extra={"vertex_index": _indices(path, rows[:, 0])})
 
 
-def load_pse(path: str | os.PathLike) -> Landmarks:
+def load_pse(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Landmarks:
     """Read a ``_RAW.pse``: 8 rows ``index x y z`` -> points (8, 3), names "1".."8".
 
     An optional line ``n x y z`` gives the pose normal, kept as ``extra["normal"]`` (3,).
     """
-    lines = [line for line in read_text_lines(path) if line.strip()]
+    lines = [line for line in read_text_lines(path, max_bytes=max_bytes) if line.strip()]
     normal_lines = [line for line in lines if line.split()[0].lower() == "n"]
     point_lines = [line for line in lines if line.split()[0].lower() != "n"]
     rows = _numeric_rows(path, point_lines, 4, "index x y z")
@@ -71,9 +59,9 @@ def load_pse(path: str | os.PathLike) -> Landmarks:
                      scheme="bu3dfe_pse", extra=extra)
 
 
-def load_lm3(path: str | os.PathLike) -> Landmarks:
+def load_lm3(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Landmarks:
     """Read a Bosphorus ``.lm3``: N (name line, "x y z" line) pairs -> points (N, 3) mm."""
-    lines, count = _bosphorus_header(path)
+    lines, count = _bosphorus_header(path, max_bytes)
     body = [line.strip() for line in lines if line.strip()]
     if len(body) != 2 * count:
         raise RawFormatError(path, f"header says {count} landmarks but {len(body) / 2:g} follow")
@@ -82,10 +70,10 @@ def load_lm3(path: str | os.PathLike) -> Landmarks:
     return _named(path, points, names)
 
 
-def load_lm2(path: str | os.PathLike) -> Landmarks:
+def load_lm2(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Landmarks:
     """Read a Bosphorus ``.lm2``: ``Labels:`` then N names, ``2D Image coordinates:`` then
     N "x y" lines -> points (N, 2) pixels, origin top-left."""
-    lines, count = _bosphorus_header(path)
+    lines, count = _bosphorus_header(path, max_bytes)
     sections = ("labels:", "2d image coordinates:")
     heads = [i for i, line in enumerate(lines) if line.strip().lower() in sections]
     if len(heads) != 2 or lines[heads[0]].strip().lower() != sections[0]:
@@ -98,9 +86,9 @@ def load_lm2(path: str | os.PathLike) -> Landmarks:
     return _named(path, _numeric_rows(path, coords, 2, "x y"), names)
 
 
-def _bosphorus_header(path) -> tuple[list[str], int]:
+def _bosphorus_header(path, max_bytes: int) -> tuple[list[str], int]:
     """Lines after the ``N landmarks`` line, and N; skips the optional ``*`` info block."""
-    lines = read_text_lines(path)
+    lines = read_text_lines(path, max_bytes=max_bytes)
     i = _skip_blank(lines, 0)
     if i == len(lines) or not lines[i].lstrip().startswith("#"):
         raise RawFormatError(path, "missing '# ... Landmark File' header line")
@@ -112,6 +100,9 @@ def _bosphorus_header(path) -> tuple[list[str], int]:
     m = _COUNT_LINE.match(lines[i]) if i < len(lines) else None
     if m is None:
         raise RawFormatError(path, "missing 'N landmarks' line")
+    if len(m.group(1)) > _MAX_COUNT_DIGITS:
+        raise RawFormatError(path, f"landmark count of {len(m.group(1))} digits "
+                                   f"(at most {_MAX_COUNT_DIGITS})")
     return lines[i + 1:], int(m.group(1))
 
 
@@ -127,6 +118,8 @@ def _numeric_rows(path, lines: list[str], width: int, layout: str) -> np.ndarray
     for k, row in enumerate(rows):
         if len(row) != width:
             raise RawFormatError(path, f"row {k + 1} has {len(row)} fields, expected '{layout}'")
+        if max(map(len, row)) > MAX_NUMBER_CHARS:
+            raise RawFormatError(path, f"row {k + 1} has a value over {MAX_NUMBER_CHARS} characters")
     try:
         values = np.array(rows, dtype=np.float64).reshape(len(rows), width)
     except ValueError as e:
@@ -137,9 +130,11 @@ def _numeric_rows(path, lines: list[str], width: int, layout: str) -> np.ndarray
 
 
 def _indices(path, column: np.ndarray) -> np.ndarray:
-    """(K,) float column of vertex indices -> int64; fractional or negative values fail."""
-    if (column < 0).any() or (column != np.round(column)).any():
-        raise RawFormatError(path, "vertex index column holds a negative or fractional value")
+    """(K,) float column of vertex indices -> int64; fractional, negative or absurdly large
+    values (a mesh has far fewer than 2**31 vertices) fail."""
+    if (column < 0).any() or (column >= 2**31).any() or (column != np.round(column)).any():
+        raise RawFormatError(path, "vertex index column holds a negative, fractional or "
+                                   "out-of-range value")
     return column.astype(np.int64)
 
 
@@ -152,5 +147,3 @@ def _named(path, points: np.ndarray, names: list[str]) -> Landmarks:
         seen.add(name)
     return Landmarks(points=points, names=tuple(names), scheme="bosphorus")
 
-
-_landmark_loaders = {"bnd": load_bnd, "pse": load_pse, "lm3": load_lm3, "lm2": load_lm2}

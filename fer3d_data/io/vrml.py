@@ -16,10 +16,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import RawFormatError
-from ._common import decode_name, read_bytes
+from ._common import DEFAULT_MAX_BYTES, decode_name, read_bytes
 from .types import Mesh
 
 _HEADER = b"#VRML V2.0"
+
+# Work caps, each about 1 s of Python at most and thousands of times what a face scan holds
+# (a BU-3DFE F3D file has ~160 structural tokens and a few comments): numbers are parsed by
+# numpy, but comments and tokens outside number lists cost a Python step each.
+MAX_COMMENTS = 1_000_000
+MAX_TOKENS = 100_000
 
 # One structural token after separators: a string, a brace/bracket, or a bare word/number.
 _TOKEN = re.compile(rb'[\s,]*(?:"((?:[^"\\]|\\.)*)"|([{}\[\]])|([^\s,{}\[\]"]+))')
@@ -44,7 +50,7 @@ class _FaceSet:
     spans: dict = field(default_factory=dict)
 
 
-def load_wrl(path: str | os.PathLike) -> Mesh:
+def load_wrl(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Mesh:
     """Read a VRML 2.0 IndexedFaceSet mesh.
 
     Returns a :class:`Mesh`: vertices (V, 3), faces (F, 3) with every polygon fan-
@@ -57,7 +63,7 @@ def load_wrl(path: str | os.PathLike) -> Mesh:
         >>> mesh.vertices.shape, mesh.faces.shape  # doctest: +SKIP
         ((8012, 3), (15210, 3))
     """
-    data = read_bytes(path)
+    data = read_bytes(path, max_bytes=max_bytes)
     text = _strip_comments(_check_header(path, data))
     face_sets, urls = _scan_structure(path, text)
     if not face_sets:
@@ -69,7 +75,8 @@ def load_wrl(path: str | os.PathLike) -> Mesh:
 
 
 def _check_header(path, data: bytes) -> bytes:
-    """The text after the ``#VRML V2.0`` header line; refuses binary and other formats."""
+    """The text from the ``#VRML V2.0`` header line; refuses binary and other formats, and
+    more comment marks than ``MAX_COMMENTS``."""
     if b"\x00" in data:
         raise RawFormatError(path, "binary file (NUL bytes), not VRML text")
     body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
@@ -77,16 +84,21 @@ def _check_header(path, data: bytes) -> bytes:
     if not body.startswith(_HEADER):
         first = body[:40].split(b"\n")[0].decode("latin-1").strip()
         raise RawFormatError(path, f"missing header '#VRML V2.0' (file starts with {first!r})")
+    hashes = body.count(b"#")
+    if hashes > MAX_COMMENTS:
+        raise RawFormatError(path, f"{hashes} '#' comment marks, over the cap of {MAX_COMMENTS}")
     return body
 
 
 def _strip_comments(text: bytes) -> bytes:
     """``text`` with every ``#`` comment removed; a ``#`` inside a quoted string is kept.
 
-    Comments and strings are few, so ``bytes.find`` hops between them (a regex over the
-    whole text would visit every byte in Python's regex engine).
+    ``bytes.find`` hops between comments and strings (a regex would visit every byte in
+    Python's regex engine). The next quote, LF and CR are each searched again only once
+    passed, so the work stays linear however many comments the file holds.
     """
-    pieces, start, pos, quote = [], 0, 0, text.find(b'"')
+    pieces, start, pos = [], 0, 0
+    quote, lf, cr = text.find(b'"'), text.find(b"\n"), text.find(b"\r")
     while True:
         hash_ = text.find(b"#", pos)
         if hash_ < 0:
@@ -98,10 +110,12 @@ def _strip_comments(text: bytes) -> bytes:
             pos = close + 1
             quote = text.find(b'"', pos)
             continue
-        eol = _line_end(text, hash_)
+        lf = lf if lf < 0 or lf >= hash_ else text.find(b"\n", hash_)
+        cr = cr if cr < 0 or cr >= hash_ else text.find(b"\r", hash_)
+        eol = min(lf if lf >= 0 else len(text), cr if cr >= 0 else len(text))
         pieces.append(text[start:hash_])
         start = pos = eol
-        if quote >= 0 and quote < pos:
+        if 0 <= quote < pos:
             quote = text.find(b'"', pos)
     pieces.append(text[start:])
     return b" ".join(pieces)
@@ -115,24 +129,19 @@ def _string_end(text: bytes, quote: int) -> int:
     return close
 
 
-def _line_end(text: bytes, pos: int) -> int:
-    """Index of the first LF or CR at or after ``pos`` (len(text) if none)."""
-    ends = [i for i in (text.find(b"\n", pos), text.find(b"\r", pos)) if i >= 0]
-    return min(ends) if ends else len(text)
-
-
 def _scan_structure(path, text: bytes) -> tuple[list[_FaceSet], list[str]]:
     """Walk nodes and fields; return each IndexedFaceSet's numeric spans and the urls.
 
-    A stack holds (node type, face set index) per open ``{`` and ``[``; numeric bracket
-    bodies are skipped in one ``find`` so the loop only visits structural tokens.
+    A stack holds (bracket, enclosing node type, face set index) per open ``{`` and ``[``,
+    so the current node is read off the top whatever the nesting (linear time); numeric
+    bracket bodies are skipped in one ``find`` so the loop only visits structural tokens.
     """
     face_sets: list[_FaceSet] = []
     urls: list[str] = []
-    stack: list[tuple[bytes, int | None]] = []
+    stack: list[tuple[bytes, bytes, int | None]] = []
     prev = b""  # previous bare word: the node type before '{', the field name before '['
     pos = 0
-    while True:
+    for _ in range(MAX_TOKENS):
         m = _TOKEN.match(text, pos)
         if m is None:
             if text[pos:].strip(b" \t\r\n\x0b\x0c,"):
@@ -140,7 +149,7 @@ def _scan_structure(path, text: bytes) -> tuple[list[_FaceSet], list[str]]:
             break
         string, bracket, word = m.group(1, 2, 3)
         pos = m.end()
-        node, fs_index = next(((t, i) for t, i in reversed(stack) if t != b"["), (b"", None))
+        node, fs_index = stack[-1][1:] if stack else (b"", None)
         if word is not None:
             prev = word
         elif string is not None:
@@ -153,7 +162,7 @@ def _scan_structure(path, text: bytes) -> tuple[list[_FaceSet], list[str]]:
             if prev == b"IndexedFaceSet":
                 face_sets.append(_FaceSet())
                 fs_index = len(face_sets) - 1
-            stack.append((prev, fs_index))
+            stack.append((b"{", prev, fs_index))
             prev = b""
         elif bracket == b"[":
             rest = text[pos:pos + 64].lstrip(b" \t\r\n,")
@@ -165,7 +174,7 @@ def _scan_structure(path, text: bytes) -> tuple[list[_FaceSet], list[str]]:
                 _record_span(path, face_sets, node, fs_index, prev, (pos, close))
                 pos = close + 1
             else:  # a list of nodes or strings: walk into it, keeping the field name
-                stack.append((b"[", fs_index))
+                stack.append((b"[", node, fs_index))
                 continue
             prev = b""
         else:  # '}' or ']'
@@ -174,6 +183,9 @@ def _scan_structure(path, text: bytes) -> tuple[list[_FaceSet], list[str]]:
                 raise RawFormatError(path, f"unbalanced {bracket.decode()!r} at byte {pos}")
             stack.pop()
             prev = b""
+    else:
+        raise RawFormatError(path, f"over {MAX_TOKENS} structural tokens outside number lists "
+                                   "(names, braces, strings): not a face scan")
     if stack:
         raise RawFormatError(path, f"truncated: {len(stack)} unclosed braces/brackets at the end")
     return face_sets, urls
@@ -310,5 +322,3 @@ def _concatenate(parts: list[Mesh], texture: str | None) -> Mesh:
     faces_uv = np.concatenate([p.faces_uv + o for p, o in zip(parts, toff)])
     return Mesh(vertices, faces, uv, faces_uv, texture)
 
-
-_vrml_loaders = {"wrl": load_wrl}

@@ -123,7 +123,8 @@ def clean_points(points: np.ndarray, *, nb_neighbors: int = 20, std_ratio: float
     if max_dev_mm is not None and grid_valid is not None:
         grid_valid = np.asarray(grid_valid, dtype=bool)
         if grid_valid.sum() != len(points):
-            raise ValueError(f"grid_valid has {grid_valid.sum()} valid cells for {len(points)} points")
+            raise ValueError(f"grid_valid has {grid_valid.sum()} valid cells for "
+                             f"{len(points)} points")
         z = np.zeros(grid_valid.shape)
         z[grid_valid] = points[:, 2]
         cells = grid_valid.copy()

@@ -22,9 +22,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from .cholesky import SOLVERS, Cholesky
+
 INTERPS = ("triangle", "bilinear", "nearest")
 REGULARIZERS = ("gradient", "laplacian", "springs")
-SOLVERS = ("cholesky", "hea", "rslab", "scipy")
 MIN_POINTS = 4  # the gradient regulariser leaves 1, x, y and xy free: 4 points pin them
 
 # Corners of a cell as offsets (rows, cols) from its lower-left node: ll, ul, lr, ur.
@@ -44,7 +45,8 @@ def _check_nodes(xnodes, ynodes) -> tuple[np.ndarray, np.ndarray]:
     for name, nodes in (("xnodes", xnodes), ("ynodes", ynodes)):
         nodes = np.asarray(nodes, dtype=np.float64)
         if nodes.ndim != 1 or nodes.size < 3:
-            raise ValueError(f"gridfit: {name} must be 1-D with >= 3 nodes, got shape {nodes.shape}")
+            raise ValueError(f"gridfit: {name} must be 1-D with >= 3 nodes, "
+                             f"got shape {nodes.shape}")
         if not np.all(np.isfinite(nodes)):
             raise ValueError(f"gridfit: {name} has non-finite values")
         if np.any(np.diff(nodes) <= 0):
@@ -57,7 +59,8 @@ def _check_smoothness(smoothness) -> tuple[float, np.ndarray]:
     """Scalar or (sx, sy) -> (gridfit's smoothparam sqrt(sx*sy), (2,) x/y relative weights)."""
     s = np.atleast_1d(np.asarray(smoothness, dtype=np.float64))
     if s.ndim != 1 or s.size not in (1, 2) or not np.all(np.isfinite(s)) or np.any(s <= 0):
-        raise ValueError(f"gridfit: smoothness must be a positive scalar or (sx, sy), got {smoothness!r}")
+        raise ValueError(f"gridfit: smoothness must be a positive scalar or (sx, sy), "
+                         f"got {smoothness!r}")
     if s.size == 1:
         return float(s[0]), np.ones(2)
     param = float(np.sqrt(s[0] * s[1]))
@@ -184,75 +187,8 @@ def _regularizer(xnodes, ynodes, kind: str, rel: np.ndarray) -> sp.csr_matrix:
     b = np.concatenate([p[1].ravel() for p in parts])
     k = np.concatenate([p[2].ravel() for p in parts])
     r = np.arange(a.size)
-    return sp.csr_matrix((np.concatenate([-k, k]), (np.concatenate([r, r]), np.concatenate([a, b]))),
-                         shape=(a.size, nx * ny))
-
-
-class _Cholesky:
-    """Solve ``M x = b`` for SPD matrices sharing one lower-triangle CSC pattern.
-
-    The symbolic analysis (fill-reducing ordering, elimination tree) is done on the first
-    ``solve`` and reused by every later one. Backends, fastest first: ``hea`` (a CHOLMOD
-    port, supernodal and parallel; GPL-3, so only the opt-in extra ``fer3d[fast]`` installs
-    it), ``rslab`` (MIT, supernodal LDL', a core dependency), ``scipy`` (SuperLU, no reuse).
-    """
-
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray, n: int, backend: str, reuse: bool):
-        self.indptr, self.indices, self.n = indptr, indices, n
-        self.backend = self._pick(backend)
-        # METIS costs more than AMD once and saves on every refactorisation
-        self.order = "metis" if reuse else "amd"
-        self._factor = None
-
-    @staticmethod
-    def _pick(backend: str) -> str:
-        candidates = ("hea", "rslab", "scipy") if backend == "cholesky" else (backend,)
-        for name in candidates:
-            try:
-                if name == "hea":
-                    import hea.sparse  # noqa: F401
-                elif name == "rslab":
-                    import rslab  # noqa: F401
-                return name
-            except ImportError:
-                if backend != "cholesky":
-                    raise
-        raise AssertionError("unreachable: scipy is always importable")
-
-    def solve(self, data: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        lower = sp.csc_matrix((data, self.indices, self.indptr), shape=(self.n, self.n))
-        try:
-            return self._solve(lower, rhs)
-        except (RuntimeError, ArithmeticError, np.linalg.LinAlgError) as err:
-            raise ValueError(f"gridfit: the normal equations are singular ({err}); too few "
-                             "points, collinear points, or an active region without data") from err
-
-    def _solve(self, lower: sp.csc_matrix, rhs: np.ndarray) -> np.ndarray:
-        if self.backend == "hea":
-            import hea.sparse as hs
-            try:
-                if self._factor is None:
-                    self._factor = hs.cho_factor(lower, lower=True, order=self.order)
-                else:
-                    self._factor.factorize(lower)
-            except hs.CholmodError as err:
-                self._factor = None
-                raise ArithmeticError(str(err)) from err
-            return self._factor.solve(rhs)
-        if self.backend == "rslab":
-            import rslab
-            if self._factor is None:
-                self._factor = rslab.analyze(lower, path="ldlt", ordering=self.order)
-            factor = self._factor.factor(lower.data)
-            if np.any(np.asarray(factor.inertia)[1:] != 0):
-                raise ArithmeticError(f"matrix is not positive definite, inertia {factor.inertia}")
-            return factor.solve(rhs)
-        full = (lower + sp.tril(lower, -1).T).tocsc()
-        x = sp.linalg.splu(full, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                           options={"SymmetricMode": True}).solve(rhs)
-        if not np.all(np.isfinite(x)):
-            raise ArithmeticError("SuperLU produced non-finite values")
-        return x
+    rows, cols = np.concatenate([r, r]), np.concatenate([a, b])
+    return sp.csr_matrix((np.concatenate([-k, k]), (rows, cols)), shape=(a.size, nx * ny))
 
 
 class GridFitter:
@@ -325,13 +261,14 @@ class GridFitter:
         self._pair_slot = np.full(ua.shape, nnz, dtype=np.int64)
         self._pair_slot[ok] = np.searchsorted(keys, row[ok] + n * col[ok].astype(np.int64))
         self._rtr_data = np.zeros(nnz + 1)
-        np.add.at(self._rtr_data, np.searchsorted(keys, RtR.row + n * RtR.col.astype(np.int64)), RtR.data)
+        np.add.at(self._rtr_data, np.searchsorted(keys, RtR.row + n * RtR.col.astype(np.int64)),
+                  RtR.data)
         self._cell_of_lowerleft = np.full(nx * ny, -1, dtype=np.int64)
         self._cell_of_lowerleft[cells] = np.arange(cells.size)
         self._corners = corners
         # disconnected active regions are separate problems; each needs its own data
         self._n_regions, self._region = connected_components(pattern, directed=False)
-        self._solver = _Cholesky(pattern.indptr, pattern.indices, n, solver, _reuse)
+        self._solver = Cholesky(pattern.indptr, pattern.indices, n, solver, _reuse)
 
     @property
     def backend(self) -> str:
@@ -371,7 +308,8 @@ class GridFitter:
         per_region = np.bincount(self._region[unknown[np.arange(w.shape[0]), w.argmax(axis=1)]],
                                  minlength=self._n_regions)
         if per_region.min() < MIN_POINTS:
-            raise ValueError(f"gridfit: an active region of {int(np.sum(self._region == per_region.argmin()))} "
+            size = int(np.sum(self._region == per_region.argmin()))
+            raise ValueError(f"gridfit: an active region of {size} "
                              f"nodes holds {per_region.min()} points (need >= {MIN_POINTS}); "
                              "its surface is undetermined")
 
@@ -401,25 +339,3 @@ def gridfit(x, y, z, xnodes, ynodes, *, smoothness=1.0, interp: str = "triangle"
                         regularizer=regularizer, active=mask, solver=solver, _reuse=False)
     return fitter.fit(x, y, z)
 
-
-def coverage(x, y, xnodes, ynodes, active=None) -> np.ndarray:
-    """(ny, nx) bool: nodes with data support.
-
-    A node is covered when at least one point lies in one of the (up to 4) grid cells that
-    have the node as a corner, i.e. its value is pinned by data rather than filled in by
-    the regulariser. Points outside the node rectangle count for nothing; inactive nodes
-    (``active`` False) are never covered.
-    """
-    xnodes, ynodes = _check_nodes(xnodes, ynodes)
-    x, y, _ = _check_points(x, y, np.zeros(np.size(x)))
-    ny, nx = ynodes.size, xnodes.size
-    _, lowerleft, _, _ = _locate(x, y, xnodes, ynodes)
-    hit = np.zeros(nx * ny, dtype=bool)
-    hit[lowerleft] = True
-    cells = hit.reshape(ny, nx, order="F")[:-1, :-1]
-    covered = np.zeros((ny, nx), dtype=bool)
-    covered[:-1, :-1] |= cells
-    covered[1:, :-1] |= cells
-    covered[:-1, 1:] |= cells
-    covered[1:, 1:] |= cells
-    return covered & _check_active(active, (ny, nx)).reshape(ny, nx, order="F")

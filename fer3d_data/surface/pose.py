@@ -79,7 +79,8 @@ def nose_tip(points: np.ndarray, landmarks: Landmarks | None = None, *, margin_m
     3. Else the most prominent point within ``centre_radius_mm`` (xy) of the cloud's median.
     """
     points = _check_points(points)
-    if len(points) < 3: raise ValueError(f"nose_tip needs at least 3 points, got {len(points)}")
+    if len(points) < 3:
+        raise ValueError(f"nose_tip needs at least 3 points, got {len(points)}")
     if _is_3d(landmarks) and landmarks.scheme == "bosphorus":
         tip = landmarks.get("Nose tip")
         if tip is not None and np.isfinite(tip).all():

@@ -142,7 +142,8 @@ def texture_from_mesh(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray,
     ((8, 8, 3), 7, True)
     """
     _check(image, (None, None, 3), "image")
-    if image.dtype != np.uint8: raise ValueError(f"image must be uint8, got {image.dtype}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {image.dtype}")
     surface_uv, hit = surface_uv_from_mesh(vertices, faces, uv, faces_uv, grid)
     texture = sample_bilinear(image, surface_uv, uv_origin=uv_origin)
     return np.clip(np.rint(texture), 0, 255).astype(np.uint8), hit

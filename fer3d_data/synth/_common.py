@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .face import FaceParams, face_albedo, face_height, face_landmarks, face_mask
+from .face import FaceParams, face_albedo, face_height, face_mask
+from .truth import face_landmarks
 
 # Distinct pure colours drawn at chosen landmarks when ``markers=True``: downstream tests
 # find them in the resampled texture to check pixel alignment.
@@ -24,7 +25,8 @@ _LIGHT = np.array([0.2, 0.3, 1.0]) / np.linalg.norm([0.2, 0.3, 1.0])
 
 
 def render(p: FaceParams, x0: float, y0: float, dx: float, dy: float, shape: tuple, *,
-           background=(0, 0, 0), markers: dict | None = None, scheme: str = "bu3dfe83") -> np.ndarray:
+           background=(0, 0,
+                       0), markers: dict | None = None, scheme: str = "bu3dfe83") -> np.ndarray:
     """(H, W, 3) uint8 image of the face on an affine raster: pixel (r, c) centre is the
     face-frame point (x0 + c·dx, y0 + r·dy). Albedo × Lambertian shading, ``background``
     off the face, ``markers`` {landmark name: RGB} as dots of MARKER_RADIUS_MM (at least

@@ -9,14 +9,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import BOSPHORUS_CAPTURES
 from ..schema import EXPRESSIONS, NEUTRAL
-from ._common import (MARKERS_BOSPHORUS, check_variants, format_rows, hole_centres, in_holes,
-                      render, write_image, write_text)
-from .face import face_bounds, face_height, face_mask, scan_truth, ScanTruth
+from ._common import (
+    MARKERS_BOSPHORUS,
+    check_variants,
+    format_rows,
+    hole_centres,
+    in_holes,
+    render,
+    write_image,
+    write_text,
+)
+from .face import face_bounds, face_height, face_mask
+from .truth import ScanTruth, scan_truth
 
-BOSPHORUS_CAPTURES = {NEUTRAL: "N_N", "anger": "E_ANGER", "disgust": "E_DISGUST",
-                      "fear": "E_FEAR", "happiness": "E_HAPPY", "sadness": "E_SADNESS",
-                      "surprise": "E_SURPRISE"}
 LM_VARIANTS = ("lf", "info", "tabs")
 BNT_VARIANTS = ("zonly",)
 ZMIN = -1e9
@@ -66,7 +73,8 @@ def build_bosphorus_scan(subject: str, expression: str, *, seed: int = 0, captur
     """Generate one scan in memory (see :func:`make_bosphorus` for the options)."""
     rows, cols = (int(g) for g in grid)
     if rows < 8 or cols < 8 or texture_scale <= 0:
-        raise ValueError(f"grid must be at least 8x8 and texture_scale > 0, got {grid}, {texture_scale}")
+        raise ValueError(f"grid must be at least 8x8 and texture_scale > 0, "
+                         f"got {grid}, {texture_scale}")
     bv = check_variants(bnt_variants, BNT_VARIANTS, "bnt")
     sp = SPACING * GRID[0] / rows if spacing is None else float(spacing)
     truth = scan_truth("bosphorus", subject, expression, seed=seed, capture=capture)
@@ -136,7 +144,8 @@ def bnt_bytes(xyz: np.ndarray, uv: np.ndarray, texture_name: str, zmin: float = 
     """The ``.bnt`` file: header, then the X, Y, Z, U, V planes (rows, cols) in file order."""
     rows, cols = xyz.shape[:2]
     name = texture_name.encode("ascii")
-    header = struct.pack("<HHdH", rows, cols, zmin, len(name)) + name + struct.pack("<I", 5 * rows * cols)
+    header = struct.pack("<HHdH", rows, cols, zmin, len(name)) + name + struct.pack("<I",
+                                                                                    5 * rows * cols)
     planes = np.concatenate([np.moveaxis(xyz, -1, 0), np.moveaxis(uv, -1, 0)]).astype("<f8")
     return header + planes.tobytes()
 
@@ -154,7 +163,8 @@ def lm3_text(names, points: np.ndarray, variants=(), stem: str = "") -> str:
 
 
 def lm2_text(names, points: np.ndarray, variants=(), stem: str = "") -> str:
-    """``# 2D Landmark File``, ``N landmarks``, ``Labels:`` block, ``2D Image coordinates:`` block."""
+    """``# 2D Landmark File``, ``N landmarks``, ``Labels:`` block, then the
+    ``2D Image coordinates:`` block."""
     v = check_variants(variants, LM_VARIANTS, "lm")
     rows = format_rows(points, sep="\t" if "tabs" in v else " ")
     head = "# 2D Landmark File\n" + (_info(stem) if "info" in v else "") + "\n"

@@ -8,13 +8,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import BU3DFE_EXPRESSION_CODES
 from ..schema import EXPRESSIONS, NEUTRAL
-from ._common import (MARKERS_BU3DFE, check_variants, format_rows, hole_centres, in_holes,
-                      render, write_image, write_text)
-from .face import face_bounds, face_height, face_mask, scan_truth, subject_identity, ScanTruth
+from ._common import (
+    MARKERS_BU3DFE,
+    check_variants,
+    format_rows,
+    hole_centres,
+    in_holes,
+    render,
+    write_image,
+    write_text,
+)
+from .face import face_bounds, face_height, face_mask, subject_identity
+from .truth import ScanTruth, scan_truth
 
-BU_CODES = {"anger": "AN", "disgust": "DI", "fear": "FE", "happiness": "HA", "sadness": "SA",
-            "surprise": "SU", NEUTRAL: "NE"}
+_BU_CODE = {name: code for code, name in BU3DFE_EXPRESSION_CODES.items()}
 WRL_VARIANTS = ("crlf", "nocommas", "comments", "exponents", "reorder", "tabs", "packed")
 P_QUAD, P_PENTAGON = 0.03, 0.02
 TEXTURE_BACKGROUND = (40, 30, 25)
@@ -141,9 +150,27 @@ def build_bu3dfe_scan(subject: str, expression: str, intensity: int, *, seed: in
     truth = scan_truth("bu3dfe", subject, expression, intensity, seed=seed)
     p = truth.params
     race = subject_identity(seed, "bu3dfe", subject).race
-    stem = f"{subject}_{BU_CODES[expression]}{intensity:02d}{race}"
+    stem = f"{subject}_{_BU_CODE[expression]}{intensity:02d}{race}"
     rng = np.random.default_rng([seed, 1, 7, intensity] + [ord(ch) for ch in stem])
     bounds = face_bounds(p)
+    xy, polys = _scattered_polygons(p, bounds, vertices, rng)
+    verts, polys = _corrupt(p, bounds, xy, polys, rng, noise=noise, spikes=spikes, holes=holes,
+                            outliers=outliers)
+    sizes = (polys >= 0).sum(axis=1)
+    valid = polys >= 0
+    uv, index_uv = _seam_uv(verts, polys, bounds)
+    verts = verts + truth.offset
+    lm = truth.landmarks.points
+    d2 = ((verts[None, :, :] - lm[:, None, :]) ** 2).sum(axis=2)
+    texture, f2d = _images(p, bounds, texture_size, f2d_size, MARKERS_BU3DFE if markers else None)
+    return Bu3dfeScan(stem, subject, expression, intensity, truth, verts, sizes,
+                      polys[valid], uv, index_uv[valid], np.argmin(d2, axis=1), lm.copy(),
+                      texture, f2d)
+
+
+def _scattered_polygons(p, bounds: tuple, vertices: int, rng: np.random.Generator):
+    """((V, 2) face-frame xy, (P, 5) polygons, -1 padded) of a jittered grid over the face,
+    vertices in an order unrelated to the grid, as in scans."""
     xmin, xmax, ymin, ymax = bounds
     step = np.sqrt(0.785 * (xmax - xmin) * (ymax - ymin) / vertices)
     xs = step * np.arange(-np.ceil(xmax / step), np.ceil(xmax / step) + 1)
@@ -155,10 +182,17 @@ def build_bu3dfe_scan(subject: str, expression: str, intensity: int, *, seed: in
     polys = polys[rng.permutation(len(polys))]
     used = np.unique(polys[polys >= 0])
     ids = np.full(gx.size, -1)
-    ids[used] = rng.permutation(len(used))  # vertex order unrelated to the grid, as in scans
+    ids[used] = rng.permutation(len(used))
     xy = np.empty((len(used), 2))
     xy[ids[used]] = np.column_stack([gx.ravel()[used], gy.ravel()[used]])
-    polys = np.where(polys >= 0, ids[np.maximum(polys, 0)], -1)
+    return xy, np.where(polys >= 0, ids[np.maximum(polys, 0)], -1)
+
+
+def _corrupt(p, bounds: tuple, xy: np.ndarray, polys: np.ndarray, rng: np.random.Generator, *,
+             noise: float, spikes: float, holes: int, outliers: float):
+    """(V', 3) vertices on the surface with noise, spikes, holes and floating outlier
+    triangles, and the polygons over them (vertices no polygon uses are dropped)."""
+    xmin, xmax, ymin, ymax = bounds
     z = face_height(p, xy[:, 0], xy[:, 1])
     z = z + (rng.normal(0.0, noise, len(z)) if noise > 0 else 0.0)
     if spikes > 0:
@@ -178,29 +212,33 @@ def build_bu3dfe_scan(subject: str, expression: str, intensity: int, *, seed: in
         new = len(verts) + np.arange(3 * n).reshape(n, 3)
         verts = np.concatenate([verts, extra])
         polys = np.concatenate([polys, np.pad(new, ((0, 0), (0, 2)), constant_values=-1)])
-    # Drop vertices no polygon uses (holes) and renumber.
     keep = np.unique(polys[polys >= 0])
     remap = np.full(len(verts), -1)
     remap[keep] = np.arange(len(keep))
-    verts = verts[keep]
-    polys = np.where(polys >= 0, remap[np.maximum(polys, 0)], -1)
-    sizes = (polys >= 0).sum(axis=1)
-    # Seams: each chart has its own UV for every vertex it uses.
+    return verts[keep], np.where(polys >= 0, remap[np.maximum(polys, 0)], -1)
+
+
+def _seam_uv(verts: np.ndarray, polys: np.ndarray, bounds: tuple):
+    """((T, 2) uv, (P, 5) uv index per polygon corner): two charts (left and right half of
+    the face), each with its own uv for every vertex it uses, so the mesh has seams."""
     valid = polys >= 0
-    cx = np.where(valid, verts[np.maximum(polys, 0), 0], 0).sum(axis=1) / sizes
+    cx = np.where(valid, verts[np.maximum(polys, 0), 0], 0).sum(axis=1) / valid.sum(axis=1)
     chart = (cx >= 0).astype(int)
-    to_uv, raster = _uv_layout(bounds)
+    to_uv, _ = _uv_layout(bounds)
     uv_parts, index_uv, base = [], np.full(polys.shape, -1), 0
     for c in (0, 1):
         rows = chart == c
         vs = np.unique(polys[rows][valid[rows]])
         uv_parts.append(to_uv(verts[vs, 0], verts[vs, 1], np.full(len(vs), c)))
-        index_uv[rows] = np.where(valid[rows], base + np.searchsorted(vs, np.maximum(polys[rows], 0)), -1)
+        corner = base + np.searchsorted(vs, np.maximum(polys[rows], 0))
+        index_uv[rows] = np.where(valid[rows], corner, -1)
         base += len(vs)
-    verts = verts + truth.offset
-    lm = truth.landmarks.points
-    d2 = ((verts[None, :, :] - lm[:, None, :]) ** 2).sum(axis=2)
-    marks = MARKERS_BU3DFE if markers else None
+    return np.concatenate(uv_parts), index_uv
+
+
+def _images(p, bounds: tuple, texture_size: int, f2d_size: int, marks):
+    """(the _F3D.bmp texture laid out as two charts, the frontal _F2D.bmp photograph)."""
+    _, raster = _uv_layout(bounds)
     texture = np.empty((texture_size, texture_size, 3), np.uint8)
     for c in (0, 1):
         x0, y0, dx, dy = raster(c, texture_size)
@@ -208,12 +246,11 @@ def build_bu3dfe_scan(subject: str, expression: str, intensity: int, *, seed: in
         width = texture_size // 2 if c == 0 else texture_size - texture_size // 2
         texture[:, cols] = render(p, x0, y0, dx, dy, (texture_size, width),
                                   background=TEXTURE_BACKGROUND, markers=marks)
+    ymin, ymax = bounds[2], bounds[3]
     scale = (ymax - ymin) / (0.85 * f2d_size)
     f2d = render(p, -scale * (f2d_size - 1) / 2, 0.5 * (ymin + ymax) + scale * (f2d_size - 1) / 2,
                  scale, -scale, (f2d_size, f2d_size), markers=marks)
-    return Bu3dfeScan(stem, subject, expression, intensity, truth, verts, sizes,
-                      polys[valid], np.concatenate(uv_parts), index_uv[valid],
-                      np.argmin(d2, axis=1), lm.copy(), texture, f2d)
+    return texture, f2d
 
 
 # ---------------------------------------------------------------- writers
@@ -261,7 +298,8 @@ def wrl_text(url: str, vertices: np.ndarray, sizes: np.ndarray, index: np.ndarra
            + array(format_rows(uv, exponents=exp, sep=sep), 6, "uvs") + f"{i5}]\n{i4}}}\n")
     tex_index = f"{i4}texCoordIndex [\n" + array(polys(index_uv), 5, "uv polygons") + f"{i4}]\n"
     flags = "".join(f"{i4}{k} {val}\n" for k, val in
-                    (("ccw", "TRUE"), ("solid", "FALSE"), ("convex", "TRUE"), ("creaseAngle", "1.57")))
+                    (("ccw", "TRUE"), ("solid", "FALSE"), ("convex", "TRUE"), ("creaseAngle",
+                                                                               "1.57")))
     url_line = f'{i5}url "{url}"\n'
     repeat = f"{i5}repeatS FALSE\n{i5}repeatT FALSE\n"
     if "reorder" in v:
@@ -302,7 +340,8 @@ def write_bu3dfe_scan(scan: Bu3dfeScan, out_dir, *, wrl_variants=(), skip=()) ->
                     wrl_variants)
     out = [write_text(Path(f"{base}_F3D.wrl"), text, crlf)]
     if "bnd" not in skip:
-        out.append(write_text(Path(f"{base}_F3D.bnd"), bnd_text(scan.bnd_index, scan.bnd_points), crlf))
+        out.append(write_text(Path(f"{base}_F3D.bnd"), bnd_text(scan.bnd_index, scan.bnd_points),
+                              crlf))
     if "texture" not in skip:
         out.append(write_image(bmp, scan.texture))
     if "f2d" not in skip:

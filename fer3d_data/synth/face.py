@@ -1,9 +1,8 @@
-"""The parametric synthetic face: identity + expression -> analytic surface, albedo,
-landmarks.
+"""The parametric synthetic face: identity + expression -> analytic surface and albedo.
 
-Stage: synthetic data (tests, demo, dry runs). Face frame: mm, +x the viewer's right,
-+y up, the face looks toward +z, the nose tip at (0, 0, 0). A scan's frame is the face
-frame translated by a per-scan offset (:class:`ScanTruth`).
+Stage: synthetic data (tests, demo, dry runs). Face frame: mm, +x the viewer's right, +y up,
+the face looks toward +z, the nose tip at (0, 0, 0). A scan's frame is the face frame
+translated by a per-scan offset; landmarks and that ground truth are in :mod:`.truth`.
 """
 
 from __future__ import annotations
@@ -12,11 +11,10 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from ..io.types import Landmarks
+from ..constants import BU3DFE_RACE_CODES
 from ..schema import EXPRESSIONS, NEUTRAL
 
 DATASET_KEY = {"bu3dfe": 1, "bosphorus": 2}
-RACE_CODES = ("WH", "AE", "BL", "LA", "IN", "AM")
 
 
 @dataclass(frozen=True)
@@ -134,7 +132,7 @@ def subject_identity(seed: int, dataset: str, subject: str) -> Identity:
         brow_rgb=tuple(np.array([0.16, 0.11, 0.08]) * u(0.6, 1.4)),
         iris_rgb=tuple(rng.uniform(0.1, 0.5, 3)),
         offset=(u(-15, 15), u(-10, 30), u(-40, 40)),
-        race=RACE_CODES[int(rng.integers(len(RACE_CODES)))],
+        race=BU3DFE_RACE_CODES[int(rng.integers(len(BU3DFE_RACE_CODES)))],
     )
 
 
@@ -180,7 +178,7 @@ def _jaw_drop(p: FaceParams) -> float:
 
 
 def _jaw_warp(p: FaceParams, y):
-    """y at which the neutral lower face is evaluated: below the mouth it moves down with the jaw."""
+    """y at which the neutral lower face is evaluated (below the mouth: moved with the jaw)."""
     s = np.clip((p.identity.mouth_y - y) / 12.0, 0.0, 1.0)
     return y + _jaw_drop(p) * s * s * (3 - 2 * s)
 
@@ -235,16 +233,19 @@ def _wrinkles(p: FaceParams, x, y):
     i, d = p.identity, p.deform
     w = (np.clip(d.brow_raise / 8, 0, 1) * (0.5 + 0.5 * np.cos(2 * np.pi * (y - i.brow_y) / 7)) ** 4
          * _g(x, y - i.brow_y - 22, 30, 9))
-    w = w + np.clip(d.brow_together / 4, 0, 1) * sum(_g(x - s * 5, y - i.brow_y + 4, 1.2, 6) for s in (-1, 1))
+    w = w + np.clip(d.brow_together / 4, 0, 1) * sum(_g(x - s * 5, y - i.brow_y + 4, 1.2,
+                                                        6) for s in (-1, 1))
     fold = np.clip((d.cheek_raise + d.nose_wrinkle + max(d.corner_dy, 0.0)) / 6, 0, 1.2)
     corner_x = i.mouth_w + d.mouth_stretch + 4
     for s in (-1, 1):
         dist = _segment_distance(x, y, (s * (i.nose_w + 3), -2.0),
                                  (s * corner_x, i.mouth_y + d.corner_dy - 3))
         w = w + fold * np.exp(-0.5 * (dist / 1.2) ** 2)
-        w = w + (np.clip(d.cheek_raise / 5, 0, 1) * _g(x - s * (i.eye_x + i.eye_w + 6), y - i.eye_y, 3, 5)
+        w = w + (np.clip(d.cheek_raise / 5, 0, 1) * _g(x - s * (i.eye_x + i.eye_w + 6), y - i.eye_y,
+                                                       3, 5)
                  * (0.5 + 0.5 * np.cos(2 * np.pi * (y - i.eye_y) / 3)) ** 2)
-    w = w + (np.clip(d.nose_wrinkle / 3, 0, 1) * (0.5 + 0.5 * np.cos(2 * np.pi * (y - 24) / 3.5)) ** 2
+    w = w + (np.clip(d.nose_wrinkle / 3, 0,
+                     1) * (0.5 + 0.5 * np.cos(2 * np.pi * (y - 24) / 3.5)) ** 2
              * _g(x, y - 24, 9, 5))
     dimple = (0.5 + 0.5 * np.cos(2 * np.pi * x / 4) * np.cos(2 * np.pi * y / 4)) ** 2
     return w + np.clip(d.chin_raise / 3, 0, 1) * dimple * _g(x, y - i.chin_y, 10, 6)
@@ -266,13 +267,15 @@ def _height_raw(p: FaceParams, x, y):
         z = z - 0.35 * d.brow_together * _g(x - side * 5, y - (i.brow_y - 4), 1.6, 6)
         z = z + i.ala_h * _g(x - side * i.nose_w, y + 5 - 0.4 * d.nose_wrinkle, 5, 5)
         z = z + 0.8 * d.nose_wrinkle * _g(x - side * 8, y - 24, 3, 2.5)
-        z = z + (i.cheek_h + 0.6 * d.cheek_raise) * _g(x - side * 38, y + 8 - 0.8 * d.cheek_raise, 14, 12)
+        z = z + (i.cheek_h + 0.6 * d.cheek_raise) * _g(x - side * 38, y + 8 - 0.8 * d.cheek_raise,
+                                                       14, 12)
     z = z - 1.2 * _wrinkles(p, x, y)
     z = z + i.tip_h * _g(x, y, 9, 8) + i.bridge_h * _g(x, y - 22, 6.5, 16)
     yc, y_iu, y_ou, y_il, y_ol, inside = _mouth(p, x)
     win = np.sqrt(inside)
-    z = z + i.lip_h * np.exp(-0.5 * ((y - 0.5 * (y_iu + y_ou)) / (0.5 * (y_ou - y_iu) + 1.2)) ** 2) * win
-    z = z + i.lip_h * np.exp(-0.5 * ((y - 0.5 * (y_il + y_ol)) / (0.5 * (y_il - y_ol) + 1.2)) ** 2) * win
+    for centre, half in ((0.5 * (y_iu + y_ou), 0.5 * (y_ou - y_iu)),
+                         (0.5 * (y_il + y_ol), 0.5 * (y_il - y_ol))):  # upper, lower lip
+        z = z + i.lip_h * np.exp(-0.5 * ((y - centre) / (half + 1.2)) ** 2) * win
     cavity = min(1.2 * d.mouth_open + 0.5 * d.upper_lip_raise, 12.0)
     if cavity > 0:
         half = 0.5 * (y_iu - y_il) + 0.3
@@ -303,7 +306,7 @@ def _coords(x, y):
 
 
 def face_mask(p: FaceParams, x, y) -> np.ndarray:
-    """True where face-frame (x, y) is on the face (inside the outline; the chin follows the jaw)."""
+    """True where face-frame (x, y) is on the face (inside the outline; chin follows the jaw)."""
     i = p.identity
     yr = np.asarray(y, dtype=np.float64) + p.tip[1]
     b = np.where(yr < i.face_cy, i.face_b + _jaw_drop(p), i.face_b)
@@ -353,7 +356,8 @@ def face_albedo(p: FaceParams, x, y) -> np.ndarray:
         r = np.hypot(dx, dy)
         paint(i.iris_rgb, _soft(r - 5.0) * opening)
         paint((0.02, 0.02, 0.02), _soft(r - 2.0) * opening)
-        paint((0.12, 0.05, 0.05), _soft(np.hypot((x - side * 6) / 3.5, (y + 11 - 0.4 * d.nose_wrinkle) / 2.0) * 2 - 2))
+        paint((0.12, 0.05, 0.05), _soft(np.hypot((x - side * 6) / 3.5,
+                                                 (y + 11 - 0.4 * d.nose_wrinkle) / 2.0) * 2 - 2))
     yc, y_iu, y_ou, y_il, y_ol, inside = _mouth(p, x)
     lips = inside > 0
     paint(i.lip_rgb, _soft(np.where(lips, np.maximum(y - y_ou, y_ol - y), 9.0)))
@@ -361,136 +365,6 @@ def face_albedo(p: FaceParams, x, y) -> np.ndarray:
     paint((0.18, 0.04, 0.05), _soft(gap))
     teeth = min(0.45 * (d.mouth_open + d.upper_lip_raise), 4.0)
     if teeth > 0.3:
-        paint((0.95, 0.94, 0.86), _soft(np.maximum(gap, y_iu - teeth - y)) * (inside > 0.15)[..., None])
+        shown = (inside > 0.15)[..., None]
+        paint((0.95, 0.94, 0.86), _soft(np.maximum(gap, y_iu - teeth - y)) * shown)
     return np.clip(col, 0.0, 1.0)
-
-
-# ---------------------------------------------------------------- landmarks
-
-BOSPHORUS_NAMES = (
-    "Outer left eyebrow", "Middle left eyebrow", "Inner left eyebrow",
-    "Inner right eyebrow", "Middle right eyebrow", "Outer right eyebrow",
-    "Outer left eye corner", "Inner left eye corner", "Inner right eye corner",
-    "Outer right eye corner", "Nose saddle left", "Nose saddle right", "Left nose peak",
-    "Nose tip", "Right nose peak", "Left mouth corner", "Upper lip outer middle",
-    "Right mouth corner", "Upper lip inner middle", "Lower lip inner middle",
-    "Lower lip outer middle", "Chin middle",
-)
-BU3DFE_NAMES = tuple(str(k) for k in range(1, 84))
-
-
-def _xy_brow(p, side, t, dy):
-    x_in, x_out = _brow_ends(p)
-    x = side * (x_in + np.asarray(t) * (x_out - x_in))
-    return x, _brow_curve(p, side, x)[0] + dy
-
-
-def _xy_eye(p, side, angles_deg):
-    ew, eh, ey = _eye_aperture(p)
-    a = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
-    return side * p.identity.eye_x + ew * np.cos(a), ey + eh * np.sin(a)
-
-
-def _xy_lip(p, u, which):
-    x = np.asarray(u, dtype=np.float64) * (p.identity.mouth_w + p.deform.mouth_stretch)
-    edges = _mouth(p, x)
-    return x, edges[which]
-
-
-def _raw_bu3dfe_xy(p: FaceParams) -> np.ndarray:
-    """(83, 2) raw-frame (x, y) of the BU-3DFE landmarks, rows in FORMATS.md order."""
-    i = p.identity
-    t5 = np.linspace(0, 1, 5)
-    parts = [
-        _xy_eye(p, -1, [0, 45, 90, 135, 180, 225, 270, 315]),        # 1-8, 1 inner, 5 outer
-        _xy_eye(p, 1, [180, 135, 90, 45, 0, 315, 270, 225]),         # 9-16, 9 inner, 13 outer
-    ]
-    for side in (-1, 1):                                              # 17-26, 27-36
-        xu, yu = _xy_brow(p, side, t5, i.brow_thick)
-        xl, yl = _xy_brow(p, side, t5[::-1], -i.brow_thick)
-        parts.append((np.r_[xu, xl], np.r_[yu, yl]))
-    w = i.nose_w + 3
-    nose = np.array([[-8, 35], [-10, 18], [-13, 5], [-w, -5], [-12, -11], [-6, -13.5],
-                     [0, -14.5], [6, -13.5], [w, -5], [13, 5], [10, 18], [8, 35]], float)
-    parts.append((nose[:, 0], nose[:, 1]))                            # 37-48, 43 subnasale
-    uo = np.array([-2, -1, 0, 1, 2]) / 3.0
-    xs, ys = [], []
-    for u, which in [([-1.0], 0), (uo, 2), ([1.0], 0), (uo[::-1], 4),  # 49-60 outer
-                     ([-0.9], 0), ([-0.5, 0, 0.5], 1), ([0.9], 0), ([0.5, 0, -0.5], 3)]:
-        x, y = _xy_lip(p, u, which)
-        xs.append(x)
-        ys.append(y)
-    parts.append((np.concatenate(xs), np.concatenate(ys)))
-    theta = np.deg2rad(165 + 15 * np.arange(15))                      # 69-83, 76 chin
-    b = np.where(np.sin(theta) < 0, i.face_b + _jaw_drop(p), i.face_b)
-    parts.append((0.96 * i.face_a * np.cos(theta), i.face_cy + 0.96 * b * np.sin(theta)))
-    return np.concatenate([np.column_stack(pt) for pt in parts])
-
-
-def _raw_bosphorus_xy(p: FaceParams) -> np.ndarray:
-    """(22, 2) raw-frame (x, y) of :data:`BOSPHORUS_NAMES`; "left" = viewer's left (x < 0)."""
-    i = p.identity
-    ew, eh, ey = _eye_aperture(p)
-    pts = [_xy_brow(p, -1, t, 0.0) for t in (1.0, 0.5, 0.0)]
-    pts += [_xy_brow(p, 1, t, 0.0) for t in (0.0, 0.5, 1.0)]
-    pts += [(-i.eye_x - ew, ey), (-i.eye_x + ew, ey), (i.eye_x - ew, ey), (i.eye_x + ew, ey),
-            (-9.0, i.eye_y - 2), (9.0, i.eye_y - 2), (-(i.nose_w + 3), -5.0), (p.tip[0], p.tip[1]),
-            (i.nose_w + 3, -5.0)]
-    pts += [_xy_lip(p, [-1.0], 0), _xy_lip(p, [0.0], 2), _xy_lip(p, [1.0], 0),
-            _xy_lip(p, [0.0], 1), _xy_lip(p, [0.0], 3), _xy_lip(p, [0.0], 4)]
-    chin_y = i.chin_y + p.deform.chin_raise - _jaw_drop(p)
-    pts.append((0.0, chin_y))
-    return np.array([[float(np.ravel(x)[0]), float(np.ravel(y)[0])] for x, y in pts])
-
-
-def face_landmarks(p: FaceParams, scheme: str) -> Landmarks:
-    """Landmarks in the face frame, z on the surface: scheme "bu3dfe83" (83 rows, names
-    "1".."83") or "bosphorus" (the 22 names of FORMATS.md)."""
-    if scheme == "bu3dfe83":
-        xy, names = _raw_bu3dfe_xy(p), BU3DFE_NAMES
-    elif scheme == "bosphorus":
-        xy, names = _raw_bosphorus_xy(p), BOSPHORUS_NAMES
-    else:
-        raise ValueError(f"unknown landmark scheme {scheme!r}")
-    x, y = xy[:, 0] - p.tip[0], xy[:, 1] - p.tip[1]
-    return Landmarks(np.column_stack([x, y, face_height(p, x, y)]), names, scheme)
-
-
-@dataclass(frozen=True)
-class ScanTruth:
-    """Ground truth of one synthetic scan: scan frame = face frame + ``offset``.
-
-    landmarks  analytic landmark positions in the scan frame (Landmarks, D = 3).
-    """
-
-    params: FaceParams
-    offset: np.ndarray
-    landmarks: Landmarks
-
-    def height(self, x, y) -> np.ndarray:
-        """Surface z at scan-frame (x, y)."""
-        o = self.offset
-        return face_height(self.params, np.asarray(x) - o[0], np.asarray(y) - o[1]) + o[2]
-
-    @property
-    def nose_tip(self) -> np.ndarray:
-        """(3,) nose tip in the scan frame."""
-        return self.offset.copy()
-
-
-def scan_truth(dataset: str, subject: str, expression: str, intensity: float = 4, *,
-               seed: int = 0, capture: int = 0) -> ScanTruth:
-    """Ground truth of the scan the generators write for (subject, expression, intensity).
-
-    ``capture`` is the Bosphorus repeat number ``k``. Bosphorus emotions are ungraded:
-    their intensity is drawn in [3, 4] from the seed and the argument is ignored.
-    """
-    ident = subject_identity(seed, dataset, subject)
-    key = [int(seed), DATASET_KEY[dataset], 99, capture] + [ord(c) for c in subject + expression]
-    rng = np.random.default_rng(key + [int(intensity * 10)] if dataset == "bu3dfe" else key)
-    if dataset == "bosphorus" and expression != NEUTRAL:
-        intensity = float(rng.uniform(3.0, 4.0))
-    p = face_params(ident, expression, intensity)
-    offset = np.asarray(ident.offset) + rng.uniform(-2.0, 2.0, 3)
-    lm = face_landmarks(p, "bu3dfe83" if dataset == "bu3dfe" else "bosphorus")
-    return ScanTruth(p, offset, Landmarks(lm.points + offset, lm.names, lm.scheme))

@@ -149,7 +149,7 @@ def test_shards_of_other_configs_or_repeated_samples_are_refused(make_shard):
 
 
 @pytest.mark.parametrize("kwargs, problem", [
-    ({"format_version": 2}, "format_version"),
+    ({"format_version": 99}, "format_version"),
     ({"drop": ("coverage",)}, "missing datasets: coverage"),
 ])
 def test_bad_shard_names_file_and_problem(make_shard, kwargs, problem):
@@ -172,7 +172,7 @@ def test_not_a_shard(tmp_path):
 def test_reads_what_fer3d_data_writes(tmp_path):
     """Regression guard between the two packages: the real writer's output loads here."""
     shards = pytest.importorskip("fer3d_data.shards")
-    pipeline = pytest.importorskip("fer3d_data.pipeline")
+    pipeline = pytest.importorskip("fer3d_data.prep")
     s, rng = 16, np.random.default_rng(0)
     path = tmp_path / "real.h5"
     with shards.ShardWriter(path, dataset="bosphorus", cfg={"image_size": s}, image_size=s,

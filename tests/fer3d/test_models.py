@@ -18,6 +18,7 @@ from fer3d.models import (
     describe_models,
     imagenet_weights_path,
     list_models,
+    paper_tag,
     param_size_mib,
     resize_mask,
 )
@@ -42,20 +43,28 @@ def af_params(c: int) -> int:
 
 
 MA_BRANCH = ma_params(64) + ma_params(128)
+AF_34 = af_params(256) + af_params(512)
+FC1024 = 1024 * NUM_CLASSES + NUM_CLASSES
 EXPECTED_PARAMS = {
     "texture_only": TRUNK + FC512,
     "texture_only_ma": TRUNK + MA_BRANCH + FC512,
     "depth_only": TRUNK + FC512,
     "depth_only_ma": TRUNK + MA_BRANCH + FC512,
-    "fusion_s1_data": TRUNK + 64 * 3 * 7 * 7 + MA_BRANCH + FC512,
-    "fusion_s2_decision": 2 * (TRUNK + MA_BRANCH + FC512),
-    "fusion_s3_fc": 2 * (TRUNK + MA_BRANCH) + 1024 * NUM_CLASSES + NUM_CLASSES,
-    "fusion_s4_sum": 2 * (TRUNK + MA_BRANCH) + FC512,
-    "afnet_m_no_ma": 2 * TRUNK + af_params(256) + af_params(512) + FC512,
-    "afnet_m": 2 * (TRUNK + MA_BRANCH) + af_params(256) + af_params(512) + FC512,
+    "fusion_s1_data": TRUNK + 64 * 3 * 7 * 7 + FC512,
+    "fusion_s2_decision": 2 * (TRUNK + FC512),
+    "fusion_s3_fc": 2 * TRUNK + FC1024,
+    "fusion_s4_sum": 2 * TRUNK + FC512,
+    "afnet_m_no_ma": 2 * TRUNK + AF_34 + FC512,
+    "afnet_m": 2 * (TRUNK + MA_BRANCH) + AF_34 + FC512,
+    "afnet_m_no_ma_layer1234": 2 * TRUNK + sum(map(af_params, (64, 128, 256, 512))) + FC512,
+    "afnet_m_no_ma_layer234": 2 * TRUNK + sum(map(af_params, (128, 256, 512))) + FC512,
+    "afnet_m_no_ma_layer4": 2 * TRUNK + af_params(512) + FC512,
+    "fusion_s4_sum_ma": 2 * (TRUNK + MA_BRANCH) + FC512,
+    "fusion_s1_data_ma": TRUNK + 64 * 3 * 7 * 7 + MA_BRANCH + FC512,
+    "fusion_s2_decision_ma": 2 * (TRUNK + MA_BRANCH + FC512),
+    "fusion_s3_fc_ma": 2 * (TRUNK + MA_BRANCH) + FC1024,
     "afnet_m_layer1234": 2 * (TRUNK + MA_BRANCH) + sum(map(af_params, (64, 128, 256, 512))) + FC512,
     "afnet_m_layer234": 2 * (TRUNK + MA_BRANCH) + sum(map(af_params, (128, 256, 512))) + FC512,
-    "afnet_m_layer34": 2 * (TRUNK + MA_BRANCH) + af_params(256) + af_params(512) + FC512,
     "afnet_m_layer4": 2 * (TRUNK + MA_BRANCH) + af_params(512) + FC512,
 }
 
@@ -160,14 +169,14 @@ def test_paper_unit_table4():
     expected = {
         "afnet_m": 2 * (TRUNK + MA_BRANCH) + af_twice + fc_once,
         "afnet_m_no_ma": 2 * TRUNK + af_twice + fc_once,
-        "fusion_s4_sum": 2 * (TRUNK + MA_BRANCH) + fc_once,
+        "fusion_s4_sum_ma": 2 * (TRUNK + MA_BRANCH) + fc_once,
     }
     sizes = {name: param_size_mib(build(name), *inputs) for name in expected}
     assert sizes == {name: count * 4 / 2**20 for name, count in expected.items()}
     assert {name: round(v, 2) for name, v in sizes.items()} == {
         "afnet_m": 91.55,
         "afnet_m_no_ma": 90.29,
-        "fusion_s4_sum": 86.54,
+        "fusion_s4_sum_ma": 86.54,
     }
 
 
@@ -190,10 +199,44 @@ def test_mask_attention_is_gamma_x_plus_beta():
     torch.testing.assert_close(ma(x, mask), gamma * x + beta)
 
 
-def test_mask_attention_starts_as_identity():
-    ma = MaskAttention(16)
+def test_mask_attention_identity_init_starts_as_identity():
+    ma = MaskAttention(16, head_init="identity")
     x = torch.randn(B, 16, 4, 4)
     torch.testing.assert_close(ma(x, torch.rand(B, 1, 4, 4)), x)
+
+
+def test_identity_init_mask_has_no_effect_at_step_0():
+    model = build("afnet_m", head_init="identity").eval()
+    texture, depth, mask = make_inputs()
+    with torch.no_grad():
+        assert torch.equal(model(texture, depth, mask), model(texture, depth, 1 - mask))
+
+
+def test_paper_init_mask_changes_the_output_at_step_0():
+    """The paper draws MA's convolutions from a normal distribution: the mask acts at once."""
+    model = build("afnet_m").eval()
+    texture, depth, mask = make_inputs()
+    with torch.no_grad():
+        a, b = model(texture, depth, mask), model(texture, depth, 1 - mask)
+    assert torch.isfinite(a).all() and (a - b).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("block", [MaskAttention, AdaptiveFusion])
+def test_paper_init_is_he_normal_with_zero_bias(block):
+    torch.manual_seed(0)
+    module = block(256)
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == (4 if block is MaskAttention else 2)
+    for conv in convs:
+        std = (2.0 / conv.out_channels) ** 0.5
+        assert abs(conv.weight.std().item() / std - 1) < 0.05
+        assert abs(conv.weight.mean().item()) < 0.05 * std
+        assert torch.equal(conv.bias, torch.zeros_like(conv.bias))
+
+
+def test_unknown_head_init_is_refused():
+    with pytest.raises(ValueError, match="head_init must be one of"):
+        create_model("afnet_m", head_init="xavier")
 
 
 def test_adaptive_fusion_is_weighted_sum_with_weights_in_unit_interval():
@@ -255,7 +298,7 @@ def test_resize_mask_area_when_shrinking_bilinear_when_growing():
 @pytest.fixture(scope="module")
 def afnet_m_with_live_masks():
     """afnet_m whose mask attention is off its identity start, so the mask matters."""
-    model = build("afnet_m").eval()
+    model = build("afnet_m", head_init="identity").eval()
     randomize_(model.mask_attention)
     return model
 
@@ -358,3 +401,32 @@ def test_imagenet_from_the_hub_cache(tmp_path, monkeypatch, resnet18_file):
 def test_unknown_model_lists_available_names():
     with pytest.raises(ValueError, match="unknown model .afnet.*fusion_s4_sum.*afnet_m_no_ma"):
         create_model("afnet")
+
+
+def test_registry_equals_the_torch_free_catalog():
+    from fer3d import catalog
+
+    assert list_models() == list(catalog.VARIANT_NAMES)
+    for variant in catalog.VARIANTS:
+        assert paper_tag(variant.name) == variant.paper
+    for target in catalog.TARGETS.values():
+        assert {v for v, _ in target.rows} <= set(list_models()), target.name
+
+
+def test_table2_and_fig5_variants_carry_no_mask_attention():
+    from fer3d import catalog
+
+    without_ma = [v for t in ("table2", "fig5") for v, _ in catalog.TARGETS[t].rows]
+    for name in without_ma:
+        model = build(name)
+        assert not any(isinstance(m, MaskAttention) for m in model.modules()), name
+        assert not model.uses_mask
+    for name in ("afnet_m", "fusion_s4_sum_ma", "fusion_s1_data_ma", "afnet_m_layer4"):
+        assert sum(isinstance(m, MaskAttention) for m in build(name).modules()) >= 2, name
+
+
+def test_extras_are_named_and_untagged():
+    extras = [name for name in list_models() if not paper_tag(name)]
+    assert extras == ["fusion_s1_data_ma", "fusion_s2_decision_ma", "fusion_s3_fc_ma",
+                      "afnet_m_layer1234", "afnet_m_layer234", "afnet_m_layer4"]
+    assert all(describe_models()[name].startswith("Extra:") for name in extras)

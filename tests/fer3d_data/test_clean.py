@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 
 from fer3d_data.errors import ScanError
-from fer3d_data.surface.clean import (clean_points, depth_spikes, finite_points, grid_depth_spikes,
-                                      statistical_outliers)
+from fer3d_data.surface.clean import (
+    clean_points,
+    depth_spikes,
+    finite_points,
+    grid_depth_spikes,
+    statistical_outliers,
+)
 
 
 def face_cloud(seed=0, step=2.5):
@@ -94,7 +99,7 @@ def test_bad_shape_raises_value_error():
 
 
 def _nanmedian_spikes(z, valid, max_dev):
-    """Direct reference for grid_depth_spikes: nanmedian of the 24 other cells of each 5x5 window."""
+    """Direct reference for grid_depth_spikes: nanmedian of the 24 other cells of a 5x5 window."""
     pad = np.pad(np.where(valid, z, np.nan), 2, constant_values=np.nan)
     win = np.lib.stride_tricks.sliding_window_view(pad, (5, 5)).reshape(*z.shape, -1)
     with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):

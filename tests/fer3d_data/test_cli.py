@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
 
 import h5py
 import pytest
+from click.testing import CliRunner
 
-from fer3d_data import cli, pipeline, shards
+from fer3d_data import cli, prep, shards
 from fer3d_data.datasets.records import ScanRecord
-from fer3d_data.errors import RawFormatError, ScanError
-from fer3d_data.pipeline import PrepConfig, run_prep
+from fer3d_data.errors import Fer3dDataError, RawFormatError, ScanError
+from fer3d_data.prep import PrepConfig, run_prep, runner
+from fer3d_data.schema import CLASS_CODE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_shards import S, fake_sample  # noqa: E402
@@ -28,86 +31,164 @@ def records(n: int, root: Path) -> list[ScanRecord]:
         s = fake_sample(i)
         out.append(ScanRecord(dataset="bu3dfe", scan_id=s.sample_id, subject=s.subject,
                               expression=s.expression, intensity=s.intensity, capture="F3D",
-                              mesh=root / s.subject / f"{s.sample_id}_F3D.wrl", texture=None, landmarks=None))
+                              mesh=root / s.subject / f"{s.sample_id}_F3D.wrl", texture=None,
+                              landmarks=None))
     return out
 
 
 def fake_process_scan(fail: dict):
     """A process_scan returning fake samples, raising for scan ids in ``fail``."""
     def process_scan(record, cfg):
-        i = int(record.subject[1:]) * 7 + pipeline.CLASS_CODE[record.expression]
+        i = int(record.subject[1:]) * 7 + CLASS_CODE[record.expression]
         if record.scan_id in fail:
             raise fail[record.scan_id]
         return dataclasses.replace(fake_sample(i), source="set by the driver")
     return process_scan
 
 
-@pytest.mark.parametrize("command", COMMANDS + ("synth",))
-def test_help_of_every_subcommand(command, capsys):
-    with pytest.raises(SystemExit) as e:
-        cli.main([command, "--help"])
-    out = capsys.readouterr().out
-    assert e.value.code == 0
-    assert f"fer3d-prep {command}" in out
+def invoke(*args):
+    """fer3d-prep through click's CliRunner (stdout and stderr apart)."""
+    return CliRunner().invoke(cli.fer3d_prep, [str(a) for a in args])
 
 
-def test_top_level_help_lists_commands(capsys):
-    with pytest.raises(SystemExit):
-        cli.main(["--help"])
-    out = capsys.readouterr().out
+@pytest.mark.parametrize("command", COMMANDS + ("synth", "synth bu3dfe", "synth bosphorus"))
+def test_help_of_every_subcommand(command):
+    r = invoke(*command.split(), "--help")
+    assert r.exit_code == 0, r.output
+    assert f"fer3d-prep {command}" in r.output
+    # one "(default ...)" per option at most: the old --workers/-o printed two that disagreed
+    for line in r.output.splitlines():
+        assert line.count("default:") <= 1, line
+
+
+def test_top_level_help_lists_commands():
+    out = invoke("--help").output
     for command in COMMANDS + ("synth",):
         assert command in out
 
 
-def test_prep_help_shows_defaults(capsys):
-    with pytest.raises(SystemExit):
-        cli.main(["bu3dfe", "--help"])
-    out = " ".join(capsys.readouterr().out.split())
-    assert "(default: 224)" in out and "(default: 90.0)" in out and "(default: auto)" in out
-    assert "--shard I/N" in out and "--overwrite" in out and "all cores" in out
+def test_prep_help_shows_defaults_choices_and_names_inputs():
+    out = " ".join(invoke("bu3dfe", "--help").output.split())
+    assert "RAW SHARD" in out
+    assert "[default: 224]" in out and "[default: 90.0]" in out and "[default: auto]" in out
+    assert "[triangle|bilinear|nearest]" in out and "[float32|float16]" in out
+    assert "--shard I/N" in out and "--overwrite" in out and "[default: (all cores)]" in out
+    assert "--intensities" in out and "AN,DI,FE" in out
+    bos = " ".join(invoke("bosphorus", "--help").output.split())
+    assert "--intensities" not in bos and "AN,DI" not in bos and "--expressions" in bos
+    for command in ("inspect", "verify", "preview"):
+        assert f"fer3d-prep {command} [OPTIONS] SHARD" in invoke(command, "--help").output
 
 
-def test_missing_raw_dir(tmp_path, capsys):
+def test_bosphorus_refuses_bu3dfe_options(tmp_path):
+    (tmp_path / "raw").mkdir()
+    r = invoke("bosphorus", tmp_path / "raw", tmp_path / "o.h5", "--intensities", "3")
+    assert r.exit_code == 2 and "No such option '--intensities'" in r.output
+    r = invoke("bosphorus", tmp_path / "raw", tmp_path / "o.h5", "--expressions", "AN")
+    assert r.exit_code == 2 and "unknown 'AN'" in r.output
+
+
+def test_main_returns_exit_codes(tmp_path, capsys):
+    assert cli.main(["--help"]) == 0
     assert cli.main(["bu3dfe", str(tmp_path / "nope"), str(tmp_path / "out.h5")]) == 2
-    assert f"raw directory {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
+    assert cli.main(["verify", str(tmp_path / "none.h5")]) == 1
+
+
+def test_missing_raw_dir(tmp_path):
+    r = invoke("bu3dfe", tmp_path / "nope", tmp_path / "out.h5")
+    assert r.exit_code == 2 and "'RAW'" in r.output and "does not exist" in r.output
     assert not (tmp_path / "out.h5.tmp").exists()
 
 
-def test_empty_raw_tree(tmp_path, capsys):
+def test_empty_raw_tree(tmp_path):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "notes.txt").write_text("no scans here")
-    assert cli.main(["bosphorus", str(tmp_path / "raw"), str(tmp_path / "out.h5"), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert "no scans found" in err and "bs000_E_ANGER_0.bnt" in err
+    r = invoke("bosphorus", tmp_path / "raw", tmp_path / "out.h5", "--quiet")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "no scans found" in r.output and "bs000_E_ANGER_0.bnt" in r.output
     assert not list(tmp_path.glob("out.h5*"))
 
 
-def test_missing_output_dir(tmp_path, capsys):
+def test_missing_output_dir(tmp_path):
     (tmp_path / "raw").mkdir()
-    assert cli.main(["bu3dfe", str(tmp_path / "raw"), str(tmp_path / "no" / "out.h5")]) == 2
-    assert f"output directory {tmp_path / 'no'} does not exist" in capsys.readouterr().err
+    r = invoke("bu3dfe", tmp_path / "raw", tmp_path / "no" / "out.h5")
+    assert r.exit_code == 2 and f"output directory {tmp_path / 'no'} does not exist" in r.output
 
 
-def test_existing_output_of_another_version(tmp_path, capsys):
+def test_existing_output_of_another_version(tmp_path):
     (tmp_path / "raw").mkdir()
     out = tmp_path / "out.h5"
     with h5py.File(out, "w") as f:
         f.attrs.update({"format": "fer3d-shard", "format_version": 99})
-    assert cli.main(["bu3dfe", str(tmp_path / "raw"), str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "format_version 99" in err and "--overwrite" in err
+    r = invoke("bu3dfe", tmp_path / "raw", out)
+    assert r.exit_code == 2 and "format_version 99" in r.output and "--overwrite" in r.output
 
 
-def test_bad_selection_options(tmp_path, capsys):
+@pytest.mark.parametrize("option, value, message", [
+    ("--shard", "4/4", "need 0 <= I < N"),
+    ("--shard", "x", "expected I/N"),
+    ("--expressions", "joy", "unknown 'joy'"),
+    ("--intensities", "5", "5 is not in 0-4"),
+    ("--interp", "cubic", "'cubic' is not one of 'triangle', 'bilinear', 'nearest'"),
+    ("--size", "1.5", "'1.5' is not an integer"),
+    ("--size", "4", "image_size must be >= 8 and <= 4096"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, option, value, message):
     (tmp_path / "raw").mkdir()
-    args = ["bu3dfe", str(tmp_path / "raw"), str(tmp_path / "o.h5")]
-    assert cli.main(args + ["--shard", "4/4"]) == 2
-    assert "--shard: need 0 <= I < N" in capsys.readouterr().err
-    assert cli._expressions("AN,happiness,ne") == ["anger", "happiness", "neutral"]
-    with pytest.raises(pipeline.Fer3dDataError, match="unknown 'joy'"):
-        cli._expressions("joy")
-    with pytest.raises(pipeline.Fer3dDataError, match="0-4"):
-        cli._intensities("5")
+    r = invoke("bu3dfe", tmp_path / "raw", tmp_path / "o.h5", option, value)
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_selection_types_convert():
+    expression = cli._ListType("LIST", cli._expression(cli.BU3DFE_EXPRESSION_CODES), "")
+    assert expression.convert("AN,happiness,ne", None, None) == ["anger", "happiness", "neutral"]
+    assert cli._ListType("LIST", cli._intensity, "").convert("3, 4", None, None) == [3, 4]
+
+
+def test_config_file_layers_under_flags(tmp_path, monkeypatch):
+    """--config keys are option names; a flag given on the command line wins; typos are named."""
+    seen = {}
+
+    def fake_run(cfg, raw, out, selection, **kw):
+        seen.update(cfg=cfg, selection=selection, **kw)
+        return 0
+    monkeypatch.setattr(cli, "_run_prep", fake_run)
+    (tmp_path / "raw").mkdir()
+    conf = tmp_path / "prep.yaml"
+    conf.write_text("image_size: 64\nsmoothness: 2.5\npose: false\nintensities: '3,4'\n"
+                    "workers: 2\n")
+    r = invoke("bu3dfe", tmp_path / "raw", tmp_path / "o.h5", "--config", conf, "--size", "224")
+    assert r.exit_code == 0, r.output
+    cfg = seen["cfg"]
+    assert (cfg.image_size, cfg.smoothness, cfg.pose) == (224, 2.5, False)
+    assert seen["selection"]["intensities"] == [3, 4] and seen["workers"] == 2
+    # the /config a shard stores (inspect --json) is itself a valid --config file
+    conf = tmp_path / "shard_config.json"
+    conf.write_text(json.dumps(PrepConfig(dataset="bu3dfe", smoothness=3.0, points=16).to_dict()))
+    assert invoke("bu3dfe", tmp_path / "raw", tmp_path / "o.h5", "--config", conf).exit_code == 0
+    assert seen["cfg"] == PrepConfig(dataset="bu3dfe", smoothness=3.0, points=16)
+    conf = tmp_path / "prep.yaml"
+    conf.write_text("smoothnes: 2\n")
+    r = invoke("bu3dfe", tmp_path / "raw", tmp_path / "o.h5", "--config", conf)
+    assert r.exit_code == 2 and "did you mean 'smoothness'" in r.output
+    conf.write_text("intensities: '3,4'\n")  # a BU-3DFE option is unknown to bosphorus
+    r = invoke("bosphorus", tmp_path / "raw", tmp_path / "o.h5", "--config", conf)
+    assert r.exit_code == 2 and "unknown option 'intensities'" in r.output
+
+
+def test_inspect_prints_subjects_and_config(tmp_path):
+    from test_shards import write_shard
+
+    path = write_shard(tmp_path / "a.h5", n=9, errors=[("x.wrl", "read", "bad")])
+    r = invoke("inspect", path, "--errors")
+    assert r.exit_code == 0, r.output
+    assert "9 samples of 2 subjects" in r.output
+    assert "subjects:   F0000 7, F0001 2" in r.output
+    assert "config:" in r.output and "smoothness=1.0" in r.output and "image_size=32" in r.output
+    assert "[read] x.wrl: bad" in r.output
+    assert json.loads(invoke("inspect", path, "--json").output)["by_subject"] == {"F0000": 7,
+                                                                                  "F0001": 2}
 
 
 def test_run_prep_failures_become_error_rows(tmp_path, monkeypatch):
@@ -115,24 +196,30 @@ def test_run_prep_failures_become_error_rows(tmp_path, monkeypatch):
     fail = {recs[2].scan_id: ScanError("gridfit", "singular system"),
             recs[5].scan_id: RawFormatError("x.wrl", "coordIndex refers to vertex 9"),
             recs[7].scan_id: ZeroDivisionError("division by zero")}
-    monkeypatch.setattr(pipeline, "process_scan", fake_process_scan(fail))
+    monkeypatch.setattr(runner, "process_scan", fake_process_scan(fail))
     out = tmp_path / "out.h5"
-    summary = run_prep(recs, out, PrepConfig(image_size=S), workers=1, progress=False, raw_root=tmp_path / "raw")
+    summary = run_prep(recs, out, PrepConfig(image_size=S), workers=1, progress=False,
+                       raw_root=tmp_path / "raw")
     assert (summary.written, summary.skipped, summary.failed) == (7, 0, 3)
     assert summary.failed_by_step == {"gridfit": 1, "read": 1, "process": 1}
     assert summary.exit_code == 0
     assert summary.line().startswith("written 7, skipped 0, failed 3 (")
     with shards.open_shard(out) as shard:
         assert len(shard) == 7
-        assert shard.index["sample_id"].tolist() == [r.scan_id for i, r in enumerate(recs) if i not in (2, 5, 7)]
-        assert shard.index["source"][0] == f"F0000/{recs[0].scan_id}_F3D.wrl"  # relative to raw_root
+        assert shard.index["sample_id"].tolist() == [r.scan_id for i,
+                                                     r in enumerate(recs) if i not in (2, 5, 7)]
+        # relative to raw_root
+        assert shard.index["source"][0] == f"F0000/{recs[0].scan_id}_F3D.wrl"
         errors = {e["source"]: (e["step"], e["message"]) for e in shard.errors()}
     assert errors[f"F0000/{recs[2].scan_id}_F3D.wrl"] == ("gridfit", "singular system")
-    assert errors[f"F0000/{recs[5].scan_id}_F3D.wrl"] == ("read", "x.wrl: coordIndex refers to vertex 9")
+    assert errors[f"F0000/{recs[5].scan_id}_F3D.wrl"] == ("read",
+                                                          "x.wrl: coordIndex refers to vertex 9")
     step, message = errors[f"F0001/{recs[7].scan_id}_F3D.wrl"]
-    assert step == "process" and message.startswith("ZeroDivisionError: division by zero (at test_cli.py:")
+    assert step == "process"
+    assert message.startswith("ZeroDivisionError: division by zero (at test_cli.py:")
     # strict: same failures -> exit 1; rerun resumes (7 skipped) and retries the 3 failures
-    monkeypatch.setattr(pipeline, "process_scan", fake_process_scan({recs[2].scan_id: ScanError("pose", "x")}))
+    monkeypatch.setattr(runner, "process_scan",
+                        fake_process_scan({recs[2].scan_id: ScanError("pose", "x")}))
     again = run_prep(recs, out, PrepConfig(image_size=S), workers=0, strict=True, progress=False,
                      raw_root=tmp_path / "raw")
     assert (again.written, again.skipped, again.failed_by_step) == (2, 7, {"pose": 1})
@@ -145,9 +232,10 @@ def test_run_prep_failures_become_error_rows(tmp_path, monkeypatch):
 
 def test_run_prep_nothing_written_exits_1(tmp_path, monkeypatch):
     recs = records(3, tmp_path)
-    monkeypatch.setattr(pipeline, "process_scan",
+    monkeypatch.setattr(runner, "process_scan",
                         fake_process_scan({r.scan_id: ScanError("read", "no mesh") for r in recs}))
-    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=1, progress=False)
+    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=1,
+                       progress=False)
     assert summary.n_samples == 0 and summary.exit_code == 1
     assert summary.failed_by_step == {"read": 3}
 
@@ -157,10 +245,12 @@ def test_run_prep_rejects_wrong_shapes(tmp_path, monkeypatch):
 
     def bad(record, cfg):
         return fake_sample(0, size=S + 2)
-    monkeypatch.setattr(pipeline, "process_scan", bad)
-    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=1, progress=False)
+    monkeypatch.setattr(runner, "process_scan", bad)
+    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=1,
+                       progress=False)
     assert summary.failed_by_step == {"sample": 2}
-    assert "texture must be (32, 32, 3) uint8, got (34, 34, 3) uint8" in summary.failures[0][2]
+    assert ("texture has shape (34, 34, 3) and dtype uint8, the shard stores (32, 32, 3) uint8"
+            in summary.failures[0][2])
 
 
 def test_run_prep_interrupt_keeps_tmp_and_resumes(tmp_path, monkeypatch):
@@ -171,12 +261,12 @@ def test_run_prep_interrupt_keeps_tmp_and_resumes(tmp_path, monkeypatch):
         if record.scan_id == recs[4].scan_id:
             raise KeyboardInterrupt
         return good(record, cfg)
-    monkeypatch.setattr(pipeline, "process_scan", interrupted)
+    monkeypatch.setattr(runner, "process_scan", interrupted)
     out = tmp_path / "out.h5"
     with pytest.raises(KeyboardInterrupt):
         run_prep(recs, out, PrepConfig(image_size=S), workers=1, progress=False)
     assert shards.tmp_path(out).exists() and not out.exists()
-    monkeypatch.setattr(pipeline, "process_scan", good)
+    monkeypatch.setattr(runner, "process_scan", good)
     summary = run_prep(recs, out, PrepConfig(image_size=S), workers=1, progress=False)
     assert (summary.written, summary.skipped) == (2, 4)
     with shards.open_shard(out) as shard:
@@ -186,7 +276,8 @@ def test_run_prep_interrupt_keeps_tmp_and_resumes(tmp_path, monkeypatch):
 def test_run_prep_parallel_pool(tmp_path):
     """Real spawn-started workers and the real process_scan: scans without files all fail."""
     recs = records(3, tmp_path)
-    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=2, progress=False,
+    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=S), workers=2,
+                       progress=False,
                        raw_root=tmp_path)
     assert (summary.written, summary.failed, summary.n_samples, summary.exit_code) == (0, 3, 0, 1)
     assert sorted(source for source, _, _ in summary.failures) == sorted(
@@ -202,11 +293,12 @@ def crash_on_fear(record, cfg):
 
 def test_worker_crash_is_isolated_to_its_scan(tmp_path):
     recs = records(5, tmp_path)
-    results = list(pipeline._results_parallel(recs, PrepConfig(image_size=S), 2, fn=crash_on_fear))
+    results = list(runner._results_parallel(recs, PrepConfig(image_size=S), 2, fn=crash_on_fear))
     assert sorted(r.scan_id for r, _ in results) == sorted(r.scan_id for r in recs)  # each once
     by_id = {r.scan_id: res for r, res in results}
     assert len(by_id) == 5
-    assert by_id[recs[2].scan_id] == ("error", "worker", "worker process died while processing this scan")
+    assert by_id[recs[2].scan_id] == ("error", "worker",
+                                      "worker process died while processing this scan")
     assert all(by_id[r.scan_id] == ("ok", r.scan_id) for i, r in enumerate(recs) if i != 2)
 
 
@@ -224,7 +316,7 @@ def raw_tree(root: Path, n: int) -> Path:
 def test_cli_end_to_end_with_stand_in_steps(tmp_path, monkeypatch, capsys):
     raw = raw_tree(tmp_path / "raw", 14)
     fail = {fake_sample(3).sample_id: ScanError("gridfit", "singular")}
-    monkeypatch.setattr(pipeline, "process_scan", fake_process_scan(fail))
+    monkeypatch.setattr(runner, "process_scan", fake_process_scan(fail))
     out = tmp_path / "out.h5"
     common = ["--size", str(S), "--workers", "1", "--quiet"]
     assert cli.main(["bu3dfe", str(raw), str(out), *common, "--subjects", "F0000",
@@ -263,22 +355,23 @@ def test_config_round_trip_and_validation():
     cfg = PrepConfig(dataset="bosphorus", image_size=64, pose=False, landmarks="dlib")
     assert PrepConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.landmark_scheme()[0] == "bosphorus"
-    with pytest.raises(pipeline.Fer3dDataError, match="unknown preprocessing config keys"):
+    with pytest.raises(Fer3dDataError, match="unknown preprocessing config keys"):
         PrepConfig.from_dict({"smoothnes": 2})
-    with pytest.raises(pipeline.Fer3dDataError, match="interp must be one of"):
+    with pytest.raises(Fer3dDataError, match="interp must be one of"):
         PrepConfig(interp="cubic")
 
 
 def test_step_attributes_exceptions_to_their_step():
     with pytest.raises(ScanError) as e:
-        with pipeline.step("gridfit", "F0001_AN04WH"):
+        with prep.step("gridfit", "F0001_AN04WH"):
             raise ValueError("singular matrix")
-    assert (e.value.step, e.value.message, e.value.scan_id) == ("gridfit", "ValueError: singular matrix", "F0001_AN04WH")
+    assert (e.value.step, e.value.message, e.value.scan_id) == (
+        "gridfit", "ValueError: singular matrix", "F0001_AN04WH")
     with pytest.raises(ScanError) as e:
-        with pipeline.step("read"):
+        with prep.step("read"):
             raise RawFormatError("a.bnt", "file size 10, expected 18")
     assert (e.value.step, e.value.message) == ("read", "a.bnt: file size 10, expected 18")
     with pytest.raises(ScanError) as e:
-        with pipeline.step("pose"):
+        with prep.step("pose"):
             raise ScanError("nose_tip", "no nose")
     assert e.value.step == "nose_tip"  # the innermost step keeps its name

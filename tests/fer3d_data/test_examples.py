@@ -29,7 +29,8 @@ def run(script: str, path: Path) -> str:
 
 def test_read_shard_h5py(shard):
     out = run("read_shard_h5py.py", shard)
-    assert "14 samples of 2 subjects; first: ['F0000_AN04WH', 'F0000_DI04WH', 'F0000_FE04WH']" in out
+    first = "['F0000_AN04WH', 'F0000_DI04WH', 'F0000_FE04WH']"
+    assert f"14 samples of 2 subjects; first: {first}" in out
     assert f"  texture      {str((S, S, 3)):14s} uint8" in out
     assert "  mask56       (56, 56)       float16" in out
     assert "  landmarks    (83, 2)        float32" in out
@@ -40,7 +41,7 @@ def test_read_shard_h5py(shard):
 def test_torch_minimal(shard):
     pytest.importorskip("torch")
     out = run("torch_minimal.py", shard)
-    lines = [l for l in out.splitlines() if l.startswith("epoch")]
+    lines = [line for line in out.splitlines() if line.startswith("epoch")]
     assert len(lines) == 2 and lines[1].startswith("epoch 2: loss ")
     assert lines[0].endswith("(12 samples)")  # 14 minus the 2 neutral
 
@@ -49,3 +50,21 @@ def test_examples_refuse_missing_argument():
     proc = subprocess.run([sys.executable, str(EXAMPLES / "read_shard_h5py.py")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "Usage:" in proc.stderr
+
+
+@pytest.mark.parametrize("script", ["read_shard_h5py.py", "torch_minimal.py"])
+def test_examples_refuse_virtual_shard_missing_a_part(tmp_path, script):
+    if script == "torch_minimal.py":
+        pytest.importorskip("torch")
+    from fer3d_data import shards
+
+    a = write_shard(tmp_path / "a.h5", n=3)
+    b = write_shard(tmp_path / "b.h5", n=3, start=3)
+    merged = shards.merge(tmp_path / "m.h5", [a, b], virtual=True)
+    assert "6 samples of 1 subjects" in run("read_shard_h5py.py", merged)  # parts present: fine
+    b.unlink()
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), str(merged)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "merged shard whose part b.h5 is missing" in proc.stderr
+    assert "Traceback" not in proc.stderr and "epoch" not in proc.stdout

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer3d_data.surface.gridfit import GridFitter, coverage, gridfit
+from fer3d_data.surface.gridfit import GridFitter, gridfit
 
 XN = np.linspace(-1.0, 1.3, 40)
 YN = np.linspace(-0.8, 1.0, 30)
@@ -106,17 +106,6 @@ def test_active_region_without_data_is_an_error():
         GridFitter(XN, YN, active=active).fit(x, y, np.ones(50))
 
 
-def test_coverage():
-    x, y = np.array([XN[3] + 1e-3]), np.array([YN[5] + 1e-3])  # in cell (row 5, col 3)
-    cov = coverage(x, y, XN, YN)
-    assert cov.shape == (30, 40) and cov.sum() == 4
-    assert cov[5, 3] and cov[6, 3] and cov[5, 4] and cov[6, 4]
-    active = np.ones((30, 40), dtype=bool)
-    active[6, 4] = False
-    assert coverage(x, y, XN, YN, active=active).sum() == 3
-    assert coverage(np.array([5.0]), np.array([0.0]), XN, YN).sum() == 0   # outside
-
-
 def test_points_outside_grid_ignored():
     x, y, z = cloud()
     ref = gridfit(x, y, z, XN, YN)
@@ -154,7 +143,8 @@ def test_bad_options(kwargs, match):
 def test_uniform_cell_lookup_equals_searchsorted_at_node_boundaries():
     from fer3d_data.surface.gridfit import _cell_index
     rng = np.random.default_rng(0)
-    for nodes in (np.linspace(-90, 90, 224), np.linspace(0.1, 0.7, 7), np.array([0.0, 1.0, 3.0, 3.5])):
+    for nodes in (np.linspace(-90, 90, 224), np.linspace(0.1, 0.7, 7), np.array([0.0, 1.0, 3.0,
+                                                                                 3.5])):
         v = np.concatenate([rng.uniform(nodes[0], nodes[-1], 20000), nodes,
                             np.nextafter(nodes, np.inf)[:-1], np.nextafter(nodes, -np.inf)[1:]])
         ref = np.minimum(np.searchsorted(nodes, v, side="right") - 1, nodes.size - 2)

@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-from fer3d_data.io import RangeGrid, RawFormatError, load, load_bnt
+from fer3d_data.io import RangeGrid, RawFormatError, load_bnt
 
 ZMIN = -1e9
 
@@ -49,7 +49,7 @@ def test_invalid_where_any_coordinate_is_zmin(tmp_path):
     planes[2, 1, 3] = ZMIN            # Z only (seen in a genuine file)
     planes[:3, 2, 1] = ZMIN           # all three
     planes[3, 0, 2] = ZMIN            # U at zmin does not invalidate
-    grid = load(write(tmp_path, bnt_bytes(planes)))
+    grid = load_bnt(write(tmp_path, bnt_bytes(planes)))
     expected = np.ones((3, 4), bool)
     expected[2, 0] = expected[1, 3] = expected[0, 1] = False   # rows flipped
     np.testing.assert_array_equal(grid.valid, expected)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fer3d_data.io import (BOSPHORUS_LANDMARK_NAMES, Landmarks, RawFormatError,
-                           load, load_bnd, load_lm2, load_lm3, load_pse)
+                           load_bnd, load_lm2, load_lm3, load_pse)
 
 
 def write(tmp_path, text, name, newline="\n"):
@@ -29,7 +29,7 @@ def test_bnd_83_rows(tmp_path):
 
 
 def test_bnd_trailing_blank_lines_ignored(tmp_path):
-    assert len(load(write(tmp_path, bnd_text() + "\n\n", "a.bnd"))) == 83
+    assert len(load_bnd(write(tmp_path, bnd_text() + "\n\n", "a.bnd"))) == 83
 
 
 @pytest.mark.parametrize("text, problem", [
@@ -37,7 +37,8 @@ def test_bnd_trailing_blank_lines_ignored(tmp_path):
     (bnd_text(84), "84 landmark rows, expected 83"),
     (bnd_text().replace("3.5", "3.5 7", 1), "row 4 has 5 fields"),
     (bnd_text().replace("3.5", "x", 1), "non-numeric"),
-    (bnd_text().replace("103", "-3", 1), "negative or fractional"),
+    (bnd_text().replace("103", "-3", 1), "negative, fractional or out-of-range"),
+    (bnd_text().replace("103", "1e300", 1), "negative, fractional or out-of-range"),
     ("", "empty file"),
     ("1\t2\x00\t3\t4\n", "binary"),
 ])
@@ -99,7 +100,7 @@ def test_lm2_keyed_by_name_crlf_and_info_block(tmp_path):
     names = list(BOSPHORUS_LANDMARK_NAMES[:5])
     for info in (False, True):
         path = write(tmp_path, lm2_text(names, info=info), "bs000_E_ANGER_0.lm2", newline="\r\n")
-        lm = load(path)
+        lm = load_lm2(path)
         assert lm.scheme == "bosphorus" and lm.points.shape == (5, 2) and lm.names == tuple(names)
         np.testing.assert_array_equal(lm.get("Inner right eyebrow"), [30, 3.25])
 

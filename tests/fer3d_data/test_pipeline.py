@@ -16,12 +16,13 @@ from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from fer3d_data import cli, pipeline, shards, synth
+from fer3d_data import cli, shards, synth
 from fer3d_data.datasets import walkers
+from fer3d_data.errors import ScanError
 from fer3d_data.io import load_bnd, load_lm3
 from fer3d_data.landmarks import GROUPS, canonical_points, group_points
 from fer3d_data.masks import area_resize
-from fer3d_data.pipeline import PrepConfig, process_scan, run_prep
+from fer3d_data.prep import PrepConfig, process_scan, run_prep, runner
 from fer3d_data.surface import Grid
 
 # Small but real: BU-3DFE meshes of 5,000 vertices (database: ~8,000) and Bosphorus grids
@@ -360,15 +361,15 @@ def test_artifacts_and_broken_files(tmp_path, capsys):
         good = [r for r in records if r.scan_id not in bad_ids]
         assert data["index/sample_id"].tolist() == [r.scan_id for r in good]
         errors = {source: (step, message) for source, step, message in data["errors"]}
-        assert sorted(errors) == sorted(pipeline.source_of(r, root) for r in broken)
+        assert sorted(errors) == sorted(runner.source_of(r, root) for r in broken)
         line = summary_line(capsys)
         assert line.startswith(f"written {len(good)}, skipped 0, failed {len(broken)} (read")
         for r in broken:
-            step, message = errors[pipeline.source_of(r, root)]
+            step, message = errors[runner.source_of(r, root)]
             assert step == "read"
             assert r.mesh.name in message
         if dataset == "bu3dfe":
-            assert "missing texture" in errors[pipeline.source_of(no_texture, root)][1]
+            assert "missing texture" in errors[runner.source_of(no_texture, root)][1]
         # spikes and outliers did not reach the depth: it still follows the surface
         grid = Grid(64, 90.0)
         with shards.open_shard(out) as shard:
@@ -397,7 +398,7 @@ def uninterrupted(raw, tmp_path_factory):
 
 def test_resume_after_interrupt_gives_the_same_shard(raw, uninterrupted, tmp_path, monkeypatch):
     records, calls = raw["bu3dfe"], []
-    real = pipeline.process_scan
+    real = runner.process_scan
 
     def interrupted_after_two(record, cfg):
         if len(calls) == 2:
@@ -405,12 +406,12 @@ def test_resume_after_interrupt_gives_the_same_shard(raw, uninterrupted, tmp_pat
         calls.append(record.scan_id)
         return real(record, cfg)
 
-    monkeypatch.setattr(pipeline, "process_scan", interrupted_after_two)
+    monkeypatch.setattr(runner, "process_scan", interrupted_after_two)
     out = tmp_path / "bu.h5"
     with pytest.raises(KeyboardInterrupt):
         run_prep(records, out, PrepConfig(image_size=64), workers=0, progress=False)
     assert shards.tmp_path(out).exists() and not out.exists()
-    monkeypatch.setattr(pipeline, "process_scan", real)
+    monkeypatch.setattr(runner, "process_scan", real)
     summary = run_prep(records, out, PrepConfig(image_size=64), workers=0, progress=False)
     assert (summary.skipped, summary.written, summary.failed) == (2, len(records) - 2, 0)
     assert_same_shards(read_shard(out), uninterrupted)
@@ -445,3 +446,20 @@ def test_coverage_is_the_scanned_surface_without_speckle(prepared, dataset):
         inside_gaps = int(ndimage.binary_fill_holes(cov).sum() - cov.sum())
         assert inside_gaps < 10, f"{inside_gaps} uncovered cells inside the covered face"
         assert 0.25 < cov.mean() < 0.95
+
+
+def test_texture_named_outside_the_scan_folder_is_refused_unless_allowed(tmp_path):
+    records = make_tree("bu3dfe", tmp_path / "raw", ("neutral",), vertices=2500, texture_size=64)
+    record = records[0]
+    wrl = record.mesh.read_text()
+    name = record.texture.name
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / name).write_bytes(record.texture.read_bytes())
+    record.texture.unlink()
+    record.mesh.write_text(wrl.replace(f'"{name}"', f'"../../elsewhere/{name}"'))
+    cfg = PrepConfig(image_size=32, min_points=500)
+    with pytest.raises(ScanError, match=r"texture reference '../../elsewhere/.*' is outside the dataset root"):
+        process_scan(record, cfg)
+    sample = process_scan(record, PrepConfig(image_size=32, min_points=500,
+                                             allow_outside_textures=True))
+    assert sample.texture.shape == (32, 32, 3)

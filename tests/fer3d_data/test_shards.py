@@ -15,7 +15,7 @@ import pytest
 
 from fer3d_data import shards
 from fer3d_data.errors import Fer3dDataError
-from fer3d_data.pipeline import PrepConfig, Sample
+from fer3d_data.prep import PrepConfig, Sample
 from fer3d_data.schema import CLASS_NAMES, FORMAT_VERSION
 
 S = 32
@@ -33,7 +33,8 @@ def fake_sample(i: int, *, size: int = S, k: int = 83, seed: int = 0) -> Sample:
     landmarks[::7] = np.nan
     expression = EXPRESSIONS[i % 7]
     return Sample(
-        sample_id=f"F{i // 7:04d}_{expression[:2].upper()}{0 if expression == 'neutral' else 4:02d}WH",
+        sample_id=(f"F{i // 7:04d}_{expression[:2].upper()}"
+                   f"{0 if expression == 'neutral' else 4:02d}WH"),
         subject=f"F{i // 7:04d}", expression=expression,
         intensity=0 if expression == "neutral" else 4, source=f"F{i // 7:04d}/scan{i}.wrl",
         texture=rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
@@ -134,7 +135,8 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path):
         w.add_error("F0001/scan8.wrl", "read", "will succeed later")
         os._exit(3)  # a crash: no close, no rename
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 3, proc.stderr
     assert shards.tmp_path(out).exists() and not out.exists()
     with writer(out) as w:
@@ -183,7 +185,8 @@ def test_complete_shard_is_extended_in_place(tmp_path):
 
 def test_config_mismatch_is_refused_before_any_work(tmp_path):
     out = write_shard(tmp_path / "a.h5", n=2)
-    with pytest.raises(Fer3dDataError, match=r"another config \(smoothness: 1.0 -> 2.0\).*--overwrite"):
+    with pytest.raises(Fer3dDataError,
+                       match=r"another config \(smoothness: 1.0 -> 2.0\).*--overwrite"):
         writer(out, PrepConfig(image_size=S, smoothness=2.0))
     assert out.exists() and not shards.tmp_path(out).exists()
     with writer(out, PrepConfig(image_size=S, smoothness=2.0), overwrite=True) as w:
@@ -198,7 +201,8 @@ def test_version_mismatch_is_refused(tmp_path):
         f.attrs["format_version"] = FORMAT_VERSION + 1
     with pytest.raises(Fer3dDataError, match=rf"format_version {FORMAT_VERSION + 1}.*--overwrite"):
         writer(out)
-    with pytest.raises(Fer3dDataError, match=rf"a.h5: fer3d-shard format_version {FORMAT_VERSION + 1}"):
+    with pytest.raises(Fer3dDataError,
+                       match=rf"a.h5: fer3d-shard format_version {FORMAT_VERSION + 1}"):
         shards.open_shard(out)
     assert shards.verify(out)[0].endswith("(--overwrite)")
 
@@ -239,37 +243,81 @@ def test_verify_reports_bad_values(tmp_path):
         f["index/expression"][0] = 9
     problems = shards.verify(out)
     assert any("/index/expression: codes outside 0..6 at rows [0]" in p for p in problems)
-    assert any("sample 1" in p and "depth has non-finite values" in p for p in problems)
+    assert any("/index/expression: SHA-256 digest differs" in p for p in problems)  # changed in place
+    assert any("sample 1" in p and "sanity: depth: 1 non-finite cells" in p for p in problems)
     assert any("sample 2" in p and "mask28 differs from the area-resize of mask56" in p for p in problems)
-    assert len(problems) == 3
+    assert len(problems) == 4
 
 
-def test_merge_reads_as_one(tmp_path):
+def _two_parts(tmp_path):
     (tmp_path / "parts").mkdir()
     a = write_shard(tmp_path / "parts" / "a.h5", n=4, errors=[("s1", "read", "m1")])
     b = write_shard(tmp_path / "parts" / "b.h5", n=3, start=4, errors=[("s2", "pose", "m2")])
-    out = shards.merge(tmp_path / "all.h5", [a, b])
+    return a, b
+
+
+@pytest.mark.parametrize("virtual", [False, True])
+def test_merge_reads_as_one(tmp_path, virtual):
+    a, b = _two_parts(tmp_path)
+    out = shards.merge(tmp_path / "all.h5", [a, b], virtual=virtual)
     with shards.open_shard(out) as shard:
         assert len(shard) == 7
         for i in range(7):
             assert_same_sample(shard.sample(i), fake_sample(i))
         assert [e["source"] for e in shard.errors()] == ["s1", "s2"]
-        assert shard.attrs["parts"] == ["parts/a.h5", "parts/b.h5"]
+        assert shard.attrs["part_lengths"] == [4, 3]
+        if virtual:
+            assert shard.attrs["parts"] == ["parts/a.h5", "parts/b.h5"]
+        else:
+            assert "parts" not in shard.attrs and shard.attrs["merged_from"] == ["a.h5", "b.h5"]
     assert shards.verify(out) == []
     with pytest.raises(Fer3dDataError, match="exists"):
-        shards.merge(out, [a, b])
+        shards.merge(out, [a, b], virtual=virtual)
     with pytest.raises(Fer3dDataError, match="share sample ids"):
-        shards.merge(tmp_path / "dup.h5", [a, a])
+        shards.merge(tmp_path / "dup.h5", [a, a], virtual=virtual)
     c = tmp_path / "c.h5"
     with writer(c, PrepConfig(image_size=S, pose=False)) as w:
         w.append(fake_sample(20))
     with pytest.raises(Fer3dDataError, match=r"config differs .*pose: True -> False"):
-        shards.merge(tmp_path / "bad.h5", [a, c])
+        shards.merge(tmp_path / "bad.h5", [a, c], virtual=virtual)
+
+
+def test_merged_shard_travels(tmp_path, monkeypatch):
+    """Copied alone to another folder and read with plain h5py from a third: every byte there."""
+    a, b = _two_parts(tmp_path)
+    out = shards.merge(tmp_path / "all.h5", [a, b])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    copy = elsewhere / "copy.h5"
+    copy.write_bytes(out.read_bytes())
+    third = tmp_path / "third"
+    third.mkdir()
+    monkeypatch.chdir(third)
+    with h5py.File(copy, "r") as f:
+        assert not any(f[name].is_virtual for name in ("depth", "index/sample_id"))
+        ids = f["index/sample_id"].asstr()[()].tolist()
+        assert ids == [fake_sample(i).sample_id for i in range(7)]
+        np.testing.assert_array_equal(f["depth"][5], fake_sample(5).depth)
+        np.testing.assert_array_equal(f["texture"][0], fake_sample(0).texture)
+        assert f["depth"].fletcher32 and f["depth"].chunks == (1, S, S)
+    assert shards.verify(copy) == []
+    # a self-contained merged shard is an ordinary one: a later run may append to it
+    with writer(copy) as w:
+        w.append(fake_sample(7))
+    assert shards.inspect(copy)["n_samples"] == 8
+
+
+def test_virtual_merge_refused_without_its_parts(tmp_path):
+    a, b = _two_parts(tmp_path)
+    out = shards.merge(tmp_path / "all.h5", [a, b], virtual=True)
     with pytest.raises(Fer3dDataError, match="merged"):
         writer(out)
+    with pytest.raises(Fer3dDataError, match="virtual merged shard"):
+        shards.merge(tmp_path / "again.h5", [a, out])
     os.remove(b)
-    with pytest.raises(Fer3dDataError, match="merged part parts/b.h5 is missing"):
+    with pytest.raises(Fer3dDataError, match=r"parts are missing: parts/b.h5; .*without --virtual"):
         shards.open_shard(out)
+    assert "parts are missing" in shards.verify(out)[0]
 
 
 def test_inspect_counts(tmp_path):

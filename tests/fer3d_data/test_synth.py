@@ -3,7 +3,6 @@ through fer3d_data.io for every format variant, learnability of the expressions.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import time
 
@@ -21,19 +20,22 @@ CLASSES = ("neutral",) + EXPRESSIONS
 
 
 def digest(paths):
-    return {p.relative_to(p.parents[1]).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest() for p in paths}
+    return {p.relative_to(p.parents[1]).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in paths}
 
 
 # ---------------------------------------------------------------- analytic face
 
 
-@pytest.mark.parametrize("dataset,scheme,count", [("bu3dfe", "bu3dfe83", 83), ("bosphorus", "bosphorus", 22)])
+@pytest.mark.parametrize("dataset,scheme,count", [("bu3dfe", "bu3dfe83", 83), ("bosphorus",
+                                                                               "bosphorus", 22)])
 @pytest.mark.parametrize("expression", CLASSES)
 def test_landmarks_lie_on_the_surface(dataset, scheme, count, expression):
     truth = synth.scan_truth(dataset, "F0002" if dataset == "bu3dfe" else "bs002", expression, 3)
     lm = truth.landmarks
     assert lm.points.shape == (count, 3) and lm.scheme == scheme
-    np.testing.assert_allclose(lm.points[:, 2], truth.height(lm.points[:, 0], lm.points[:, 1]), atol=1e-9)
+    np.testing.assert_allclose(lm.points[:, 2], truth.height(lm.points[:, 0], lm.points[:, 1]),
+                               atol=1e-9)
     assert np.all(synth.face_mask(truth.params, *(lm.points[:, :2] - truth.offset[:2]).T))
 
 
@@ -48,7 +50,8 @@ def test_nose_tip_is_the_surface_maximum_at_the_origin():
 
 
 def test_bu3dfe_landmark_regions_follow_formats_md():
-    pts = synth.face_landmarks(synth.scan_truth("bu3dfe", "F0001", "neutral", 0).params, "bu3dfe83").points
+    pts = synth.face_landmarks(synth.scan_truth("bu3dfe", "F0001", "neutral", 0).params,
+                               "bu3dfe83").points
     r = lambda k: pts[k - 1]  # noqa: E731  1-based rows as in FORMATS.md
     assert np.all(pts[0:8, 0] < 0) and np.all(pts[8:16, 0] > 0)            # eyes by side
     assert r(1)[0] > r(5)[0] and r(9)[0] < r(13)[0]                        # inner corners nearer 0
@@ -141,7 +144,8 @@ def test_bu3dfe_tree_names():
     stems = [f"{s}/{s}_NE00{race[s]}" for s in ("F0001", "M0001")] + [
         f"{s}/{s}_{code}{k:02d}{race[s]}" for s in ("F0001", "M0001")
         for code in ("AN", "DI", "FE", "HA", "SA", "SU") for k in range(1, 5)]
-    assert names == sorted(f"{st}_{t}" for st in stems for t in ("F3D.wrl", "F3D.bnd", "F3D.bmp", "F2D.bmp"))
+    assert names == sorted(f"{st}_{t}" for st in stems for t in ("F3D.wrl", "F3D.bnd", "F3D.bmp",
+                                                                 "F2D.bmp"))
 
 
 def test_bosphorus_tree_names(tmp_path):
@@ -318,7 +322,8 @@ def test_truth_matches_clean_surface():
 
 
 def test_markers_sit_on_their_landmarks():
-    scan = synth.build_bosphorus_scan("bs000", "fear", texture_scale=1.0, markers=True, drop_landmarks=0)
+    scan = synth.build_bosphorus_scan("bs000", "fear", texture_scale=1.0, markers=True,
+                                      drop_landmarks=0)
     for name, colour in synth.MARKERS_BOSPHORUS.items():
         c, r = np.floor(scan.lm2[scan.names.index(name)]).astype(int)
         assert tuple(scan.texture[r, c]) == colour, name
@@ -357,19 +362,30 @@ def test_missing_companions_are_skipped_deterministically(tmp_path):
     assert exts.count(".bnt") == 14 and len(paths) < 14 * 4
 
 
-def test_run_from_parser(tmp_path, capsys):
-    parser = synth.add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["bosphorus", str(tmp_path / "bs"), "--subjects", "1", "--grid", "20", "16",
-                              "--texture-scale", "1", "--variant", "info", "--variant", "zonly",
-                              "--seed", "9", "--markers"])
-    assert synth.run(args) == 0
+def test_synth_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from fer3d_data.synth.command import synth_group
+
+    def run(*args):
+        return CliRunner().invoke(synth_group, [str(a) for a in args])
+    r = run("bosphorus", tmp_path / "bs", "--subjects", 1, "--grid", 20, 16, "--texture-scale", 1,
+            "--variant", "info", "--variant", "zonly", "--seed", 9, "--markers")
+    assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "bs" / "bs000").iterdir())) == 28
     assert b"\r\n*\r\n" in (tmp_path / "bs" / "bs000" / "bs000_N_N_0.lm3").read_bytes()
-    args = parser.parse_args(["bu3dfe", str(tmp_path / "bu"), "--subjects", "1", "--vertices", "100",
-                              "--texture-size", "8", "--f2d-size", "8", "--variant", "crlf"])
-    assert synth.run(args) == 0
+    r = run("bu3dfe", tmp_path / "bu", "--subjects", 1, "--vertices", 100, "--texture-size", 8,
+            "--f2d-size", 8, "--variant", "crlf")
+    assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "bu" / "F0001").iterdir())) == 100
-    assert "wrote 100 files" in capsys.readouterr().out
-    with pytest.raises(ValueError):
-        synth.run(parser.parse_args(["bu3dfe", str(tmp_path / "x"), "--variant", "info"]))
+    assert "wrote 100 files" in r.output
+    # a variant of the other dataset, or a misspelt one: a usage error listing the valid ones
+    for bad in ("info", "crlff"):
+        r = run("bu3dfe", tmp_path / "x", "--variant", bad)
+        assert r.exit_code == 2 and "Traceback" not in r.output and "crlf" in r.output
+        assert not (tmp_path / "x").exists()
+    # options only where they apply
+    assert run("bosphorus", tmp_path / "y", "--vertices", 100).exit_code == 2
+    help_text = run("bu3dfe", "--help").output
+    assert "default: 8000" in help_text and "nocommas" in help_text
     assert bos_mod.ZMIN == -1e9

@@ -3,8 +3,13 @@ import pytest
 
 from fer3d_data.errors import ScanError
 from fer3d_data.surface.grid import Grid
-from fer3d_data.surface.texture import (grid_triangles, rasterize, sample_bilinear,
-                                        texture_from_grid, texture_from_mesh)
+from fer3d_data.surface.texture import (
+    grid_triangles,
+    rasterize,
+    sample_bilinear,
+    texture_from_grid,
+    texture_from_mesh,
+)
 
 GRID = Grid(size=48, radius=40.0)
 IMAGE_SIZE = 200

@@ -1,0 +1,188 @@
+"""Reproducing the paper's tables and figures: every campaign a target needs, then the target.
+
+Stage: shards -> campaigns -> tables and figures. For each dataset found in the shards and
+each variant the target needs (:func:`fer3d.catalog.target_variants`), one campaign in
+``OUT/runs/<dataset>/<variant>`` with the recipe's settings and the caller's overrides. A
+finished campaign with the asked number of repeats is reused; any other is resumed
+(finished cells skipped, unfinished ones continued from their checkpoint). A campaign that
+fails is recorded and the others go on; the target is then built from what finished.
+Layout and costs: docs/reproduce.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+
+from fer3d.catalog import DATASETS, TARGETS, target_variants
+from fer3d.recipes import paper_differences, recipe_values
+from fer3d.reporting import build_target, load_run, write_report
+from fer3d_data.errors import Fer3dDataError
+
+log = logging.getLogger(__name__)
+
+
+class ReproduceError(Fer3dDataError):
+    """Some campaigns or figures of a target could not be made (each one is named)."""
+
+
+def _engine():
+    """The campaign API, imported in this one place (it needs torch)."""
+    from fer3d.campaign import TrainConfig, run_campaign
+
+    return TrainConfig, run_campaign
+
+
+@dataclass
+class Outcome:
+    """What a reproduction wrote and what it could not make."""
+
+    files: list[Path] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    runs: list[Path] = field(default_factory=list)
+
+
+def shards_by_dataset(shards: list[str]) -> dict[str, list[str]]:
+    """Group shard files by their ``dataset`` attribute (bu3dfe, bosphorus)."""
+    groups: dict[str, list[str]] = {}
+    for path in shards:
+        try:
+            with h5py.File(path, "r") as f:
+                name = f.attrs.get("dataset", "")
+        except (OSError, FileNotFoundError) as exc:
+            raise Fer3dDataError(f"{path}: cannot open as an HDF5 shard ({exc})") from None
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        if name not in DATASETS:
+            raise Fer3dDataError(f"{path}: dataset attribute {name!r}, expected one of "
+                                 f"{', '.join(DATASETS)}")
+        groups.setdefault(name, []).append(str(path))
+    return groups
+
+
+def campaign_values(recipe: str, dataset: str, overrides: dict) -> dict:
+    """The recipe's values for ``dataset`` with every non-None override on top."""
+    values = recipe_values(recipe, dataset)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if str(values.get("pretrained")).lower() == "none":
+        values["pretrained"] = None
+    return values
+
+
+def train_config(values: dict, shards: list[str], out: Path, variant: str):
+    """A resuming TrainConfig; a setting the engine does not take is an error."""
+    TrainConfig, _ = _engine()
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unused = sorted(k for k in values if k not in names)
+    if unused:
+        raise Fer3dDataError(f"fer3d-train has no setting {unused}")
+    kept = {k: v for k, v in values.items() if k in names and k != "variant"}
+    return TrainConfig(shards=shards, out=str(out), variant=variant, resume=True, **kept)
+
+
+def check_pretrained(value) -> None:
+    """Fail once, before any campaign, when the weights file is not there."""
+    if value is None:
+        return
+    if value == "imagenet":
+        from fer3d.models import imagenet_weights_path
+
+        path = imagenet_weights_path()
+        hint = " (the torch hub cache; fer3d never downloads: see docs/model.md)"
+    else:
+        path, hint = Path(value), ""
+    if not path.is_file():
+        raise Fer3dDataError(f"{path}: no resnet18 weights file{hint}; or pass --pretrained "
+                             "PATH, or --pretrained none to train from scratch")
+
+
+def _finished(run_dir: Path, repeats: int) -> bool:
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8") as fh:
+        return int(json.load(fh).get("repeats", -1)) == repeats
+
+
+def run_campaigns(target: str, shards: list[str], out: Path, *, recipe: str = "paper",
+                  overrides: dict | None = None) -> Outcome:
+    """Run (or reuse, or resume) every campaign ``target`` needs, per dataset."""
+    _, run_campaign = _engine()
+    outcome = Outcome()
+    for dataset, files in shards_by_dataset(shards).items():
+        values = campaign_values(recipe, dataset, overrides or {})
+        check_pretrained(values.get("pretrained"))
+        for line in paper_differences(values, dataset):
+            log.info("%s: %s", dataset, line)
+        for variant in target_variants(target):
+            run_dir = out / "runs" / dataset / variant
+            if _finished(run_dir, int(values["repeats"])):
+                log.info("%s %s: finished run reused (%s)", dataset, variant, run_dir)
+                outcome.runs.append(run_dir)
+                continue
+            try:
+                log.info("%s %s: campaign in %s", dataset, variant, run_dir)
+                run_campaign(train_config(values, files, run_dir, variant))
+                outcome.runs.append(run_dir)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise
+                outcome.failures.append(f"{dataset} {variant}: {exc}")
+                log.exception("%s %s failed", dataset, variant)
+            except Exception as exc:  # one campaign's failure must not stop the others
+                outcome.failures.append(f"{dataset} {variant}: {type(exc).__name__}: {exc}")
+                log.exception("%s %s failed", dataset, variant)
+    return outcome
+
+
+def reproduce(target: str, shards: list[str], out: str | Path, *, recipe: str = "paper",
+              overrides: dict | None = None, cam_samples: int = 6, progress=None) -> Outcome:
+    """Campaigns, then the target's files under ``OUT/<target>/`` (``all``: every target
+    and ``OUT/report/report.md``). Raises ReproduceError at the end if anything failed."""
+    out = Path(out)
+    targets = list(TARGETS) if target == "all" else [target]
+    outcome = Outcome()
+    if target_variants(target):
+        if not shards:
+            raise Fer3dDataError(f"{target} needs training: give the shard file(s)")
+        outcome = run_campaigns(target, shards, out, recipe=recipe, overrides=overrides)
+    runs = [load_run(p) for p in outcome.runs]
+    size = (overrides or {}).get("image_size") or 224
+    for name in targets:
+        if name == "fig6":
+            outcome.files += _fig6(runs, shards, out / "fig6", cam_samples, outcome.failures)
+        else:
+            outcome.files += build_target(name, runs, out / name, params_size=size)
+    if target == "all":
+        outcome.files.append(write_report(runs, out / "report", problems=outcome.failures,
+                                          params_size=size))
+    if outcome.failures:
+        raise ReproduceError(f"{target}: {len(outcome.failures)} part(s) failed (the rest is "
+                             f"in {out}): " + "; ".join(outcome.failures))
+    return outcome
+
+
+def _fig6(runs, shards: list[str], out: Path, n_samples: int, failures: list[str]
+          ) -> list[Path]:
+    """Grad-CAM montage and adaptive-fusion weights per dataset, from fold 0 of repeat 0."""
+    from fer3d import cam
+
+    written = []
+    for dataset, files in shards_by_dataset(shards).items():
+        pair = {r.variant: r for r in runs if r.dataset == dataset}
+        missing = [v for v, _ in TARGETS["fig6"].rows if v not in pair]
+        if missing:
+            failures.append(f"fig6 {dataset}: no finished run of {', '.join(missing)}")
+            continue
+        try:
+            written += cam.fig6_from_runs([pair[v] for v, _ in TARGETS["fig6"].rows], files,
+                                          out, dataset, n_samples)
+        except Exception as exc:  # a figure's failure must not lose the tables
+            failures.append(f"fig6 {dataset}: {type(exc).__name__}: {exc}")
+            log.exception("fig6 %s failed", dataset)
+    return written

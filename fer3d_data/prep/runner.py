@@ -1,0 +1,254 @@
+"""The parallel driver: a list of scans -> one shard, with progress and a summary.
+
+Stage: preprocessing driver. :func:`run_prep` runs :func:`fer3d_data.prep.process.process_scan`
+over many scans in worker processes while the parent alone writes the shard
+(:class:`fer3d_data.shards.ShardWriter`). A scan that fails becomes an ``/errors`` row and
+the run goes on; an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..datasets.records import ScanRecord
+from ..errors import Fer3dDataError, RawFormatError, ScanError
+from ..shards import ShardWriter
+from .config import PrepConfig
+from .process import process_scan
+
+# Error-row steps beyond the preprocessing steps of docs/shards.md.
+STEP_UNEXPECTED = "process"  # an exception no step claimed
+STEP_WORKER = "worker"  # the worker process died (segfault, out of memory)
+
+@dataclass
+class PrepSummary:
+    """What :func:`run_prep` did. ``exit_code`` is what the CLI returns."""
+
+    out_path: Path
+    total: int
+    written: int
+    skipped: int
+    failed_by_step: dict[str, int]
+    seconds: float
+    n_samples: int
+    strict: bool = False
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failed_by_step.values())
+
+    @property
+    def exit_code(self) -> int:
+        """0 on success; 1 when the shard holds no sample, or with ``strict`` and any failure."""
+        if self.n_samples == 0 or (self.strict and self.failed):
+            return 1
+        return 0
+
+    def line(self) -> str:
+        """One-line summary, e.g.
+        ``written 710, skipped 0, failed 10 (gridfit 7, read 3) -> out.h5 in 1m02s``."""
+        by_count = sorted(self.failed_by_step.items(), key=lambda kv: -kv[1])
+        steps = ", ".join(f"{k} {v}" for k, v in by_count)
+        failed = f"failed {self.failed}" + (f" ({steps})" if steps else "")
+        m, s = divmod(int(round(self.seconds)), 60)
+        return (f"written {self.written}, skipped {self.skipped}, {failed} -> {self.out_path} "
+                f"({self.n_samples} samples) in {m}m{s:02d}s")
+
+
+def source_of(record: ScanRecord, raw_root: str | os.PathLike | None) -> str:
+    """The ``source`` column of a scan: its mesh/grid path relative to the raw root."""
+    if record.mesh is None:  # a missing mesh still needs a stable key for its error row
+        return f"{record.subject}/{record.scan_id}"
+    path = Path(record.mesh)
+    if raw_root is not None:
+        with contextlib.suppress(ValueError):
+            return path.resolve().relative_to(Path(raw_root).resolve()).as_posix()
+    return path.as_posix()
+
+
+def default_workers() -> int:
+    """Worker processes when none are asked for: every core this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _describe_failure(exc: BaseException) -> tuple[str, str]:
+    """(step, message) of an exception raised by process_scan."""
+    if isinstance(exc, ScanError):
+        return exc.step, exc.message
+    if isinstance(exc, RawFormatError):
+        return "read", str(exc)
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return STEP_UNEXPECTED, f"{type(exc).__name__}: {exc}{where}"
+
+
+def _process_one(record: ScanRecord, cfg: PrepConfig) -> tuple:
+    """Run process_scan and return ``("ok", sample)`` or ``("error", step, message)``.
+
+    Top-level so spawn-started workers can unpickle it; exceptions become plain tuples so
+    an exception type that does not pickle cannot break the pool.
+    """
+    try:
+        return ("ok", process_scan(record, cfg))
+    except Exception as exc:  # noqa: BLE001 - every failure of one scan becomes an error row
+        return ("error", *_describe_failure(exc))
+
+
+def _worker_init() -> None:
+    # Ctrl-C goes to the whole process group: only the parent handles it, so it can flush.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _one_thread_per_worker():
+    """Workers are processes: keep BLAS/OpenMP in each to one thread (no oversubscription)."""
+    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in keys}
+    for k in keys:
+        os.environ.setdefault(k, "1")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _results_serial(records: Sequence[ScanRecord], cfg: PrepConfig):
+    """(record, result) in order, in this process (workers <= 1)."""
+    for record in records:
+        yield record, _process_one(record, cfg)
+
+
+def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: int, fn=None):
+    """(record, result) in input order from a spawn-started process pool.
+
+    At most ``2 * workers`` scans are in flight, so memory stays flat however many scans.
+    When a worker dies the pool breaks for every scan in flight: those are retried one at a
+    time in a fresh pool, and the scan that kills its worker alone gets a ``worker`` error.
+    """
+    fn = fn or _process_one  # tests pass a top-level stand-in
+    ctx = multiprocessing.get_context("spawn")
+    todo = deque(records)
+    suspects: deque[ScanRecord] = deque()
+    limit = 2 * workers
+    pool = None
+    try:
+        while todo or suspects:
+            if pool is None:
+                with _one_thread_per_worker():
+                    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+            if suspects:  # isolation mode: one scan at a time
+                record = suspects.popleft()
+                try:
+                    yield record, pool.submit(fn, record, cfg).result()
+                except BrokenProcessPool:
+                    pool.shutdown(wait=True)
+                    pool = None
+                    yield record, ("error", STEP_WORKER,
+                                   "worker process died while processing this scan")
+                continue
+            inflight: deque = deque()
+            try:
+                while todo or inflight:
+                    while todo and len(inflight) < limit:
+                        record = todo.popleft()
+                        inflight.append((record, pool.submit(fn, record, cfg)))
+                    record, fut = inflight[0]
+                    result = fut.result()
+                    inflight.popleft()
+                    yield record, result
+            except BrokenProcessPool:
+                suspects.extend(r for r, _ in inflight)
+                pool.shutdown(wait=True)
+                pool = None
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: PrepConfig, *,
+             workers: int | None = None, strict: bool = False, overwrite: bool = False,
+             progress: bool = True, raw_root: str | os.PathLike | None = None) -> PrepSummary:
+    """Preprocess ``records`` into the shard ``out_path`` (resumable, see docs/shards.md).
+
+    workers   processes; None = every core; 0 or 1 = in this process (no pool).
+    strict    any failed scan makes ``exit_code`` 1 (the shard is still written).
+    overwrite start afresh even if ``out_path`` (or its ``.tmp``) holds another config.
+    raw_root  the raw tree's root; ``source`` columns are relative to it.
+
+    Samples whose ``sample_id`` is already in the shard are skipped. On KeyboardInterrupt
+    the ``.tmp`` file is flushed and closed (a rerun resumes) and the interrupt re-raised.
+    """
+    records = list(records)
+    t0 = time.monotonic()
+    scheme, names = cfg.landmark_scheme()
+    if workers is None:
+        workers = default_workers()
+    failed: Counter = Counter()
+    failures: list[tuple[str, str, str]] = []
+    written = 0
+    writer = ShardWriter(out_path, dataset=cfg.dataset, cfg=cfg, image_size=cfg.image_size,
+                         landmark_scheme=scheme, landmark_names=names, overwrite=overwrite)
+    done = writer.existing_ids()
+    todo = [r for r in records if r.scan_id not in done]
+    skipped = len(records) - len(todo)
+    workers = max(0, min(int(workers), len(todo)))
+    bar = _progress_bar(len(todo), progress)
+    results = _results_serial(todo, cfg) if workers <= 1 else _results_parallel(todo, cfg, workers)
+    try:
+        # closing() shuts the pool down at once if writing fails or Ctrl-C arrives
+        with contextlib.closing(results):
+            for record, result in results:
+                source = source_of(record, raw_root)
+                if result[0] == "ok":
+                    try:
+                        writer.append(dataclasses.replace(result[1], source=source))
+                        written += 1
+                    except Fer3dDataError as e:  # the writer's validation: shapes, codes, id widths
+                        result = ("error", "sample", str(e))
+                if result[0] == "error":
+                    _, step_name, message = result
+                    writer.add_error(source, step_name, message)
+                    failed[step_name] += 1
+                    failures.append((source, step_name, message))
+                bar.update(1)
+                if failed:
+                    bar.set_postfix(failed=sum(failed.values()), refresh=False)
+    except BaseException:
+        bar.close()
+        writer.close(complete=False)
+        raise
+    bar.close()
+    n_samples = len(writer)
+    writer.close(complete=True)
+    return PrepSummary(out_path=Path(out_path), total=len(records), written=written,
+                       skipped=skipped,
+                       failed_by_step=dict(failed), seconds=time.monotonic() - t0,
+                       n_samples=n_samples, strict=strict, failures=failures)
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="scan", desc="prep", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True, smoothing=0.1,
+                mininterval=0.1 if sys.stderr.isatty() else 30.0)  # logs: a line per 30 s

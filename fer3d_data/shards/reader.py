@@ -1,0 +1,136 @@
+"""Reading a shard (or a merged shard) with h5py and numpy only.
+
+Stage: consumers of shards. :func:`open_shard` is the one reader every tool here uses.
+
+>>> with open_shard("bu3dfe.h5") as shard:                # doctest: +SKIP
+...     x = shard.sample(0)["depth"]                        # (S, S) float32 mm
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..errors import Fer3dDataError
+from .spec import (
+    ERROR_COLUMNS,
+    INDEX_DTYPES,
+    STRING_WIDTHS,
+    _attr,
+    _read_config,
+    _read_errors,
+    check_header,
+    config_spec,
+    missing_sources,
+)
+
+
+class Shard:
+    """A shard opened for reading (torch-free). Use :func:`open_shard`.
+
+    ``attrs``        root attributes as plain Python values.
+    ``config``       the preprocessing config (dict).
+    ``index``        column -> (N,) numpy array; strings decoded to ``str``.
+    ``class_names``  names of the ``expression`` codes.
+    ``spec``         per-sample datasets: name -> (shape, stored dtype), /points included
+                     when the shard holds point clouds.
+    ``sample(i)``    dict of one sample's arrays plus its index row.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise Fer3dDataError(f"{self.path}: no such shard")
+        try:
+            self.file = h5py.File(self.path, "r")
+        except OSError as e:
+            raise Fer3dDataError(f"{self.path}: cannot be opened as HDF5 ({e})") from e
+        try:
+            check_header(self.file, self.path)
+            self.attrs = {k: _attr(v) for k, v in self.file.attrs.items()}
+            self.config = _read_config(self.file, self.path)
+            if "landmarks" not in self.file:
+                raise Fer3dDataError(f"{self.path}: missing dataset /landmarks")
+            try:
+                self.spec = config_spec(self.image_size, len(self.landmark_names), self.config)
+            except (KeyError, ValueError, TypeError) as e:
+                raise Fer3dDataError(f"{self.path}: unreadable image_size, landmark names or "
+                                     f"depth_dtype ({e})") from None
+            names = (*self.spec, *(f"index/{c}" for c in INDEX_DTYPES))
+            missing = [n for n in names if n not in self.file]
+            if missing:
+                raise Fer3dDataError(f"{self.path}: missing datasets {missing}")
+            gone = missing_sources(self.file, self.path)
+            if gone:  # a virtual dataset silently reads fill values (zeros) where a part is gone
+                raise Fer3dDataError(
+                    f"{self.path}: virtual (merged) shard whose parts are missing: "
+                    f"{', '.join(gone)}; keep the parts beside it, or merge without --virtual "
+                    "for one self-contained file")
+        except BaseException:
+            self.file.close()
+            raise
+        self._index: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.file["index/sample_id"].shape[0]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.attrs["class_names"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.attrs["image_size"])
+
+    @property
+    def landmark_scheme(self) -> str:
+        return _attr(self.file["landmarks"].attrs["scheme"])
+
+    @property
+    def landmark_names(self) -> tuple[str, ...]:
+        return tuple(_attr(self.file["landmarks"].attrs["names"]))
+
+    @property
+    def index(self) -> dict[str, np.ndarray]:
+        """column -> (N,) array; string columns as numpy ``str`` arrays."""
+        if self._index is None:
+            idx = {}
+            for name in INDEX_DTYPES:
+                ds = self.file[f"index/{name}"]
+                idx[name] = np.array(ds.asstr()[()], dtype=str) if name in STRING_WIDTHS else ds[()]
+            self._index = idx
+        return self._index
+
+    def sample(self, i: int) -> dict[str, Any]:
+        """Arrays of sample ``i`` (shapes of docs/shards.md without N) and its index row."""
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"{self.path}: sample {i} out of range for {n} samples")
+        i = int(i) % n
+        out: dict[str, Any] = {name: self.file[name][i] for name in self.spec}
+        out.update({name: col[i].item() for name, col in self.index.items()})
+        return out
+
+    def errors(self) -> list[dict[str, str]]:
+        """Failed scans: ``[{"source", "step", "message"}, ...]``."""
+        return [dict(zip(ERROR_COLUMNS, row)) for row in _read_errors(self.file)]
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "Shard":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_shard(path: str | os.PathLike) -> Shard:
+    """Open a shard (or a merged shard) for reading; raises :class:`Fer3dDataError` when the
+    file is missing, not a fer3d shard, or of another ``format_version``."""
+    return Shard(path)
+

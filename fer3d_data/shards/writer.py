@@ -1,0 +1,351 @@
+"""Writing a shard one sample at a time, resumable after a crash or Ctrl-C.
+
+Stage: the end of preprocessing. :class:`ShardWriter` writes ``<out>.tmp`` (atomic rename on
+completion); :func:`preflight` decides before any work whether an existing file resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import h5py
+import numpy as np
+
+from .. import __version__
+from ..errors import Fer3dDataError
+from ..schema import CLASS_CODE, CLASS_NAMES, FORMAT, FORMAT_VERSION
+from . import digest
+from .spec import (_ERROR_CHUNK, _INDEX_CHUNK, _VLEN_STR, DLIB_POINTS, ERROR_COLUMNS, INDEX_DTYPES,
+                   MASK_SOURCES, _attr, _config_dict, _diff, _encode, _read_config, _read_errors,
+                   check_header, config_spec, tmp_path)
+
+# Free space an append keeps beyond its sample's raw bytes: HDF5 metadata, the error table
+# and the flush at close must still fit, so a full disk never leaves a half-written file.
+_SPARE_BYTES = 1 << 20
+
+
+def open_h5(path: Path, mode: str, hint: str = "") -> h5py.File:
+    """h5py.File(path, mode), its failures as one :class:`Fer3dDataError` naming the file."""
+    try:
+        return h5py.File(path, mode)
+    except BlockingIOError as e:  # HDF5's file lock: another process has it open for writing
+        raise Fer3dDataError(f"{path}: another process is writing this file (HDF5 file lock: "
+                             f"{e.strerror or e}); wait for it to finish or stop it first") from None
+    except FileNotFoundError:
+        raise Fer3dDataError(f"{path}: vanished while opening it (another fer3d-prep with "
+                             f"--overwrite on the same output?)") from None
+    except OSError as e:
+        raise Fer3dDataError(f"{path}: cannot be opened as HDF5 ({e}){hint}") from e
+
+
+def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
+              overwrite: bool = False) -> Path | None:
+    """The existing file a writer would resume (``<out>.tmp`` first, then ``<out>``), or None.
+
+    Raises :class:`Fer3dDataError` before any work when that file cannot be resumed: not a
+    shard, another ``format_version``, a merged file, another config (its run-only keys
+    aside) or landmark scheme.
+    With ``overwrite`` nothing is checked and None is returned (the writer starts afresh).
+    """
+    path = Path(path)
+    if overwrite:
+        return None
+    # Keys a config names as run-only (PrepConfig.RUN_ONLY: the time limit) change no sample.
+    run_only = set(getattr(config, "RUN_ONLY", ()))
+    config = {k: v for k, v in _config_dict(config).items() if k not in run_only}
+    for candidate in (tmp_path(path), path):
+        if not candidate.exists():
+            continue
+        hint = "; pass --overwrite (overwrite=True) to replace it, or choose another output"
+        with open_h5(candidate, "r", hint) as f:
+            try:
+                check_header(f, candidate)
+            except Fer3dDataError as e:
+                raise Fer3dDataError(f"{e}{hint}") from None
+            if "parts" in f.attrs:
+                raise Fer3dDataError(f"{candidate}: is a merged (virtual) shard and cannot be appended to{hint}")
+            old = {k: v for k, v in _read_config(f, candidate).items() if k not in run_only}
+            scheme = _attr(f["landmarks"].attrs.get("scheme")) if "landmarks" in f else None
+        if old != config:
+            raise Fer3dDataError(f"{candidate}: was written with another config "
+                                 f"({_diff(old, config)}){hint}")
+        if scheme != landmark_scheme:
+            raise Fer3dDataError(f"{candidate}: landmark scheme {scheme!r}, "
+                                 f"expected {landmark_scheme!r}{hint}")
+        return candidate
+    return None
+
+
+class ShardWriter:
+    """Append samples to ``<path>.tmp``; :meth:`close` renames it to ``path``.
+
+    An existing ``<path>.tmp`` or ``path`` with the same ``format_version``, config and
+    landmark scheme is reopened and appended to (resume); anything else raises
+    :class:`Fer3dDataError` at construction unless ``overwrite``. Every append is flushed,
+    so a process killed between appends leaves a file the next run resumes.
+
+    A full disk: an append that would leave less than its sample plus 1 MiB free raises
+    ``OSError(ENOSPC)`` naming the file before writing anything; an HDF5 write failing on a
+    full disk anyway raises the same. Every finished sample stays, and a rerun resumes:
+    rows that cannot be read back at the end (a half-written last chunk) are dropped.
+
+    >>> with ShardWriter("out.h5", dataset="bu3dfe", cfg=cfg, image_size=224,   # doctest: +SKIP
+    ...                  landmark_scheme="bu3dfe83", landmark_names=names) as w:
+    ...     w.append(sample)
+    """
+
+    def __init__(self, path: str | os.PathLike, *, dataset: str, cfg: Any, image_size: int,
+                 landmark_scheme: str, landmark_names: Iterable[str], overwrite: bool = False):
+        self.path = Path(path)
+        self.tmp = tmp_path(self.path)
+        self.config = _config_dict(cfg)
+        self.image_size = int(image_size)
+        self.landmark_names = tuple(str(n) for n in landmark_names)
+        self.spec = config_spec(self.image_size, len(self.landmark_names), self.config)
+        self._sample_bytes = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.spec.values())
+        self._closed = self._broken = False
+        resume = preflight(self.path, config=cfg, landmark_scheme=landmark_scheme, overwrite=overwrite)
+        if resume is None:
+            # "w" truncates in place: HDF5's lock refuses it while another prep writes the file
+            self._file = open_h5(self.tmp, "w")
+            self._create(dataset, landmark_scheme)
+        else:
+            if resume == self.path:  # a complete shard being extended: it is a tmp again until done
+                os.replace(self.path, self.tmp)
+            self._file = open_h5(self.tmp, "r+", "; pass --overwrite to start afresh")
+            digest.unseal(self._file)
+        self._n = self._truncate_to_complete_rows()
+        self._ids = set(self._file["index/sample_id"].asstr()[: self._n])
+        self._errors = self._readable_errors()
+
+    def _create(self, dataset: str, landmark_scheme: str) -> None:
+        f = self._file
+        f.attrs.update({
+            "format": FORMAT, "format_version": FORMAT_VERSION, "dataset": dataset,
+            "producer": f"fer3d_data {__version__}",
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "image_size": self.image_size,
+            "crop_radius": float(self.config.get("crop_radius", float("nan"))),
+            "depth_units": "mm", "class_names": list(CLASS_NAMES),
+        })
+        f.create_dataset("config", data=json.dumps(self.config, sort_keys=True), dtype=_VLEN_STR)
+        compression = self.config.get("compression", "gzip")
+        filters = {"shuffle": True, "fletcher32": True}
+        if compression == "gzip":
+            filters.update(compression="gzip",
+                           compression_opts=int(self.config.get("compression_level", 4)))
+        elif compression == "lzf":
+            filters.update(compression="lzf")
+        for name, (shape, dtype) in self.spec.items():
+            f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                             chunks=(1, *shape), **filters)
+        f["landmarks"].attrs.update({"scheme": landmark_scheme, "names": list(self.landmark_names)})
+        f["landmarks68"].attrs.update({"scheme": "dlib68",
+                                       "names": [str(i) for i in range(DLIB_POINTS)]})
+        for name, dtype in INDEX_DTYPES.items():
+            f.create_dataset(f"index/{name}", shape=(0,), maxshape=(None,), dtype=dtype,
+                             chunks=(_INDEX_CHUNK,), **filters)
+        f["index/expression"].attrs["names"] = list(CLASS_NAMES)
+        f["index/mask_source"].attrs["names"] = list(MASK_SOURCES)
+        self._create_errors()
+        f.flush()
+
+    def _create_errors(self) -> None:
+        for name in ERROR_COLUMNS:
+            self._file.create_dataset(f"errors/{name}", shape=(0,), maxshape=(None,), dtype=_VLEN_STR,
+                                      chunks=(_ERROR_CHUNK,))
+
+    def _truncate_to_complete_rows(self) -> int:
+        """Drop the rows not every dataset holds, then trailing rows that do not read back.
+
+        A crash inside append() leaves some datasets a row longer than others; a full disk
+        can leave the last row's chunks half written (a checksum or decompression error on
+        read). Rows are written arrays first, index last, each in its own chunk, so a
+        finished row never shares a chunk with an unfinished one and is never dropped.
+        """
+        names = list(self.spec) + [f"index/{c}" for c in INDEX_DTYPES]
+        n = min(self._file[name].shape[0] for name in names)
+        while n and not self._row_reads(n - 1, names):
+            n -= 1
+        try:
+            for name in names:
+                if self._file[name].shape[0] != n:
+                    self._file[name].resize(n, axis=0)
+        except (OSError, RuntimeError, ValueError) as e:
+            raise Fer3dDataError(f"{self.tmp}: cannot drop its unfinished rows ({e}); pass "
+                                 "--overwrite to start afresh") from e
+        return n
+
+    def _row_reads(self, i: int, names: list[str]) -> bool:
+        try:
+            for name in names:
+                self._file[name][i]
+        except (OSError, RuntimeError, ValueError):  # h5py's errors for a chunk it cannot decode
+            return False
+        return True
+
+    def _readable_errors(self) -> dict[str, tuple[str, str]]:
+        """The error rows; an unreadable table (a full disk mid-rewrite) is emptied: its scans
+        are not in the index, so the rerun retries them and records them again."""
+        try:
+            return {s: (st, m) for s, st, m in _read_errors(self._file)}
+        except (OSError, RuntimeError, ValueError, UnicodeDecodeError):
+            del self._file["errors"]
+            self._create_errors()
+            return {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def existing_ids(self) -> set[str]:
+        """sample_ids already in the shard (a resumed run skips them)."""
+        return set(self._ids)
+
+    def append(self, sample: Any) -> None:
+        """Write one sample (a :class:`fer3d_data.prep.Sample` or anything with its fields)."""
+        self._check_open()
+        arrays, row = self._checked(sample)
+        self._ensure_space(self._sample_bytes)
+        with self._writing():
+            self._write_row(arrays, row)
+            if self._errors.pop(str(sample.source), None) is not None:  # it failed before: no stale row
+                self._write_errors()
+            self._file.flush()
+        self._n += 1
+        self._ids.add(row["sample_id"].decode("utf-8"))
+
+    def _write_row(self, arrays: dict, row: dict) -> None:
+        # Arrays first and the index last: a sample counts once its whole row exists.
+        n, f = self._n, self._file
+        for name, a in arrays.items():
+            f[name].resize(n + 1, axis=0)
+            f[name][n] = a
+        for name, value in row.items():
+            f[f"index/{name}"].resize(n + 1, axis=0)
+            f[f"index/{name}"][n] = value
+
+    def _checked(self, sample: Any) -> tuple[dict, dict]:
+        """(arrays in stored dtypes, index row) of a sample, or :class:`Fer3dDataError`.
+
+        The one validation of a sample on its way into a shard: shapes and dtype kinds of the
+        schema, a known expression, a mask source in range, an id not yet written.
+        """
+        sid = str(sample.sample_id)
+        if sid in self._ids:
+            raise Fer3dDataError(f"{self.tmp}: sample_id {sid!r} is already in the shard")
+        arrays = {}
+        for name, (shape, dtype) in self.spec.items():
+            a = np.asarray(getattr(sample, name))
+            # same_kind: float64 depth may be stored as float32, float texture never as uint8
+            if a.shape != shape or not np.can_cast(a.dtype, dtype, "same_kind"):
+                raise Fer3dDataError(f"sample {sid}: {name} has shape {a.shape} and dtype "
+                                     f"{a.dtype}, "
+                                     f"the shard stores {shape} {dtype}")
+            arrays[name] = a.astype(dtype, copy=False)
+        if sample.expression not in CLASS_CODE:
+            raise Fer3dDataError(f"sample {sid}: unknown expression {sample.expression!r}; "
+                                 f"known {CLASS_NAMES}")
+        if int(sample.mask_source) not in range(len(MASK_SOURCES)):
+            raise Fer3dDataError(f"sample {sid}: mask_source must be one of "
+                                 f"0..{len(MASK_SOURCES) - 1}, "
+                                 f"got {sample.mask_source}")
+        row = {
+            "sample_id": _encode("sample_id", sid), "subject": _encode("subject", sample.subject),
+            "expression": CLASS_CODE[sample.expression], "intensity": int(sample.intensity),
+            "source": _encode("source", sample.source), "mask_source": int(sample.mask_source),
+        }
+        return arrays, row
+
+    def add_error(self, source: str, step: str, message: str) -> None:
+        """Record a failed scan; a later error for the same source replaces this one."""
+        self._check_open()
+        self._ensure_space(len(str(message).encode("utf-8")) + len(str(source).encode("utf-8")))
+        self._errors.pop(str(source), None)
+        self._errors[str(source)] = (str(step), str(message))
+        with self._writing():
+            self._write_errors()
+            self._file.flush()
+
+    def _write_errors(self) -> None:
+        rows = [(s, st, m) for s, (st, m) in self._errors.items()]
+        for j, name in enumerate(ERROR_COLUMNS):
+            ds = self._file[f"errors/{name}"]
+            ds.resize(len(rows), axis=0)
+            if rows:
+                ds[:] = np.array([r[j] for r in rows], dtype=object)
+
+    def _free_bytes(self) -> float:
+        try:
+            st = os.statvfs(self.tmp.parent)
+        except OSError:  # no statvfs here: rely on the write itself failing
+            return float("inf")
+        return st.f_bavail * st.f_frsize
+
+    def _ensure_space(self, need: int) -> None:
+        """OSError(ENOSPC) naming the file, before writing, when ``need`` bytes would not fit."""
+        if self._free_bytes() < need + _SPARE_BYTES:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.tmp))
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A failed write leaves this writer broken (``close`` keeps the file for a rerun); a
+        failure on a full disk, which h5py often reports as a filter or id error, becomes
+        OSError(ENOSPC) naming the file."""
+        try:
+            yield
+        except Exception as e:
+            self._broken = True
+            full = getattr(e, "errno", None) == errno.ENOSPC or "errno = 28" in str(e)
+            if isinstance(e, (OSError, RuntimeError)) and (full or self._free_bytes() < self._sample_bytes + _SPARE_BYTES):
+                raise OSError(errno.ENOSPC, "No space left on device", str(self.tmp)) from e
+            raise
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Fer3dDataError(f"{self.tmp}: writer is closed")
+        if self._broken:
+            raise Fer3dDataError(f"{self.tmp}: a write failed; rerun to resume from the kept file")
+
+    def close(self, complete: bool = True) -> None:
+        """Seal (digests), flush and close; with ``complete`` rename ``<out>.tmp`` to ``<out>``.
+
+        After a failed write the file is closed as far as HDF5 can and kept, never renamed.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if not self._broken:
+            try:
+                with self._writing():
+                    digest.seal(self._file)
+                    self._file.flush()
+            finally:
+                if self._broken:
+                    self._abandon()
+            self._file.close()
+            if complete:
+                os.replace(self.tmp, self.path)
+            return
+        self._abandon()
+        if complete:
+            raise Fer3dDataError(f"{self.tmp}: a write failed; kept for a rerun to resume")
+
+    def _abandon(self) -> None:
+        """Close a file whose last write failed; HDF5 may fail to flush it again: the rows
+        already flushed are on disk and the next run drops the rest."""
+        with contextlib.suppress(Exception):
+            self._file.close()
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(complete=exc_type is None)
+
+

@@ -1,0 +1,40 @@
+"""fer3d-train --recipe and --head-init: recipe < --config < flags, and the start-up list of
+settings that differ from the paper's."""
+
+from __future__ import annotations
+
+import json
+
+from fer3d import cli
+
+
+def test_recipe_under_config_under_flags(bu3dfe_shard, tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("subjects: 2\nfolds: 2\nepochs: 3\n")
+    run = tmp_path / "r"
+    assert cli.train_main([bu3dfe_shard, "--recipe", "paper", "--config", str(tmp_path / "c.yaml"),
+                           "--epochs", "1", "--repeats", "2", "--image-size", "32",
+                           "--pretrained", "none", "--head-init", "identity",
+                           "--init-only", "--out", str(run), "--no-progress"]) == 0
+    saved = json.loads((run / "config.json").read_text())["config"]
+    # flags win over the config file, which wins over the recipe; the rest is the recipe's
+    assert (saved["epochs"], saved["repeats"], saved["image_size"]) == (1, 2, 32)
+    assert (saved["subjects"], saved["folds"]) == (2, 2)
+    assert (saved["lr"], saved["batch_size"], saved["head_init"]) == (1e-4, 32, "identity")
+    err = capsys.readouterr().err
+    for line in ("repeats: 2; the paper: 100", "image_size: 32; the paper: 224",
+                 "head_init: identity; the paper: normal", "epochs: 1 (our choice"):
+        assert line in err, line
+
+
+def test_plain_run_says_it_is_not_the_papers_setup(bu3dfe_shard, tmp_path, capsys):
+    assert cli.train_main([bu3dfe_shard, "--subjects", "2", "--folds", "2", "--image-size", "32",
+                           "--init-only", "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "differ from the paper" in err
+    assert "repeats: 1; the paper: 100" in err and "pretrained: none" in err
+
+
+def test_unknown_recipe_is_one_line(bu3dfe_shard, tmp_path, capsys):
+    assert cli.train_main([bu3dfe_shard, "--recipe", "papr", "--init-only",
+                           "--out", str(tmp_path / "r")]) == 2
+    assert "unknown recipe 'papr'" in capsys.readouterr().err

@@ -1,0 +1,160 @@
+"""fer3d-reproduce: campaigns per target and dataset, finished runs reused, unfinished ones
+resumed, a failed campaign recorded while the rest is built; Table 4 beside the paper; and
+(slow) examples/reproduce_small.py running `fer3d-reproduce all` end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_runs import write_run  # noqa: E402
+
+from fer3d import reproduce as rep  # noqa: E402
+from fer3d.catalog import TARGETS, target_variants  # noqa: E402
+from fer3d.cli_paper import reproduce_command  # noqa: E402
+from fer3d_data.errors import Fer3dDataError  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "reproduce_small.py"
+SMALL = ["--repeats", "2", "--folds", "2", "--epochs", "1", "--image-size", "64",
+         "--pretrained", "none", "--workers", "0", "--no-progress"]
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    """run_campaign replaced by one that writes a run directory; records its configs."""
+    calls, fail = [], set()
+
+    def run_campaign(cfg):
+        calls.append(cfg)
+        if cfg.variant in fail:
+            raise RuntimeError(f"{cfg.variant} diverged")
+        shutil.rmtree(cfg.out, ignore_errors=True)
+        return write_run(Path(cfg.out), cfg.variant, cfg.preset, repeats=cfg.repeats,
+                         folds=cfg.folds, seed=len(calls))
+
+    TrainConfig, _ = rep._engine()
+    monkeypatch.setattr(rep, "_engine", lambda: (TrainConfig, run_campaign))
+    return calls, fail
+
+
+def test_target_campaigns_then_reuse_and_resume(fake_engine, bu3dfe_shard, tmp_path):
+    calls, _ = fake_engine
+    args = ["table3", bu3dfe_shard, "-o", str(tmp_path), *SMALL]
+    result = CliRunner().invoke(reproduce_command, args)
+    assert result.exit_code == 0, result.output
+    assert [c.variant for c in calls] == target_variants("table3")
+    cfg = calls[0]
+    assert (cfg.resume, cfg.repeats, cfg.folds, cfg.epochs, cfg.image_size, cfg.pretrained,
+            cfg.lr, cfg.batch_size, cfg.subjects) == (True, 2, 2, 1, 64, None, 1e-4, 32, 60)
+    assert cfg.out == str(tmp_path / "runs" / "bu3dfe" / "texture_only")
+    assert sorted(p.name for p in (tmp_path / "table3").iterdir()) == [
+        "table3.csv", "table3.md", "table3.tex"]
+    # table1 and table2 share afnet_m and afnet_m_no_ma with table3: reused, unless
+    # interrupted (no summary.json), then resumed.
+    calls.clear()
+    (tmp_path / "runs" / "bu3dfe" / "afnet_m" / "summary.json").unlink()
+    for target in ("table1", "table2"):
+        result = CliRunner().invoke(reproduce_command, [target, bu3dfe_shard, "-o",
+                                                        str(tmp_path), *SMALL])
+        assert result.exit_code == 0, result.output
+    assert [c.variant for c in calls] == ["afnet_m", "fusion_s1_data", "fusion_s2_decision",
+                                          "fusion_s3_fc", "fusion_s4_sum"]
+    assert all(c.resume for c in calls)
+
+
+def test_figure_failure_is_recorded_and_named(fake_engine, bu3dfe_shard, tmp_path):
+    """Fig. 6 needs checkpoints, which the fake engine does not write."""
+    result = CliRunner().invoke(reproduce_command, ["fig6", bu3dfe_shard, "-o", str(tmp_path),
+                                                    *SMALL])
+    assert result.exit_code == 2, result.output
+    assert "fig6: 1 part(s) failed" in result.output
+    assert "fig6 bu3dfe: Fer3dDataError:" in result.output and "no checkpoint" in result.output
+    assert [c.variant for c in fake_engine[0]] == ["afnet_m", "afnet_m_no_ma"]
+
+
+def test_failed_campaign_is_recorded_and_the_others_run(fake_engine, bu3dfe_shard, tmp_path):
+    calls, fail = fake_engine
+    fail.add("fusion_s2_decision")
+    result = CliRunner().invoke(reproduce_command, ["table2", bu3dfe_shard, "-o",
+                                                    str(tmp_path), *SMALL])
+    assert result.exit_code == 2
+    assert "bu3dfe fusion_s2_decision: RuntimeError: fusion_s2_decision diverged" in result.output
+    assert [c.variant for c in calls] == target_variants("table2")
+    rows = (tmp_path / "table2" / "table2.csv").read_text().splitlines()
+    assert any(r.startswith("S2,fusion_s2_decision,BU-3DFE,,,not run") for r in rows)
+    assert any(r.startswith("S3,fusion_s3_fc,BU-3DFE,") and "not run" not in r for r in rows)
+
+
+def test_table4_prints_the_papers_rows_beside_ours(tmp_path):
+    result = CliRunner().invoke(reproduce_command, ["table4", "-o", str(tmp_path),
+                                                    "--image-size", "64"])
+    assert result.exit_code == 0, result.output
+    assert "| AFNet-M | afnet_m | 23,342,982 | 89.05 | 91.55 | 91.54 | +0.01 |" in result.output
+    assert "| without MA | afnet_m_no_ma | 23,012,998 | 87.79 | 90.29 | 90.51 | -0.22 |" \
+        in result.output
+    assert "| without AF | fusion_s4_sum_ma | 22,686,086 | 86.54 | 86.54 | 86.53 | +0.01 |" \
+        in result.output
+    assert (tmp_path / "table4" / "table4.tex").is_file()
+
+
+def test_bad_inputs_are_named(bu3dfe_shard, tmp_path, monkeypatch):
+    result = CliRunner().invoke(reproduce_command, ["table2", "-o", str(tmp_path)])
+    assert result.exit_code == 2 and "table2 trains models: give the shard file(s)" in result.output
+    notes = tmp_path / "notes.h5"
+    notes.write_text("x")
+    with pytest.raises(Fer3dDataError, match="notes.h5: cannot open as an HDF5 shard"):
+        rep.shards_by_dataset([str(notes)])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    result = CliRunner().invoke(reproduce_command, ["table1", bu3dfe_shard, "-o", str(tmp_path)])
+    assert result.exit_code == 2 and "no resnet18 weights file" in result.output
+    assert "never downloads" in result.output and not (tmp_path / "runs").exists()
+    values = rep.campaign_values("paper", "bu3dfe", {"head_init": "identity"})
+    assert rep.train_config(values, [bu3dfe_shard], tmp_path / "x", "afnet_m").head_init == "identity"
+    with pytest.raises(Fer3dDataError, match="has no setting"):
+        rep.train_config({**values, "warmup": 3}, [bu3dfe_shard], tmp_path / "x", "afnet_m")
+
+
+def test_help_without_torch():
+    code = ("import sys; sys.modules['torch'] = None; "
+            "from fer3d.cli_paper import reproduce_command, report_command, cam_command; "
+            "from click.testing import CliRunner; "
+            "[print(CliRunner().invoke(c, ['--help']).output) "
+            "for c in (reproduce_command, report_command, cam_command)]")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "table1|table2|table3|table4|fig4|fig5|fig6|all" in out
+    assert "fer3d-report" in out and "--fusion-weights PNG" in out
+
+
+@pytest.mark.slow
+def test_reproduce_all_end_to_end_through_the_example(shard_factory, tmp_path):
+    """The example trains every campaign of the paper at tiny settings and builds all."""
+    pytest.importorskip("pytorch_grad_cam")
+    shard = shard_factory("repro64.h5", n_subjects=2, size=64, extra_intensity=False)
+    out = tmp_path / "repro"
+    proc = subprocess.run([sys.executable, str(EXAMPLE), shard, "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for target in ("table1", "table2", "table3", "table4", "fig5"):
+        for suffix in (".md", ".tex", ".csv"):
+            assert (out / target / f"{target}{suffix}").is_file(), (target, suffix)
+    for png in ("fig4/fig4-confusion-afnet_m-bu3dfe.png", "fig5/fig5.png",
+                "fig6/fig6-gradcam-bu3dfe.png", "fig6/fig6-fusion-weights-bu3dfe.png",
+                "report/figures/curves-afnet_m-bu3dfe.png"):
+        assert (out / png).stat().st_size > 5000, png
+    summaries = {v: json.loads((out / "runs" / "bu3dfe" / v / "summary.json").read_text())
+                 for v in target_variants("all")}
+    rows = (out / "report" / "tables" / "runs.csv").read_text().splitlines()[1:]
+    for row in rows:
+        variant, acc = row.split(",")[1], float(row.split(",")[4])
+        assert acc == pytest.approx(100 * summaries[variant]["accuracy_mean"], abs=1e-9)
+    assert len(rows) == len(summaries) == len({v for t in TARGETS.values() if t.trains
+                                               for v, _ in t.rows})
+    assert "AFNet-M" in proc.stdout and "90.08" in proc.stdout

@@ -1,0 +1,86 @@
+"""Issue 9 end to end through fer3d-prep: every input that cannot be used is an /errors row
+(or a clear failure), never a silent gap; the rest is written.
+
+A synthetic BU-3DFE tree gets a subject folder the walker cannot list and a scan whose
+texture reference leaves the dataset tree (an absolute path to an image outside it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fer3d_data import cli
+from fer3d_data.shards import open_shard, verify
+
+SELECT = ["--expressions", "anger", "--intensities", "3", "--workers", "0", "--quiet",
+          "--size", "64"]
+
+
+@pytest.fixture(scope="module")
+def raw_tree(tmp_path_factory) -> Path:
+    raw = tmp_path_factory.mktemp("nothing_lost") / "raw"
+    assert cli.main(["synth", "bu3dfe", str(raw), "--subjects", "3", "--vertices", "2500",
+                     "--texture-size", "256", "--f2d-size", "64"]) == 0
+    # M0001's anger-3 scan names an image outside the tree, by absolute path
+    wrl = next((raw / "M0001").glob("M0001_AN03*_F3D.wrl"))
+    image = wrl.with_suffix(".bmp")
+    outside = raw.parent / "private.bmp"
+    shutil.move(image, outside)
+    text = wrl.read_text()
+    assert f'url "{image.name}"' in text
+    wrl.write_text(text.replace(f'url "{image.name}"', f'url "{outside}"'))
+    return raw
+
+
+def _unlistable(monkeypatch, folder: Path) -> None:
+    """os.scandir of ``folder`` fails as for a mode-000 folder (tests run as root)."""
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_unreadable_folder_and_outside_texture_are_error_rows(raw_tree, tmp_path, monkeypatch,
+                                                              capsys):
+    _unlistable(monkeypatch, raw_tree / "F0002")
+    out = tmp_path / "bu.h5"
+    assert cli.main(["bu3dfe", str(raw_tree), str(out), *SELECT]) == 0
+    summary = capsys.readouterr().out
+    assert re.search(r"written 1\b", summary), summary
+    with open_shard(out) as shard:
+        assert [i[:8] for i in shard.index["sample_id"]] == ["F0001_AN"]
+        errors = {e["source"]: e for e in shard.errors()}
+    assert len(errors) == 2, errors
+    lost = next(e for s, e in errors.items() if "F0002" in s)
+    assert lost["step"] == "read" and "cannot list folder (Permission denied)" in lost["message"]
+    escaped = next(e for s, e in errors.items() if "M0001" in s)
+    assert escaped["step"] == "read" and "private.bmp" in escaped["message"]
+    assert verify(out) == []
+
+    # --strict: the same run fails, and says so
+    assert cli.main(["bu3dfe", str(raw_tree), str(tmp_path / "strict.h5"), *SELECT,
+                     "--strict"]) == 1
+
+
+def test_outside_texture_is_read_only_when_allowed(raw_tree, tmp_path):
+    out = tmp_path / "allowed.h5"
+    assert cli.main(["bu3dfe", str(raw_tree), str(out), *SELECT, "--subjects", "M0001",
+                     "--allow-outside-textures"]) == 0
+    with open_shard(out) as shard:
+        assert [i[:8] for i in shard.index["sample_id"]] == ["M0001_AN"] and shard.errors() == []
+
+
+def test_a_subject_that_does_not_exist_is_an_error(raw_tree, tmp_path, capsys):
+    assert cli.main(["bu3dfe", str(raw_tree), str(tmp_path / "x.h5"), *SELECT,
+                     "--subjects", "F0001,F0009"]) == 2
+    err = capsys.readouterr().err
+    assert "F0009" in err and "Traceback" not in err
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.h5.tmp").exists()
