@@ -63,9 +63,11 @@ def normalise_depth(depth: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     """(H, W) mm -> (H, W) float32 in [0, 1], scaled by min/max over covered cells.
 
     Cells filled by the regulariser can overshoot the scanned range: they are clipped.
-    A scan without any covered cell falls back to its whole grid.
+    A scan without any covered cell falls back to its whole grid. float16 depth (a shard
+    option) is widened first: float16 arithmetic would cost ~1e-3 of the range.
     """
     assert depth.ndim == 2 and depth.shape == coverage.shape, (depth.shape, coverage.shape)
+    depth = depth.astype(np.float32, copy=False)
     support = depth[coverage] if coverage.any() else depth.ravel()
     lo, hi = float(support.min()), float(support.max())
     scaled = (depth - lo) / max(hi - lo, 1e-6)

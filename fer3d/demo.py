@@ -65,7 +65,8 @@ def main(args: argparse.Namespace) -> int:
     prep_cli.main(["inspect", str(shard)])
     prep_cli.main(["preview", str(shard), "-o", str(out / "preview.png")])
 
-    t = _stage(f"4/4 fer3d-train: AFNet-M, {args.image_size} px, 2 folds, {args.epochs} epochs, CPU")
+    t = _stage(f"4/4 fer3d-train: AFNet-M, {args.image_size} px, 2 folds, {args.epochs} "
+               "epochs, CPU")
     code = train_cli.train_main([str(shard), "--out", str(out / "run"), "--folds", "2",
                                  "--epochs", str(args.epochs), "--image-size", str(args.image_size),
                                  "--batch-size", "16", "--seed", str(args.seed), "--resume"])

@@ -64,7 +64,8 @@ def complete_subjects(index: ShardIndex, preset: str) -> list[str]:
     return sorted(s for s, k in keys.items() if len(k) >= need)
 
 
-def select_subjects(index: ShardIndex, preset: str, n_subjects: int = 60, seed: int = 0) -> list[str]:
+def select_subjects(index: ShardIndex, preset: str, n_subjects: int = 60,
+                    seed: int = 0) -> list[str]:
     """``n_subjects`` complete subjects drawn with ``seed``, sorted by name.
 
     With fewer complete subjects than asked (small or synthetic data) all are used and the

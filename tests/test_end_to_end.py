@@ -29,7 +29,8 @@ def synth_shard(tmp_path_factory):
 
 def _train(shard, out, variant) -> dict:
     code = train_cli.train_main([str(shard), "--variant", variant, "--folds", "2",
-                                 "--epochs", str(EPOCHS), "--image-size", "64", "--batch-size", "16",
+                                 "--epochs", str(EPOCHS), "--image-size", "64",
+                                 "--batch-size", "16",
                                  "--seed", "0", "--no-progress", "--out", str(out)])
     assert code == 0
     return json.loads((out / "summary.json").read_text())

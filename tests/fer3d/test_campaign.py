@@ -211,7 +211,8 @@ def test_local_ray(reference, tmp_path, local_ray):
 @pytest.mark.parametrize("where, patch", [
     ("training", "import fer3d.engine as e\nreal = e.train_epoch\n"
                  "def kill(*a, where, **k):\n"
-                 "    if where == 'repeat 0, fold 1, epoch 2': os.kill(os.getpid(), signal.SIGKILL)\n"
+                 "    if where == 'repeat 0, fold 1, epoch 2':\n"
+                 "        os.kill(os.getpid(), signal.SIGKILL)\n"
                  "    return real(*a, where=where, **k)\ne.train_epoch = kill"),
     ("checkpoint write", "real = torch.save\n"
                          "def kill(obj, f, *a, **k):\n"

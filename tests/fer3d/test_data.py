@@ -65,6 +65,10 @@ def test_normalise_depth_uses_covered_cells_and_clips():
     np.testing.assert_allclose(out, [[0.0, 0.5], [1.0, 1.0]])
     np.testing.assert_allclose(normalise_depth(depth, np.zeros((2, 2), bool)),
                                [[0.0, 0.02], [0.04, 1.0]], atol=1e-6)
+    # float16 shards: computed in float32 (float16 arithmetic would round 0.02 to 0.0195)
+    half = np.array([[0.0, 1.0], [2.0, 50.0]], np.float16)
+    np.testing.assert_array_equal(normalise_depth(half, np.ones((2, 2), bool)),
+                                  normalise_depth(half.astype(np.float32), np.ones((2, 2), bool)))
 
 
 def test_resize_to_other_image_size(bu3dfe_shard):
