@@ -66,6 +66,7 @@ def save_fusion_positions(runs: list[Run], path: str | os.PathLike) -> bool:
     over = {p[2] for pts in by_dataset.values() for p in pts if p is not None}
     ax.set_xticks(x, [f"AF after\n{label}" for _, label in positions])
     ax.set_xlim(-0.5, len(positions) - 0.5)
+    ax.set_ylim(bottom=max(0.0, ax.get_ylim()[0]))
     ax.set_ylabel(f"accuracy (%), mean ± std over {' / '.join(sorted(over))}")
     ax.set_title("Fig. 5: fusion position, adaptive fusion without MA")
     ax.grid(alpha=0.3)

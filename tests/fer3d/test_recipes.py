@@ -50,8 +50,8 @@ def test_changed_settings_are_named():
     assert any(line.startswith("pretrained: none (branches from scratch)") for line in lines)
     assert not any(line.startswith("folds") for line in lines)
     path_line = paper_differences({"pretrained": "/w/r18.pth"}, "bu3dfe")
-    assert path_line == ["pretrained: /w/r18.pth; the paper: ImageNet weights (the same if that "
-                         "file is torchvision's ImageNet resnet18)"]
+    assert path_line == [("pretrained: /w/r18.pth; the paper: ImageNet weights (the same if "
+                          "that file is torchvision's ImageNet resnet18)")]
 
 
 def test_user_recipe_file_and_its_errors(tmp_path):
