@@ -131,12 +131,9 @@ def run_campaigns(target: str, shards: list[str], out: Path, *, recipe: str = "p
                 log.info("%s %s: campaign in %s", dataset, variant, run_dir)
                 run_campaign(train_config(values, files, run_dir, variant))
                 outcome.runs.append(run_dir)
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise
-                outcome.failures.append(f"{dataset} {variant}: {exc}")
-                log.exception("%s %s failed", dataset, variant)
             except Exception as exc:  # one campaign's failure must not stop the others
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    raise  # every later campaign would fail the same way
                 outcome.failures.append(f"{dataset} {variant}: {type(exc).__name__}: {exc}")
                 log.exception("%s %s failed", dataset, variant)
     return outcome
