@@ -30,12 +30,12 @@ SMALL = ["--repeats", "2", "--folds", "2", "--epochs", "1", "--image-size", "64"
 @pytest.fixture
 def fake_engine(monkeypatch):
     """run_campaign replaced by one that writes a run directory; records its configs."""
-    calls, fail = [], set()
+    calls, fail = [], {}
 
     def run_campaign(cfg):
         calls.append(cfg)
         if cfg.variant in fail:
-            raise RuntimeError(f"{cfg.variant} diverged")
+            raise fail[cfg.variant]
         shutil.rmtree(cfg.out, ignore_errors=True)
         return write_run(Path(cfg.out), cfg.variant, cfg.preset, repeats=cfg.repeats,
                          folds=cfg.folds, seed=len(calls))
@@ -82,7 +82,7 @@ def test_figure_failure_is_recorded_and_named(fake_engine, bu3dfe_shard, tmp_pat
 
 def test_failed_campaign_is_recorded_and_the_others_run(fake_engine, bu3dfe_shard, tmp_path):
     calls, fail = fake_engine
-    fail.add("fusion_s2_decision")
+    fail["fusion_s2_decision"] = RuntimeError("fusion_s2_decision diverged")
     result = CliRunner().invoke(reproduce_command, ["table2", bu3dfe_shard, "-o",
                                                     str(tmp_path), *SMALL])
     assert result.exit_code == 2
@@ -91,6 +91,17 @@ def test_failed_campaign_is_recorded_and_the_others_run(fake_engine, bu3dfe_shar
     rows = (tmp_path / "table2" / "table2.csv").read_text().splitlines()
     assert any(r.startswith("S2,fusion_s2_decision,BU-3DFE,,,not run") for r in rows)
     assert any(r.startswith("S3,fusion_s3_fc,BU-3DFE,") and "not run" not in r for r in rows)
+
+
+def test_full_disk_stops_at_once(fake_engine, bu3dfe_shard, tmp_path):
+    import errno
+
+    calls, fail = fake_engine
+    fail["fusion_s1_data"] = OSError(errno.ENOSPC, "No space left on device")
+    result = CliRunner().invoke(reproduce_command, ["table2", bu3dfe_shard, "-o",
+                                                    str(tmp_path), *SMALL])
+    assert result.exit_code == 2 and "no space left on device" in result.output
+    assert [c.variant for c in calls] == ["fusion_s1_data"]
 
 
 def test_table4_prints_the_papers_rows_beside_ours(tmp_path):
