@@ -101,6 +101,9 @@ def save_training_curves(run: Run, path: str | os.PathLike) -> bool:
             label = {"loss": "train", "train_acc": "train", "val_acc": "validation"}[key]
             ax.plot(epochs, values.mean(axis=0), marker="." if n < 15 else None, label=label)
             ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), alpha=0.2)
+        if name == "accuracy":
+            ax.axhline(run.accuracy()[0], color="0.3", linestyle="--",
+                       label="test (the run's accuracy)")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
