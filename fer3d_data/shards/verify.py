@@ -6,6 +6,8 @@ HDF5 error while reading is reported as corruption of the object being read.
 
 from __future__ import annotations
 
+import faulthandler
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -96,7 +98,7 @@ def _check_values(s: dict[str, np.ndarray]) -> list[str]:
     return problems
 
 
-def verify(path: str | os.PathLike) -> list[str]:
+def verify(path: str | os.PathLike, *, isolated: bool = True) -> list[str]:
     """Every problem found in a shard, as readable strings; [] when it is sound.
 
     Checks the header and schema (datasets, shapes, dtypes, chunking, checksums present),
@@ -104,9 +106,36 @@ def verify(path: str | os.PathLike) -> list[str]:
     at close, the index values, and reads every chunk of every sample: a Fletcher-32
     mismatch is reported for that sample; then each sample's values and prep's depth sanity
     check (finite, with relief over covered cells: docs/preprocessing.md), so a chunk lost
-    to a corrupt chunk index (it reads as zeros) is caught. A merged shard's parts are checked by :func:`open_shard`.
+    to a corrupt chunk index (it reads as zeros) is caught. A merged shard's parts are
+    checked by :func:`open_shard`.
     """
     path = Path(path)
+    if not isolated or "fork" not in multiprocessing.get_all_start_methods():
+        return _verify_here(path)
+    _sanity()  # imported here once, inherited by every child
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_verify_child, args=(path, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        problems = recv.recv()
+    except EOFError:  # the child died without an answer
+        problems = None
+    finally:
+        child.join()
+    if problems is None:
+        return [f"{path}: corrupt: the HDF5 library crashed reading it (child exit {child.exitcode})"]
+    return problems
+
+
+def _verify_child(path: Path, send) -> None:
+    faulthandler.disable()  # an HDF5 crash here is expected on damaged files and reported
+    send.send(_verify_here(path))
+    send.close()
+
+
+def _verify_here(path: Path) -> list[str]:
     try:
         shard = open_shard(path)
     except Fer3dDataError as e:
@@ -138,6 +167,15 @@ def _verify_open(shard) -> list[str]:
     return problems
 
 
+def _sanity():
+    """prep's depth check. prep.sanity is numpy only, but importing the prep package at
+    module level would pull the whole pipeline (and a cycle through prep.runner) into
+    every shard reader."""
+    from ..prep.sanity import depth_problems
+
+    return depth_problems
+
+
 def _guarded(what: str, check, *args) -> list[str]:
     try:
         return check(*args)
@@ -147,10 +185,7 @@ def _guarded(what: str, check, *args) -> list[str]:
 
 def _sample_problems(f: h5py.File, spec: dict, i: int, config: dict) -> list[str]:
     """Read errors, value problems and sanity failures of sample ``i``."""
-    # prep.sanity is numpy only, but importing the prep package at module level would pull
-    # the whole pipeline (and a cycle through prep.runner) into every shard reader.
-    from ..prep.sanity import depth_problems
-
+    depth_problems = _sanity()
     s, problems = {}, []
     for name in spec:
         try:
