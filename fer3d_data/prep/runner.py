@@ -9,11 +9,13 @@ the run goes on; an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import Counter, deque
@@ -32,6 +34,48 @@ from .process import process_scan
 # Error-row steps beyond the preprocessing steps of docs/shards.md.
 STEP_UNEXPECTED = "process"  # an exception no step claimed
 STEP_WORKER = "worker"  # the worker process died (segfault, out of memory)
+STEP_TIMEOUT = "timeout"  # the scan ran past PrepConfig.scan_timeout; its worker was killed
+_POLL_S = 0.2  # how often a parent waiting on a worker looks at its SIGINT latch
+_PR_SET_PDEATHSIG = 1
+
+
+class _ScanTimeout(BaseException):
+    """Raised by SIGALRM in a scan that runs in this process past its time limit (a
+    BaseException: the per-scan ``except Exception`` must not turn it into a row)."""
+
+
+class SigintLatch:
+    """Parent-only SIGINT kept as a flag and raised at safe points.
+
+    A KeyboardInterrupt raised at an arbitrary bytecode can land in a weakref or atexit
+    callback of the process pool, where Python prints and drops it (issue 9: the run then
+    finished with exit 0). Here the handler only records it, unless ``raise_now`` (a scan
+    running in this process: no pool callbacks to hit); :meth:`check` raises it.
+    """
+
+    def __init__(self):
+        self.hit = False
+        self.raise_now = False
+
+    def __call__(self, signum, frame):
+        self.hit = True
+        if self.raise_now:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        old = signal.signal(signal.SIGINT, self)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, old)
 
 @dataclass
 class PrepSummary:
@@ -101,9 +145,27 @@ def _process_one(record: ScanRecord, cfg: PrepConfig) -> tuple:
         return ("error", *_describe_failure(exc))
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     # Ctrl-C goes to the whole process group: only the parent handles it, so it can flush.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """End this worker when ``parent`` dies (kill -9 included): the kernel's parent-death
+    signal on Linux, and everywhere a watchdog thread that sees the parent pid change."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # died before the signal was armed
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fer3d-parent-watchdog", daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -123,20 +185,77 @@ def _one_thread_per_worker():
                 os.environ[k] = v
 
 
-def _results_serial(records: Sequence[ScanRecord], cfg: PrepConfig):
-    """(record, result) in order, in this process (workers <= 1)."""
+@contextlib.contextmanager
+def _alarm(seconds: float):
+    """Raise :class:`_ScanTimeout` in this (main) thread after ``seconds``; no-op elsewhere."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _ScanTimeout
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _timeout_error(cfg: PrepConfig) -> tuple:
+    return ("error", STEP_TIMEOUT, f"scan took longer than scan_timeout = {cfg.scan_timeout:g} s; "
+                                   "stopped (raise scan_timeout to allow more)")
+
+
+def _results_serial(records: Sequence[ScanRecord], cfg: PrepConfig, latch: SigintLatch):
+    """(record, result) in order, in this process (workers <= 1); SIGALRM bounds each scan."""
     for record in records:
-        yield record, _process_one(record, cfg)
+        latch.raise_now = True
+        try:
+            with _alarm(cfg.scan_timeout):
+                result = _process_one(record, cfg)
+        except _ScanTimeout:
+            result = _timeout_error(cfg)
+        finally:
+            latch.raise_now = False
+        latch.check()
+        yield record, result
 
 
-def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: int, fn=None):
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's workers now (a stuck scan holds one; the executor has no call for it)."""
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        with contextlib.suppress(Exception):
+            proc.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _wait(fut, seconds: float, latch: SigintLatch):
+    """The future's result, polling so a SIGINT is seen; TimeoutError after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        latch.check()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        with contextlib.suppress(TimeoutError):
+            return fut.result(timeout=min(_POLL_S, left))
+
+
+def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: int, fn=None,
+                      latch: SigintLatch | None = None):
     """(record, result) in input order from a spawn-started process pool.
 
     At most ``2 * workers`` scans are in flight, so memory stays flat however many scans.
     When a worker dies the pool breaks for every scan in flight: those are retried one at a
     time in a fresh pool, and the scan that kills its worker alone gets a ``worker`` error.
+    A scan past ``cfg.scan_timeout`` gets a ``timeout`` error: the pool is killed and the
+    other scans in flight start again in a fresh one.
     """
     fn = fn or _process_one  # tests pass a top-level stand-in
+    latch = latch or SigintLatch()
     ctx = multiprocessing.get_context("spawn")
     todo = deque(records)
     suspects: deque[ScanRecord] = deque()
@@ -146,15 +265,20 @@ def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: i
         while todo or suspects:
             if pool is None:
                 with _one_thread_per_worker():
-                    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+                    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                               initargs=(os.getpid(),))
             if suspects:  # isolation mode: one scan at a time
                 record = suspects.popleft()
                 try:
-                    yield record, pool.submit(fn, record, cfg).result()
+                    yield record, _wait(pool.submit(fn, record, cfg), cfg.scan_timeout, latch)
                 except BrokenProcessPool:
                     pool.shutdown(wait=True)
                     pool = None
                     yield record, ("error", STEP_WORKER, "worker process died while processing this scan")
+                except TimeoutError:
+                    _kill(pool)
+                    pool = None
+                    yield record, _timeout_error(cfg)
                 continue
             inflight: deque = deque()
             try:
@@ -163,15 +287,23 @@ def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: i
                         record = todo.popleft()
                         inflight.append((record, pool.submit(fn, record, cfg)))
                     record, fut = inflight[0]
-                    result = fut.result()
+                    result = _wait(fut, cfg.scan_timeout, latch)
                     inflight.popleft()
                     yield record, result
             except BrokenProcessPool:
                 suspects.extend(r for r, _ in inflight)
                 pool.shutdown(wait=True)
                 pool = None
+            except TimeoutError:
+                _kill(pool)
+                pool = None
+                inflight.popleft()
+                todo.extendleft(reversed([r for r, _ in inflight]))
+                yield record, _timeout_error(cfg)
     finally:
-        if pool is not None:
+        if pool is not None and latch.hit:  # Ctrl-C: do not wait for the scans in flight
+            _kill(pool)
+        elif pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -203,10 +335,12 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
     skipped = len(records) - len(todo)
     workers = max(0, min(int(workers), len(todo)))
     bar = _progress_bar(len(todo), progress)
-    results = _results_serial(todo, cfg) if workers <= 1 else _results_parallel(todo, cfg, workers)
+    latch = SigintLatch()
+    results = (_results_serial(todo, cfg, latch) if workers <= 1
+               else _results_parallel(todo, cfg, workers, latch=latch))
     try:
         # closing() shuts the pool down at once if writing fails or Ctrl-C arrives
-        with contextlib.closing(results):
+        with latch.installed(), contextlib.closing(results):
             for record, result in results:
                 source = source_of(record, raw_root)
                 if result[0] == "ok":
@@ -223,6 +357,7 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
                 bar.update(1)
                 if failed:
                     bar.set_postfix(failed=sum(failed.values()), refresh=False)
+                latch.check()
     except BaseException:
         bar.close()
         writer.close(complete=False)
