@@ -145,10 +145,22 @@ def _process_one(record: ScanRecord, cfg: PrepConfig) -> tuple:
         return ("error", *_describe_failure(exc))
 
 
-def _worker_init(parent: int) -> None:
+_STARTS = None  # in a worker: the queue on which it reports (scan_id, wall time) at each start
+
+
+def _worker_init(parent: int, starts) -> None:
     # Ctrl-C goes to the whole process group: only the parent handles it, so it can flush.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _STARTS
+    _STARTS = starts
     _die_with(parent)
+
+
+def _in_worker(fn, record: ScanRecord, cfg: PrepConfig):
+    """Run ``fn`` after telling the parent the scan started: its time limit counts from here,
+    not from the submit (a worker's start-up takes seconds)."""
+    _STARTS.put((record.scan_id, time.time()))
+    return fn(record, cfg)
 
 
 def _die_with(parent: int) -> None:
@@ -232,16 +244,36 @@ def _kill(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _wait(fut, seconds: float, latch: SigintLatch):
-    """The future's result, polling so a SIGINT is seen; TimeoutError after ``seconds``."""
-    deadline = time.monotonic() + seconds
+class _Starts:
+    """Wall times at which workers started each scan (drained from their queue)."""
+
+    def __init__(self, ctx):
+        self.queue = ctx.SimpleQueue()
+        self.at: dict[str, float] = {}
+
+    def of(self, scan_id: str) -> float | None:
+        while not self.queue.empty():
+            sid, t = self.queue.get()
+            self.at[sid] = t
+        return self.at.get(scan_id)
+
+    def forget(self, records) -> None:
+        """Scans going back to the queue: their clocks restart when a worker takes them."""
+        self.of("")
+        for r in records:
+            self.at.pop(r.scan_id, None)
+
+
+def _wait(fut, record: ScanRecord, starts: _Starts, seconds: float, latch: SigintLatch):
+    """The future's result, polling so a SIGINT is seen; TimeoutError ``seconds`` after a
+    worker started the scan."""
     while True:
         latch.check()
-        left = deadline - time.monotonic()
-        if left <= 0:
+        started = starts.of(record.scan_id)
+        if started is not None and time.time() - started > seconds:
             raise TimeoutError
         with contextlib.suppress(TimeoutError):
-            return fut.result(timeout=min(_POLL_S, left))
+            return fut.result(timeout=_POLL_S)
 
 
 def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: int, fn=None,
@@ -257,6 +289,7 @@ def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: i
     fn = fn or _process_one  # tests pass a top-level stand-in
     latch = latch or SigintLatch()
     ctx = multiprocessing.get_context("spawn")
+    starts = _Starts(ctx)
     todo = deque(records)
     suspects: deque[ScanRecord] = deque()
     limit = 2 * workers
@@ -266,11 +299,12 @@ def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: i
             if pool is None:
                 with _one_thread_per_worker():
                     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                               initargs=(os.getpid(),))
+                                               initargs=(os.getpid(), starts.queue))
             if suspects:  # isolation mode: one scan at a time
                 record = suspects.popleft()
                 try:
-                    yield record, _wait(pool.submit(fn, record, cfg), cfg.scan_timeout, latch)
+                    fut = pool.submit(_in_worker, fn, record, cfg)
+                    yield record, _wait(fut, record, starts, cfg.scan_timeout, latch)
                 except BrokenProcessPool:
                     pool.shutdown(wait=True)
                     pool = None
@@ -285,9 +319,9 @@ def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: i
                 while todo or inflight:
                     while todo and len(inflight) < limit:
                         record = todo.popleft()
-                        inflight.append((record, pool.submit(fn, record, cfg)))
+                        inflight.append((record, pool.submit(_in_worker, fn, record, cfg)))
                     record, fut = inflight[0]
-                    result = _wait(fut, cfg.scan_timeout, latch)
+                    result = _wait(fut, record, starts, cfg.scan_timeout, latch)
                     inflight.popleft()
                     yield record, result
             except BrokenProcessPool:
@@ -298,6 +332,7 @@ def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: i
                 _kill(pool)
                 pool = None
                 inflight.popleft()
+                starts.forget(r for r, _ in inflight)
                 todo.extendleft(reversed([r for r, _ in inflight]))
                 yield record, _timeout_error(cfg)
     finally:

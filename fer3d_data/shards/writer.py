@@ -44,6 +44,17 @@ def open_h5(path: Path, mode: str, hint: str = "") -> h5py.File:
         raise Fer3dDataError(f"{path}: cannot be opened as HDF5 ({e}){hint}") from e
 
 
+def _refuse_if_locked(path: Path) -> None:
+    """Fer3dDataError when another process writes ``path`` (HDF5's file lock). Checked
+    before replacing it: HDF5 truncates a file before it tries the lock."""
+    try:
+        h5py.File(path, "r").close()
+    except BlockingIOError:
+        open_h5(path, "r")  # raises the lock message
+    except OSError:  # absent, or not HDF5: nothing to protect
+        pass
+
+
 def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
               overwrite: bool = False) -> Path | None:
     """The existing file a writer would resume (``<out>.tmp`` first, then ``<out>``), or None.
@@ -110,7 +121,8 @@ class ShardWriter:
         self._closed = self._broken = False
         resume = preflight(self.path, config=cfg, landmark_scheme=landmark_scheme, overwrite=overwrite)
         if resume is None:
-            # "w" truncates in place: HDF5's lock refuses it while another prep writes the file
+            _refuse_if_locked(self.tmp)
+            self.tmp.unlink(missing_ok=True)
             self._file = open_h5(self.tmp, "w")
             self._create(dataset, landmark_scheme)
         else:
