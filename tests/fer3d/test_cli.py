@@ -7,6 +7,7 @@ import json
 import pytest
 
 from fer3d import cli
+from fer3d_data.schema import FORMAT_VERSION
 
 TINY = ["--folds", "2", "--subjects", "2", "--epochs", "1", "--batch-size", "12",
         "--image-size", "32", "--workers", "0", "--no-progress", "--lr", "1e-3"]
@@ -39,9 +40,10 @@ def test_unknown_variant_lists_names(bu3dfe_shard, tmp_path, capsys):
 
 
 def test_other_schema_version(make_shard, tmp_path, capsys):
-    shard = make_shard("v2.h5", format_version=2)
+    other = FORMAT_VERSION + 1
+    shard = make_shard("other.h5", format_version=other)
     err = _fail(cli.train_main, [shard, "--out", str(tmp_path / "r")], capsys)
-    assert "v2.h5: shard format_version 2; this fer3d reads version 1" in err
+    assert f"other.h5: shard format_version {other}; this fer3d reads version {FORMAT_VERSION}" in err
 
 
 def test_missing_datasets(make_shard, tmp_path, capsys):

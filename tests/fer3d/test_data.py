@@ -12,6 +12,7 @@ import torch
 from fer3d.data import (IMAGENET_MEAN, IMAGENET_STD, NO_AUGMENT, Augment, ShardDataset,
                         normalise_depth, read_index)
 from fer3d_data.errors import Fer3dDataError
+from fer3d_data.schema import FORMAT_VERSION
 
 FLIP_ONLY = Augment(hflip=1.0, degrees=0.0, translate=0.0, scale=0.0)
 
@@ -129,7 +130,7 @@ def test_several_shards_concatenate(make_shard):
 
 
 @pytest.mark.parametrize("kwargs, problem", [
-    ({"format_version": 2}, "format_version"),
+    ({"format_version": FORMAT_VERSION + 1}, "format_version"),
     ({"drop": ("coverage",)}, "missing datasets: coverage"),
 ])
 def test_bad_shard_names_file_and_problem(make_shard, kwargs, problem):
