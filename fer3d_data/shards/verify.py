@@ -40,6 +40,9 @@ def _check_schema(f: h5py.File, spec: dict, n: int) -> list[str]:
             problems.append(f"/{name}: dtype {ds.dtype}, expected {dtype}")
         if not ds.is_virtual and (ds.chunks is None or ds.chunks[0] != 1 or not ds.fletcher32):
             problems.append(f"/{name}: must be chunked one sample per chunk with fletcher32")
+        elif not ds.is_virtual and ds.id.get_num_chunks() != ds.shape[0]:
+            problems.append(f"/{name}: {ds.shape[0] - ds.id.get_num_chunks()} of {ds.shape[0]} samples "
+                            "have no stored chunk (they would read as zeros)")
     for name, dtype in INDEX_DTYPES.items():
         ds = f.get(f"index/{name}")
         if ds is None:
@@ -50,6 +53,8 @@ def _check_schema(f: h5py.File, spec: dict, n: int) -> list[str]:
             problems.append(f"/index/{name}: dtype {ds.dtype}, expected {dtype}")
         elif not ds.is_virtual and not ds.fletcher32:
             problems.append(f"/index/{name}: must carry fletcher32 checksums")
+        elif not ds.is_virtual and ds.id.get_num_chunks() != n:
+            problems.append(f"/index/{name}: {n - ds.id.get_num_chunks()} of {n} rows have no stored chunk")
     lengths = {c: f[f"errors/{c}"].shape[0] for c in ERROR_COLUMNS if f"errors/{c}" in f}
     if len(lengths) != len(ERROR_COLUMNS) or len(set(lengths.values())) > 1:
         problems.append(f"/errors: columns {ERROR_COLUMNS} must all exist with equal lengths, got {lengths}")

@@ -154,3 +154,13 @@ def test_fuzz_verify_never_raises_and_never_misses_a_checksummed_change(pristine
 @pytest.mark.slow
 def test_fuzz_verify_many(pristine, tmp_path):
     run_fuzz(pristine, tmp_path, cases=int(os.environ.get("FER3D_FUZZ_CASES", 1000)), seed=1)
+
+
+def test_a_sample_without_a_stored_chunk_is_caught(tmp_path):
+    """A write lost on a full disk can leave the extent grown and no chunk: zeros on read."""
+    out = write_shard(tmp_path / "a.h5", n=3)
+    with h5py.File(out, "r+") as f:
+        f["texture"].resize(4, axis=0)
+        f["index/subject"].resize(4, axis=0)
+    problems = shards.verify(out)
+    assert any("/texture: 1 of 4 samples have no stored chunk" in p for p in problems), problems
