@@ -9,17 +9,13 @@ the run goes on; an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import multiprocessing
 import os
-import signal
 import sys
-import threading
 import time
 import traceback
 from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,53 +25,14 @@ from ..datasets.records import ScanRecord
 from ..errors import Fer3dDataError, RawFormatError, ScanError
 from ..shards import ShardWriter
 from .config import PrepConfig
+from .pool import Pool, ScanTimeout, SigintLatch, alarm
 from .process import process_scan
 
 # Error-row steps beyond the preprocessing steps of docs/shards.md.
 STEP_UNEXPECTED = "process"  # an exception no step claimed
 STEP_WORKER = "worker"  # the worker process died (segfault, out of memory)
 STEP_TIMEOUT = "timeout"  # the scan ran past PrepConfig.scan_timeout; its worker was killed
-_POLL_S = 0.2  # how often a parent waiting on a worker looks at its SIGINT latch
-_PR_SET_PDEATHSIG = 1
 
-
-class _ScanTimeout(BaseException):
-    """Raised by SIGALRM in a scan that runs in this process past its time limit (a
-    BaseException: the per-scan ``except Exception`` must not turn it into a row)."""
-
-
-class SigintLatch:
-    """Parent-only SIGINT kept as a flag and raised at safe points.
-
-    A KeyboardInterrupt raised at an arbitrary bytecode can land in a weakref or atexit
-    callback of the process pool, where Python prints and drops it (issue 9: the run then
-    finished with exit 0). Here the handler only records it, unless ``raise_now`` (a scan
-    running in this process: no pool callbacks to hit); :meth:`check` raises it.
-    """
-
-    def __init__(self):
-        self.hit = False
-        self.raise_now = False
-
-    def __call__(self, signum, frame):
-        self.hit = True
-        if self.raise_now:
-            raise KeyboardInterrupt
-
-    def check(self) -> None:
-        if self.hit:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        old = signal.signal(signal.SIGINT, self)
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGINT, old)
 
 @dataclass
 class PrepSummary:
@@ -145,77 +102,6 @@ def _process_one(record: ScanRecord, cfg: PrepConfig) -> tuple:
         return ("error", *_describe_failure(exc))
 
 
-_STARTS = None  # in a worker: the queue on which it reports (scan_id, wall time) at each start
-
-
-def _worker_init(parent: int, starts) -> None:
-    # Ctrl-C goes to the whole process group: only the parent handles it, so it can flush.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    global _STARTS
-    _STARTS = starts
-    _die_with(parent)
-
-
-def _in_worker(fn, record: ScanRecord, cfg: PrepConfig):
-    """Run ``fn`` after telling the parent the scan started: its time limit counts from here,
-    not from the submit (a worker's start-up takes seconds)."""
-    _STARTS.put((record.scan_id, time.time()))
-    return fn(record, cfg)
-
-
-def _die_with(parent: int) -> None:
-    """End this worker when ``parent`` dies (kill -9 included): the kernel's parent-death
-    signal on Linux, and everywhere a watchdog thread that sees the parent pid change."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # died before the signal was armed
-        os._exit(1)
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="fer3d-parent-watchdog", daemon=True).start()
-
-
-@contextlib.contextmanager
-def _one_thread_per_worker():
-    """Workers are processes: keep BLAS/OpenMP in each to one thread (no oversubscription)."""
-    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in keys}
-    for k in keys:
-        os.environ.setdefault(k, "1")
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@contextlib.contextmanager
-def _alarm(seconds: float):
-    """Raise :class:`_ScanTimeout` in this (main) thread after ``seconds``; no-op elsewhere."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def expire(signum, frame):
-        raise _ScanTimeout
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def _timeout_error(cfg: PrepConfig) -> tuple:
     return ("error", STEP_TIMEOUT, f"scan took longer than scan_timeout = {cfg.scan_timeout:g} s; "
                                    "stopped (raise scan_timeout to allow more)")
@@ -226,9 +112,9 @@ def _results_serial(records: Sequence[ScanRecord], cfg: PrepConfig, latch: Sigin
     for record in records:
         latch.raise_now = True
         try:
-            with _alarm(cfg.scan_timeout):
+            with alarm(cfg.scan_timeout):
                 result = _process_one(record, cfg)
-        except _ScanTimeout:
+        except ScanTimeout:
             result = _timeout_error(cfg)
         finally:
             latch.raise_now = False
@@ -236,44 +122,16 @@ def _results_serial(records: Sequence[ScanRecord], cfg: PrepConfig, latch: Sigin
         yield record, result
 
 
-def _kill(pool: ProcessPoolExecutor) -> None:
-    """Kill a pool's workers now (a stuck scan holds one; the executor has no call for it)."""
-    for proc in list(getattr(pool, "_processes", {}).values()):
-        with contextlib.suppress(Exception):
-            proc.kill()
-    pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _Starts:
-    """Wall times at which workers started each scan (drained from their queue)."""
-
-    def __init__(self, ctx):
-        self.queue = ctx.SimpleQueue()
-        self.at: dict[str, float] = {}
-
-    def of(self, scan_id: str) -> float | None:
-        while not self.queue.empty():
-            sid, t = self.queue.get()
-            self.at[sid] = t
-        return self.at.get(scan_id)
-
-    def forget(self, records) -> None:
-        """Scans going back to the queue: their clocks restart when a worker takes them."""
-        self.of("")
-        for r in records:
-            self.at.pop(r.scan_id, None)
-
-
-def _wait(fut, record: ScanRecord, starts: _Starts, seconds: float, latch: SigintLatch):
-    """The future's result, polling so a SIGINT is seen; TimeoutError ``seconds`` after a
-    worker started the scan."""
-    while True:
-        latch.check()
-        started = starts.of(record.scan_id)
-        if started is not None and time.time() - started > seconds:
-            raise TimeoutError
-        with contextlib.suppress(TimeoutError):
-            return fut.result(timeout=_POLL_S)
+def _isolated(pool: Pool, record: ScanRecord) -> tuple[tuple, bool]:
+    """One suspect scan alone in the pool: (its result, whether the pool is still usable)."""
+    try:
+        return pool.result(pool.submit(record), record), True
+    except BrokenProcessPool:
+        pool.close()
+        return ("error", STEP_WORKER, "worker process died while processing this scan"), False
+    except TimeoutError:
+        pool.close(kill=True)
+        return _timeout_error(pool.cfg), False
 
 
 def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: int, fn=None,
@@ -286,60 +144,42 @@ def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: i
     A scan past ``cfg.scan_timeout`` gets a ``timeout`` error: the pool is killed and the
     other scans in flight start again in a fresh one.
     """
-    fn = fn or _process_one  # tests pass a top-level stand-in
-    latch = latch or SigintLatch()
-    ctx = multiprocessing.get_context("spawn")
-    starts = _Starts(ctx)
-    todo = deque(records)
-    suspects: deque[ScanRecord] = deque()
-    limit = 2 * workers
+    ctx, latch = multiprocessing.get_context("spawn"), latch or SigintLatch()
+    todo, suspects = deque(records), deque()
     pool = None
     try:
         while todo or suspects:
-            if pool is None:
-                with _one_thread_per_worker():
-                    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                               initargs=(os.getpid(), starts.queue))
+            # tests pass a top-level stand-in for _process_one
+            pool = pool or Pool(ctx, workers, fn or _process_one, cfg, latch)
             if suspects:  # isolation mode: one scan at a time
                 record = suspects.popleft()
-                try:
-                    fut = pool.submit(_in_worker, fn, record, cfg)
-                    yield record, _wait(fut, record, starts, cfg.scan_timeout, latch)
-                except BrokenProcessPool:
-                    pool.shutdown(wait=True)
-                    pool = None
-                    yield record, ("error", STEP_WORKER, "worker process died while processing this scan")
-                except TimeoutError:
-                    _kill(pool)
-                    pool = None
-                    yield record, _timeout_error(cfg)
+                result, alive = _isolated(pool, record)
+                pool = pool if alive else None
+                yield record, result
                 continue
             inflight: deque = deque()
             try:
                 while todo or inflight:
-                    while todo and len(inflight) < limit:
+                    while todo and len(inflight) < 2 * workers:
                         record = todo.popleft()
-                        inflight.append((record, pool.submit(_in_worker, fn, record, cfg)))
+                        inflight.append((record, pool.submit(record)))
                     record, fut = inflight[0]
-                    result = _wait(fut, record, starts, cfg.scan_timeout, latch)
+                    result = pool.result(fut, record)
                     inflight.popleft()
                     yield record, result
             except BrokenProcessPool:
                 suspects.extend(r for r, _ in inflight)
-                pool.shutdown(wait=True)
+                pool.close()
                 pool = None
             except TimeoutError:
-                _kill(pool)
+                pool.close(kill=True)
                 pool = None
                 inflight.popleft()
-                starts.forget(r for r, _ in inflight)
                 todo.extendleft(reversed([r for r, _ in inflight]))
                 yield record, _timeout_error(cfg)
     finally:
-        if pool is not None and latch.hit:  # Ctrl-C: do not wait for the scans in flight
-            _kill(pool)
-        elif pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.close(kill=latch.hit)  # Ctrl-C: do not wait for the scans in flight
 
 
 def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: PrepConfig, *,

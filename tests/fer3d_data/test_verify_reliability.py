@@ -3,9 +3,7 @@ and a seeded byte-flip/truncation fuzz suite (more cases with ``-m fuzz``)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ from fer3d_data import shards
 from fer3d_data.errors import Fer3dDataError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_shards import fake_sample, write_shard  # noqa: E402
+from test_shards import write_shard  # noqa: E402
 
 
 def patch_bytes(path: Path, old: bytes, new: bytes) -> None:
@@ -131,7 +129,7 @@ def mutate(data: bytes, rng: np.random.Generator, ranges) -> tuple[bytes, str, b
 
 
 def run_fuzz(pristine, tmp_path, cases: int, seed: int) -> None:
-    path, data, ranges = pristine
+    _, data, ranges = pristine
     rng = np.random.default_rng(seed)
     target = tmp_path / "m.h5"
     for case in range(cases):
@@ -153,7 +151,7 @@ def test_fuzz_verify_never_raises_and_never_misses_a_checksummed_change(pristine
 @pytest.mark.fuzz
 @pytest.mark.slow
 def test_fuzz_verify_many(pristine, tmp_path):
-    run_fuzz(pristine, tmp_path, cases=int(os.environ.get("FER3D_FUZZ_CASES", 1000)), seed=1)
+    run_fuzz(pristine, tmp_path, cases=int(os.environ.get("FER3D_FUZZ_CASES", "1000")), seed=1)
 
 
 def test_a_sample_without_a_stored_chunk_is_caught(tmp_path):
