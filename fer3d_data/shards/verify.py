@@ -103,7 +103,11 @@ def _check_values(s: dict[str, np.ndarray]) -> list[str]:
     return problems
 
 
-def verify(path: str | os.PathLike, *, isolated: bool = True) -> list[str]:
+# Seconds without progress after which verify gives up on a child stuck inside HDF5.
+STALL_S = 30.0
+
+
+def verify(path: str | os.PathLike, *, isolated: bool = True, stall_s: float = STALL_S) -> list[str]:
     """Every problem found in a shard, as readable strings; [] when it is sound.
 
     Checks the header and schema (datasets, shapes, dtypes, chunking, checksums present),
@@ -113,10 +117,14 @@ def verify(path: str | os.PathLike, *, isolated: bool = True) -> list[str]:
     check (finite, with relief over covered cells: docs/preprocessing.md), so a chunk lost
     to a corrupt chunk index (it reads as zeros) is caught. A merged shard's parts are
     checked by :func:`open_shard`.
+
+    ``isolated``: read in a forked child process, because the HDF5 library can crash
+    (segfault) or loop forever on some damaged files; a crash, or no progress for
+    ``stall_s`` seconds (each sample is progress), is reported as corruption.
     """
     path = Path(path)
     if not isolated or "fork" not in multiprocessing.get_all_start_methods():
-        return _verify_here(path)
+        return _verify_here(path, lambda: None)
     _sanity()  # imported here once, inherited by every child
     ctx = multiprocessing.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
@@ -124,49 +132,65 @@ def verify(path: str | os.PathLike, *, isolated: bool = True) -> list[str]:
     child.start()
     send.close()
     try:
-        problems = recv.recv()
-    except EOFError:  # the child died without an answer
-        problems = None
+        return _answer(path, child, recv, stall_s)
     finally:
+        child.kill()
         child.join()
-    if problems is None:
-        return [f"{path}: corrupt: the HDF5 library crashed reading it (child exit {child.exitcode})"]
-    return problems
+        recv.close()
+
+
+def _answer(path: Path, child, recv, stall_s: float) -> list[str]:
+    """The child's problems, or the report of its crash or stall."""
+    while True:
+        if not recv.poll(stall_s):
+            return [f"{path}: corrupt: reading it made no progress for {stall_s:g} s (the HDF5 "
+                    "library loops on a damaged structure)"]
+        try:
+            kind, value = recv.recv()
+        except EOFError:  # the child died without an answer
+            child.join()
+            return [f"{path}: corrupt: the HDF5 library crashed reading it (child exit {child.exitcode})"]
+        if kind == "done":
+            return value
 
 
 def _verify_child(path: Path, send) -> None:
     faulthandler.disable()  # an HDF5 crash here is expected on damaged files and reported
-    send.send(_verify_here(path))
+    send.send(("done", _verify_here(path, lambda: send.send(("beat", None)))))
     send.close()
 
 
-def _verify_here(path: Path) -> list[str]:
+def _verify_here(path: Path, beat) -> list[str]:
     try:
         shard = open_shard(path)
     except Fer3dDataError as e:
         return [str(e)]
     except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py on a damaged file
         return [f"{path}: corrupt: cannot read its header ({type(e).__name__}: {e})"]
+    beat()
     with shard:
         try:
-            return [f"{path}: {p}" for p in _verify_open(shard)]
+            return [f"{path}: {p}" for p in _verify_open(shard, beat)]
         except (OSError, RuntimeError, KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
             return [f"{path}: corrupt: {type(e).__name__}: {e}"]
 
 
-def _verify_open(shard) -> list[str]:
+def _verify_open(shard, beat) -> list[str]:
+    """Problems of an open shard; ``beat()`` after each step and each sample (progress)."""
     f, n = shard.file, len(shard)
     spec = array_spec(shard.image_size, len(shard.landmark_names))
     problems = _check_schema(f, spec, n)
     if problems:
         return problems
     problems += _guarded("digests", digest.digest_problems, f)
+    beat()
     try:
         index = shard.index
     except (OSError, RuntimeError, ValueError, UnicodeDecodeError) as e:
         return problems + [f"/index cannot be read (checksum or corrupt chunk: {e})"]
     problems += _check_index(index)
     for i in range(n):
+        beat()
         problems += [f"sample {i} ({index['sample_id'][i]}): {p}"
                      for p in _sample_problems(f, spec, i, shard.config)]
     return problems

@@ -136,7 +136,7 @@ def run_fuzz(pristine, tmp_path, cases: int, seed: int) -> None:
         mutated, what, in_chunk = mutate(data, rng, ranges)
         target.write_bytes(mutated)
         t0 = time.monotonic()
-        problems = shards.verify(target)  # must not raise
+        problems = shards.verify(target, stall_s=1.0)  # must not raise; HDF5 can loop forever
         seconds = time.monotonic() - t0
         assert seconds < 2.0, (case, what, seconds)
         assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
