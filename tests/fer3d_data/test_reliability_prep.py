@@ -15,7 +15,7 @@ import pytest
 from fer3d_data import shards, synth
 from fer3d_data.datasets import walkers
 from fer3d_data.errors import Fer3dDataError
-from fer3d_data.prep import PrepConfig, run_prep
+from fer3d_data.prep import PrepConfig, process_scan, run_prep
 from fer3d_data.prep.sanity import sanity_problems
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -110,6 +110,23 @@ def bu_tree(root, expressions=("neutral", "anger")):
     synth.make_bu3dfe(root, subjects=1, vertices=3000, texture_size=128, f2d_size=8,
                       expressions=expressions)
     return walkers["bu3dfe"](root)
+
+
+def test_every_synthetic_variant_and_artifact_passes_with_a_wide_margin(tmp_path):
+    """Genuine-like scans must never trip the checks: every file spelling variant, noise,
+    holes, spikes, outliers and Bosphorus scans lacking landmarks, at the thresholds x 4."""
+    artifacts = dict(noise=0.3, holes=2, spikes=0.01, outliers=0.005, expressions=("neutral", "surprise"))
+    synth.make_bu3dfe(tmp_path / "bu", subjects=1, vertices=3000, texture_size=128, f2d_size=8,
+                      wrl_variants=synth.WRL_VARIANTS, **artifacts)
+    synth.make_bosphorus(tmp_path / "bs", subjects=1, grid=(92, 76), texture_scale=1.0, drop_landmarks=1.0,
+                         bnt_variants=synth.BNT_VARIANTS, lm_variants=synth.LM_VARIANTS, **artifacts)
+    strict = {"min_landmark_fraction": 0.75, "min_texture_std": 4.0, "min_depth_relief": 20.0}
+    for dataset, folder in (("bu3dfe", "bu"), ("bosphorus", "bs")):
+        records = walkers[dataset](tmp_path / folder)
+        assert len(records) >= 2
+        for record in records:
+            sample = process_scan(record, PrepConfig(dataset=dataset, image_size=48, **strict))
+            assert sample.sample_id == record.scan_id
 
 
 def test_wrong_scans_become_sanity_rows_not_samples(tmp_path):
