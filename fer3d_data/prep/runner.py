@@ -12,12 +12,10 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
-import signal
 import sys
 import time
 import traceback
 from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +25,14 @@ from ..datasets.records import ScanRecord
 from ..errors import Fer3dDataError, RawFormatError, ScanError
 from ..shards import ShardWriter
 from .config import PrepConfig
+from .pool import Pool, ScanTimeout, SigintLatch, alarm
 from .process import process_scan
 
 # Error-row steps beyond the preprocessing steps of docs/shards.md.
 STEP_UNEXPECTED = "process"  # an exception no step claimed
 STEP_WORKER = "worker"  # the worker process died (segfault, out of memory)
+STEP_TIMEOUT = "timeout"  # the scan ran past PrepConfig.scan_timeout; its worker was killed
+
 
 @dataclass
 class PrepSummary:
@@ -110,79 +111,84 @@ def _process_one(record: ScanRecord, cfg: PrepConfig) -> tuple:
         return ("error", *_describe_failure(exc))
 
 
-def _worker_init() -> None:
-    # Ctrl-C goes to the whole process group: only the parent handles it, so it can flush.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _timeout_error(cfg: PrepConfig) -> tuple:
+    return ("error", STEP_TIMEOUT, f"scan took longer than scan_timeout = {cfg.scan_timeout:g} s; "
+                                   "stopped (raise scan_timeout to allow more)")
 
 
-@contextlib.contextmanager
-def _one_thread_per_worker():
-    """Workers are processes: keep BLAS/OpenMP in each to one thread (no oversubscription)."""
-    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in keys}
-    for k in keys:
-        os.environ.setdefault(k, "1")
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _results_serial(records: Sequence[ScanRecord], cfg: PrepConfig):
-    """(record, result) in order, in this process (workers <= 1)."""
+def _results_serial(records: Sequence[ScanRecord], cfg: PrepConfig, latch: SigintLatch):
+    """(record, result) in order, in this process (workers <= 1); SIGALRM bounds each scan."""
     for record in records:
-        yield record, _process_one(record, cfg)
+        latch.raise_now = True
+        try:
+            with alarm(cfg.scan_timeout):
+                result = _process_one(record, cfg)
+        except ScanTimeout:
+            result = _timeout_error(cfg)
+        finally:
+            latch.raise_now = False
+        latch.check()
+        yield record, result
 
 
-def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: int, fn=None):
+def _isolated(pool: Pool, record: ScanRecord) -> tuple[tuple, bool]:
+    """One suspect scan alone in the pool: (its result, whether the pool is still usable)."""
+    try:
+        return pool.result(pool.submit(record), record), True
+    except BrokenProcessPool:
+        pool.close()
+        return ("error", STEP_WORKER, "worker process died while processing this scan"), False
+    except TimeoutError:
+        pool.close(kill=True)
+        return _timeout_error(pool.cfg), False
+
+
+def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: int, fn=None,
+                      latch: SigintLatch | None = None):
     """(record, result) in input order from a spawn-started process pool.
 
     At most ``2 * workers`` scans are in flight, so memory stays flat however many scans.
     When a worker dies the pool breaks for every scan in flight: those are retried one at a
     time in a fresh pool, and the scan that kills its worker alone gets a ``worker`` error.
+    A scan past ``cfg.scan_timeout`` gets a ``timeout`` error: the pool is killed and the
+    other scans in flight start again in a fresh one.
     """
-    fn = fn or _process_one  # tests pass a top-level stand-in
-    ctx = multiprocessing.get_context("spawn")
-    todo = deque(records)
-    suspects: deque[ScanRecord] = deque()
-    limit = 2 * workers
+    ctx, latch = multiprocessing.get_context("spawn"), latch or SigintLatch()
+    todo, suspects = deque(records), deque()
     pool = None
     try:
         while todo or suspects:
-            if pool is None:
-                with _one_thread_per_worker():
-                    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+            # tests pass a top-level stand-in for _process_one
+            pool = pool or Pool(ctx, workers, fn or _process_one, cfg, latch)
             if suspects:  # isolation mode: one scan at a time
                 record = suspects.popleft()
-                try:
-                    yield record, pool.submit(fn, record, cfg).result()
-                except BrokenProcessPool:
-                    pool.shutdown(wait=True)
-                    pool = None
-                    yield record, ("error", STEP_WORKER,
-                                   "worker process died while processing this scan")
+                result, alive = _isolated(pool, record)
+                pool = pool if alive else None
+                yield record, result
                 continue
             inflight: deque = deque()
             try:
                 while todo or inflight:
-                    while todo and len(inflight) < limit:
+                    while todo and len(inflight) < 2 * workers:
                         record = todo.popleft()
-                        inflight.append((record, pool.submit(fn, record, cfg)))
+                        inflight.append((record, pool.submit(record)))
                     record, fut = inflight[0]
-                    result = fut.result()
+                    result = pool.result(fut, record)
                     inflight.popleft()
                     yield record, result
             except BrokenProcessPool:
                 suspects.extend(r for r, _ in inflight)
-                pool.shutdown(wait=True)
+                pool.close()
                 pool = None
+            except TimeoutError:
+                pool.close(kill=True)
+                pool = None
+                inflight.popleft()
+                todo.extendleft(reversed([r for r, _ in inflight]))
+                yield record, _timeout_error(cfg)
     finally:
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.close(kill=latch.hit)  # Ctrl-C: do not wait for the scans in flight
 
 
 def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: PrepConfig, *,
@@ -213,10 +219,12 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
     skipped = len(records) - len(todo)
     workers = max(0, min(int(workers), len(todo)))
     bar = _progress_bar(len(todo), progress)
-    results = _results_serial(todo, cfg) if workers <= 1 else _results_parallel(todo, cfg, workers)
+    latch = SigintLatch()
+    results = (_results_serial(todo, cfg, latch) if workers <= 1
+               else _results_parallel(todo, cfg, workers, latch=latch))
     try:
         # closing() shuts the pool down at once if writing fails or Ctrl-C arrives
-        with contextlib.closing(results):
+        with latch.installed(), contextlib.closing(results):
             for record, result in results:
                 source = source_of(record, raw_root)
                 if result[0] == "ok":
@@ -233,6 +241,7 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
                 bar.update(1)
                 if failed:
                     bar.set_postfix(failed=sum(failed.values()), refresh=False)
+                latch.check()
     except BaseException:
         bar.close()
         writer.close(complete=False)

@@ -10,7 +10,7 @@ gives a constant texture; a corrupt chunk index reads a depth of zeros. The thre
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -52,8 +52,8 @@ def depth_problems(depth: np.ndarray, covered: np.ndarray, cfg: Mapping) -> list
         return ["depth: no cell is covered by scan data"]
     relief = float(depth[covered].max() - depth[covered].min())
     if relief < min_relief:
-        return [f"depth: relief {relief:.2f} mm over covered cells is below min_depth_relief "
-                f"{min_relief:g} mm (flat or empty surface)"]
+        return [(f"depth: relief {relief:.2f} mm over covered cells is below min_depth_relief "
+                 f"{min_relief:g} mm (flat or empty surface)")]
     return []
 
 
@@ -62,6 +62,6 @@ def _landmark_problems(points: np.ndarray, size: int, min_fraction: float, mask_
     inside = np.isfinite(points).all(axis=1) & (points >= -0.5).all(axis=1) & (points <= size - 0.5).all(axis=1)
     if len(points) and inside.sum() < min_fraction * len(points):
         which = "dlib landmarks68" if mask_source else "landmarks"
-        return [f"{which}: {int(inside.sum())}/{len(points)} on the {size}x{size} grid, below "
-                f"min_landmark_fraction {min_fraction:g}"]
+        return [(f"{which}: {int(inside.sum())}/{len(points)} on the {size}x{size} grid, below "
+                 f"min_landmark_fraction {min_fraction:g}")]
     return []

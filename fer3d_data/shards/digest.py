@@ -82,18 +82,18 @@ def digest_problems(f: h5py.File) -> list[str]:
     """
     raw = f.attrs.get(DIGESTS_ATTR)
     if raw is None:
-        return ["no stored digests (the writer did not close this file; a killed run's .tmp "
-                "has none until a rerun completes it)"]
+        return [("no stored digests (the writer did not close this file; a killed run's .tmp "
+                 "has none until a rerun completes it)")]
     try:
         stored = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-        if not isinstance(stored, dict):
-            raise ValueError("not a mapping")
     except ValueError as e:
         return [f"root attribute {DIGESTS_ATTR} is not valid JSON ({e})"]
+    if not isinstance(stored, dict):
+        return [f"root attribute {DIGESTS_ATTR} is not a JSON mapping"]
     now = compute(f)
-    problems = [f"/{name}: SHA-256 digest differs from the one stored at close (changed bytes)"
-                if name != ATTRS_KEY else "attributes: SHA-256 digest differs from the one stored at close"
-                for name in sorted(set(now) & set(stored)) if now[name] != stored[name]]
+    changed = [name for name in sorted(set(now) & set(stored)) if now[name] != stored[name]]
+    problems = [("attributes" if name == ATTRS_KEY else f"/{name}")
+                + ": SHA-256 digest differs from the one stored at close (changed bytes)" for name in changed]
     problems += [f"/{name}: covered by a stored digest but missing" for name in sorted(set(stored) - set(now))]
     problems += [f"/{name}: present but not covered by the stored digests" for name in sorted(set(now) - set(stored))]
     return problems

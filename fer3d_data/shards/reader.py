@@ -64,16 +64,48 @@ class Shard:
             missing = [n for n in names if n not in self.file]
             if missing:
                 raise Fer3dDataError(f"{self.path}: missing datasets {missing}")
-            gone = missing_sources(self.file, self.path)
-            if gone:  # a virtual dataset silently reads fill values (zeros) where a part is gone
-                raise Fer3dDataError(
-                    f"{self.path}: virtual (merged) shard whose parts are missing: "
-                    f"{', '.join(gone)}; keep the parts beside it, or merge without --virtual "
-                    "for one self-contained file")
+            self._check_parts()
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py on damaged bytes
+            self.file.close()
+            raise Fer3dDataError(f"{self.path}: corrupt: cannot read its header "
+                                 f"({type(e).__name__}: {e})") from e
         except BaseException:
             self.file.close()
             raise
         self._index: dict[str, np.ndarray] | None = None
+
+    def _check_parts(self) -> None:
+        """A virtual (merged) shard's parts: present, shards, and as long and shaped as merged.
+
+        A virtual dataset silently reads fill values (zeros) where a part is missing or
+        shorter than when it was merged, so each is checked before any read.
+        """
+        parts, lengths = self.attrs.get("parts", []), self.attrs.get("part_lengths", [])
+        if not parts:  # a self-contained file
+            return
+        gone = missing_sources(self.file, self.path)
+        if gone:
+            raise Fer3dDataError(
+                f"{self.path}: virtual (merged) shard whose parts are missing: "
+                f"{', '.join(gone)}; keep the parts beside it, or merge without --virtual "
+                "for one self-contained file")
+        if len(parts) != len(lengths):
+            raise Fer3dDataError(f"{self.path}: {len(parts)} parts but {len(lengths)} part_lengths")
+        names = (*self.spec, *(f"index/{c}" for c in INDEX_DTYPES))
+        for part, length in zip(parts, lengths):
+            where = self.path.parent / part
+            try:
+                with h5py.File(where, "r") as f:
+                    check_header(f, where)
+                    shapes = {n: f[n].shape if n in f else None for n in names}
+            except OSError as e:
+                raise Fer3dDataError(f"{self.path}: merged part {part} cannot be read ({e})") from e
+            for n, shape in shapes.items():
+                want = (int(length), *self.file[n].shape[1:])
+                if shape != want:
+                    raise Fer3dDataError(f"{self.path}: merged part {part}: /{n} has shape "
+                                         f"{shape}, the merge expects {want} (replaced or "
+                                         "truncated part)")
 
     def __len__(self) -> int:
         return self.file["index/sample_id"].shape[0]

@@ -6,6 +6,8 @@ HDF5 error while reading is reported as corruption of the object being read.
 
 from __future__ import annotations
 
+import faulthandler
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -38,6 +40,9 @@ def _check_schema(f: h5py.File, spec: dict, n: int) -> list[str]:
             problems.append(f"/{name}: dtype {ds.dtype}, expected {dtype}")
         if not ds.is_virtual and (ds.chunks is None or ds.chunks[0] != 1 or not ds.fletcher32):
             problems.append(f"/{name}: must be chunked one sample per chunk with fletcher32")
+        elif not ds.is_virtual and ds.id.get_num_chunks() != ds.shape[0]:
+            problems.append(f"/{name}: {ds.shape[0] - ds.id.get_num_chunks()} of {ds.shape[0]} samples "
+                            "have no stored chunk (they would read as zeros)")
     for name, dtype in INDEX_DTYPES.items():
         ds = f.get(f"index/{name}")
         if ds is None:
@@ -49,6 +54,8 @@ def _check_schema(f: h5py.File, spec: dict, n: int) -> list[str]:
             problems.append(f"/index/{name}: dtype {ds.dtype}, expected {dtype}")
         elif not ds.is_virtual and not ds.fletcher32:
             problems.append(f"/index/{name}: must carry fletcher32 checksums")
+        elif not ds.is_virtual and ds.id.get_num_chunks() != n:
+            problems.append(f"/index/{name}: {n - ds.id.get_num_chunks()} of {n} rows have no stored chunk")
     lengths = {c: f[f"errors/{c}"].shape[0] for c in ERROR_COLUMNS if f"errors/{c}" in f}
     if len(lengths) != len(ERROR_COLUMNS) or len(set(lengths.values())) > 1:
         problems.append(f"/errors: columns {ERROR_COLUMNS} must all exist with equal lengths, "
@@ -102,7 +109,11 @@ def _check_values(s: dict[str, np.ndarray]) -> list[str]:
     return problems
 
 
-def verify(path: str | os.PathLike) -> list[str]:
+# Seconds without progress after which verify gives up on a child stuck inside HDF5.
+STALL_S = 30.0
+
+
+def verify(path: str | os.PathLike, *, isolated: bool = True, stall_s: float = STALL_S) -> list[str]:
     """Every problem found in a shard, as readable strings; [] when it is sound.
 
     Checks the header and schema (datasets, shapes, dtypes, chunking, checksums present),
@@ -110,38 +121,94 @@ def verify(path: str | os.PathLike) -> list[str]:
     at close, the index values, and reads every chunk of every sample: a Fletcher-32
     mismatch is reported for that sample; then each sample's values and prep's depth sanity
     check (finite, with relief over covered cells: docs/preprocessing.md), so a chunk lost
-    to a corrupt chunk index (it reads as zeros) is caught. A merged shard's parts are checked by :func:`open_shard`.
+    to a corrupt chunk index (it reads as zeros) is caught. A merged shard's parts are
+    checked by :func:`open_shard`.
+
+    ``isolated``: read in a forked child process, because the HDF5 library can crash
+    (segfault) or loop forever on some damaged files; a crash, or no progress for
+    ``stall_s`` seconds (each sample is progress), is reported as corruption.
     """
     path = Path(path)
+    if not isolated or "fork" not in multiprocessing.get_all_start_methods():
+        return _verify_here(path, lambda: None)
+    _sanity()  # imported here once, inherited by every child
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_verify_child, args=(path, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        return _answer(path, child, recv, stall_s)
+    finally:
+        child.kill()
+        child.join()
+        recv.close()
+
+
+def _answer(path: Path, child, recv, stall_s: float) -> list[str]:
+    """The child's problems, or the report of its crash or stall."""
+    while True:
+        if not recv.poll(stall_s):
+            return [f"{path}: corrupt: reading it made no progress for {stall_s:g} s (the HDF5 "
+                    "library loops on a damaged structure)"]
+        try:
+            kind, value = recv.recv()
+        except EOFError:  # the child died without an answer
+            child.join()
+            return [f"{path}: corrupt: the HDF5 library crashed reading it (child exit {child.exitcode})"]
+        if kind == "done":
+            return value
+
+
+def _verify_child(path: Path, send) -> None:
+    faulthandler.disable()  # an HDF5 crash here is expected on damaged files and reported
+    send.send(("done", _verify_here(path, lambda: send.send(("beat", None)))))
+    send.close()
+
+
+def _verify_here(path: Path, beat) -> list[str]:
     try:
         shard = open_shard(path)
     except Fer3dDataError as e:
         return [str(e)]
     except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py on a damaged file
         return [f"{path}: corrupt: cannot read its header ({type(e).__name__}: {e})"]
+    beat()
     with shard:
         try:
-            return [f"{path}: {p}" for p in _verify_open(shard)]
+            return [f"{path}: {p}" for p in _verify_open(shard, beat)]
         except (OSError, RuntimeError, KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
             return [f"{path}: corrupt: {type(e).__name__}: {e}"]
 
 
-def _verify_open(shard) -> list[str]:
+def _verify_open(shard, beat) -> list[str]:
+    """Problems of an open shard; ``beat()`` after each step and each sample (progress)."""
     f, n = shard.file, len(shard)
     spec = shard.spec
     problems = _check_schema(f, spec, n)
     if problems:
         return problems
     problems += _guarded("digests", digest.digest_problems, f)
+    beat()
     try:
         index = shard.index
     except (OSError, RuntimeError, ValueError, UnicodeDecodeError) as e:
         return problems + [f"/index cannot be read (checksum or corrupt chunk: {e})"]
     problems += _check_index(index)
     for i in range(n):
+        beat()
         problems += [f"sample {i} ({index['sample_id'][i]}): {p}"
                      for p in _sample_problems(f, spec, i, shard.config)]
     return problems
+
+
+def _sanity():
+    """prep's depth check. prep.sanity is numpy only, but importing the prep package at
+    module level would pull the whole pipeline (and a cycle through prep.runner) into
+    every shard reader."""
+    from ..prep.sanity import depth_problems
+
+    return depth_problems
 
 
 def _guarded(what: str, check, *args) -> list[str]:
@@ -153,10 +220,7 @@ def _guarded(what: str, check, *args) -> list[str]:
 
 def _sample_problems(f: h5py.File, spec: dict, i: int, config: dict) -> list[str]:
     """Read errors, value problems and sanity failures of sample ``i``."""
-    # prep.sanity is numpy only, but importing the prep package at module level would pull
-    # the whole pipeline (and a cycle through prep.runner) into every shard reader.
-    from ..prep.sanity import depth_problems
-
+    depth_problems = _sanity()
     s, problems = {}, []
     for name in spec:
         try:

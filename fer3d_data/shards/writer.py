@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import json
 import os
 from pathlib import Path
@@ -21,14 +20,10 @@ from .. import __version__
 from ..errors import Fer3dDataError
 from ..schema import CLASS_CODE, CLASS_NAMES, FORMAT, FORMAT_VERSION
 from . import digest
+from .space import SpaceGuard
 from .spec import (_ERROR_CHUNK, _INDEX_CHUNK, _VLEN_STR, DLIB_POINTS, ERROR_COLUMNS, INDEX_DTYPES,
                    MASK_SOURCES, _attr, _config_dict, _diff, _encode, _read_config, _read_errors,
                    check_header, config_spec, tmp_path)
-
-# Free space an append keeps beyond its sample's raw bytes: HDF5 metadata, the error table
-# and the flush at close must still fit, so a full disk never leaves a half-written file.
-_SPARE_BYTES = 1 << 20
-
 
 def open_h5(path: Path, mode: str, hint: str = "") -> h5py.File:
     """h5py.File(path, mode), its failures as one :class:`Fer3dDataError` naming the file."""
@@ -42,6 +37,17 @@ def open_h5(path: Path, mode: str, hint: str = "") -> h5py.File:
                              f"--overwrite on the same output?)") from None
     except OSError as e:
         raise Fer3dDataError(f"{path}: cannot be opened as HDF5 ({e}){hint}") from e
+
+
+def _refuse_if_locked(path: Path) -> None:
+    """Fer3dDataError when another process writes ``path`` (HDF5's file lock). Checked
+    before replacing it: HDF5 truncates a file before it tries the lock."""
+    try:
+        h5py.File(path, "r").close()
+    except BlockingIOError:
+        open_h5(path, "r")  # raises the lock message
+    except OSError:  # absent, or not HDF5: nothing to protect
+        pass
 
 
 def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
@@ -110,9 +116,20 @@ class ShardWriter:
         self.spec = config_spec(self.image_size, len(self.landmark_names), self.config)
         self._sample_bytes = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.spec.values())
         self._closed = self._broken = False
+        self._handles: dict[str, h5py.Dataset] | None = None
+        self._space = SpaceGuard(self.tmp)
         resume = preflight(self.path, config=cfg, landmark_scheme=landmark_scheme, overwrite=overwrite)
+        self._open(resume, dataset, landmark_scheme)
+        try:  # once the file is ours (HDF5's lock): the ballast beside it is ours too
+            self._space.reserve()
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _open(self, resume: Path | None, dataset: str, landmark_scheme: str) -> None:
         if resume is None:
-            # "w" truncates in place: HDF5's lock refuses it while another prep writes the file
+            _refuse_if_locked(self.tmp)
+            self.tmp.unlink(missing_ok=True)
             self._file = open_h5(self.tmp, "w")
             self._create(dataset, landmark_scheme)
         else:
@@ -166,7 +183,7 @@ class ShardWriter:
 
         A crash inside append() leaves some datasets a row longer than others; a full disk
         can leave the last row's chunks half written (a checksum or decompression error on
-        read). Rows are written arrays first, index last, each in its own chunk, so a
+        read) or not stored at all while its extent grew. Rows are written arrays first, index last, each in its own chunk, so a
         finished row never shares a chunk with an unfinished one and is never dropped.
         """
         names = list(self.spec) + [f"index/{c}" for c in INDEX_DTYPES]
@@ -183,9 +200,14 @@ class ShardWriter:
         return n
 
     def _row_reads(self, i: int, names: list[str]) -> bool:
+        """Row ``i`` has a stored chunk in every dataset (a write lost on a full disk leaves
+        none: it would read as zeros) and each decodes (checksum, decompression)."""
         try:
             for name in names:
-                self._file[name][i]
+                ds = self._file[name]
+                if ds.id.get_chunk_info_by_coord((i,) + (0,) * (ds.ndim - 1)).byte_offset is None:
+                    return False
+                ds[i]
         except (OSError, RuntimeError, ValueError):  # h5py's errors for a chunk it cannot decode
             return False
         return True
@@ -211,7 +233,7 @@ class ShardWriter:
         """Write one sample (a :class:`fer3d_data.prep.Sample` or anything with its fields)."""
         self._check_open()
         arrays, row = self._checked(sample)
-        self._ensure_space(self._sample_bytes)
+        self._space.ensure(self._sample_bytes)
         with self._writing():
             self._write_row(arrays, row)
             if self._errors.pop(str(sample.source), None) is not None:  # it failed before: no stale row
@@ -222,13 +244,22 @@ class ShardWriter:
 
     def _write_row(self, arrays: dict, row: dict) -> None:
         # Arrays first and the index last: a sample counts once its whole row exists.
-        n, f = self._n, self._file
+        n, ds = self._n, self._datasets()
         for name, a in arrays.items():
-            f[name].resize(n + 1, axis=0)
-            f[name][n] = a
+            ds[name].resize(n + 1, axis=0)
+            ds[name][n] = a
         for name, value in row.items():
-            f[f"index/{name}"].resize(n + 1, axis=0)
-            f[f"index/{name}"][n] = value
+            ds[f"index/{name}"].resize(n + 1, axis=0)
+            ds[f"index/{name}"][n] = value
+
+    def _datasets(self) -> dict[str, h5py.Dataset]:
+        """Open handles of the per-sample datasets, kept for the writer's life: a handle
+        dropped after each write would flush its chunks in h5py's destructor, where a
+        failed write (a full disk) is printed and ignored instead of raised by flush()."""
+        if self._handles is None:
+            names = list(self.spec) + [f"index/{c}" for c in INDEX_DTYPES]
+            self._handles = {name: self._file[name] for name in names}
+        return self._handles
 
     def _checked(self, sample: Any) -> tuple[dict, dict]:
         """(arrays in stored dtypes, index row) of a sample, or :class:`Fer3dDataError`.
@@ -265,7 +296,7 @@ class ShardWriter:
     def add_error(self, source: str, step: str, message: str) -> None:
         """Record a failed scan; a later error for the same source replaces this one."""
         self._check_open()
-        self._ensure_space(len(str(message).encode("utf-8")) + len(str(source).encode("utf-8")))
+        self._space.ensure(len(str(message).encode("utf-8")) + len(str(source).encode("utf-8")))
         self._errors.pop(str(source), None)
         self._errors[str(source)] = (str(step), str(message))
         with self._writing():
@@ -280,18 +311,6 @@ class ShardWriter:
             if rows:
                 ds[:] = np.array([r[j] for r in rows], dtype=object)
 
-    def _free_bytes(self) -> float:
-        try:
-            st = os.statvfs(self.tmp.parent)
-        except OSError:  # no statvfs here: rely on the write itself failing
-            return float("inf")
-        return st.f_bavail * st.f_frsize
-
-    def _ensure_space(self, need: int) -> None:
-        """OSError(ENOSPC) naming the file, before writing, when ``need`` bytes would not fit."""
-        if self._free_bytes() < need + _SPARE_BYTES:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self.tmp))
-
     @contextlib.contextmanager
     def _writing(self):
         """A failed write leaves this writer broken (``close`` keeps the file for a rerun); a
@@ -301,9 +320,8 @@ class ShardWriter:
             yield
         except Exception as e:
             self._broken = True
-            full = getattr(e, "errno", None) == errno.ENOSPC or "errno = 28" in str(e)
-            if isinstance(e, (OSError, RuntimeError)) and (full or self._free_bytes() < self._sample_bytes + _SPARE_BYTES):
-                raise OSError(errno.ENOSPC, "No space left on device", str(self.tmp)) from e
+            if isinstance(e, (OSError, RuntimeError)) and self._space.is_full(e, self._sample_bytes):
+                raise self._space.enospc() from e
             raise
 
     def _check_open(self) -> None:
@@ -329,6 +347,7 @@ class ShardWriter:
                 if self._broken:
                     self._abandon()
             self._file.close()
+            self._space.release()
             if complete:
                 os.replace(self.tmp, self.path)
             return
@@ -339,6 +358,8 @@ class ShardWriter:
     def _abandon(self) -> None:
         """Close a file whose last write failed; HDF5 may fail to flush it again: the rows
         already flushed are on disk and the next run drops the rest."""
+        self._space.release()  # the room HDF5 needs to flush what it holds and close
+        self._handles = None
         with contextlib.suppress(Exception):
             self._file.close()
 

@@ -20,6 +20,7 @@ from fer3d.data import (
 from fer3d.device_data import DeviceData, make_source
 from fer3d_data.errors import Fer3dDataError
 from fer3d_data.shard_index import read_shard_index
+from fer3d_data.schema import FORMAT_VERSION
 
 FLIP_ONLY = Augment(hflip=1.0, degrees=0.0, translate=0.0, scale=0.0)
 
@@ -153,7 +154,7 @@ def test_shards_of_other_configs_or_repeated_samples_are_refused(make_shard):
 
 
 @pytest.mark.parametrize("kwargs, problem", [
-    ({"format_version": 99}, "format_version"),
+    ({"format_version": FORMAT_VERSION + 1}, "format_version"),
     ({"drop": ("coverage",)}, "missing datasets: coverage"),
 ])
 def test_bad_shard_names_file_and_problem(make_shard, kwargs, problem):
