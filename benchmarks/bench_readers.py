@@ -19,7 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from fer3d_data.io import load_bnt, load_wrl
-from fer3d_data.synth import build_bosphorus_scan, build_bu3dfe_scan, write_bosphorus_scan, write_bu3dfe_scan
+from fer3d_data.synth import (
+    build_bosphorus_scan,
+    build_bu3dfe_scan,
+    write_bosphorus_scan,
+    write_bu3dfe_scan,
+)
 
 
 def best_seconds(fn, path: Path, repeat: int) -> float:
@@ -41,9 +46,11 @@ def cpu() -> dict:
         model = names[0] if names else model
     except OSError:
         pass
-    simd = getattr(np._core._multiarray_umath, "__cpu_features__", {}) if hasattr(np, "_core") else {}
+    simd = (getattr(np._core._multiarray_umath, "__cpu_features__", {})
+            if hasattr(np, "_core") else {})
     return {"model": model, "cores": os.cpu_count(),
-            "simd": [name for name in ("SSE42", "AVX2", "AVX512F", "NEON", "ASIMD") if simd.get(name)]}
+            "simd": [name for name in ("SSE42", "AVX2", "AVX512F", "NEON", "ASIMD")
+                     if simd.get(name)]}
 
 
 def main(argv=None) -> dict:
@@ -68,7 +75,8 @@ def main(argv=None) -> dict:
         "wrl_commented_mb_per_s": round(commented_mb / t_commented, 1),
         "wrl_mb": round(wrl_mb, 3), "wrl_vertices": int(len(bu.vertices)),
         "wrl_polygons": int(len(bu.sizes)), "wrl_seconds": round(t_wrl, 4),
-        "bnt_mb": round(bnt_mb, 3), "bnt_grid": list(bs.xyz.shape[:2]), "bnt_seconds": round(t_bnt, 5),
+        "bnt_mb": round(bnt_mb, 3), "bnt_grid": list(bs.xyz.shape[:2]),
+        "bnt_seconds": round(t_bnt, 5),
         "targets": {"wrl_mb_per_s": 30, "bnt_mb_per_s": 300},
         "cpu": cpu(),
     }

@@ -4,8 +4,8 @@ numbers, through the same command as the full reproduction (fer3d-reproduce).
 
 Usage: python examples/reproduce_small.py SHARD.h5 [SHARD.h5 ...] [--out DIR] [--target T]
 
-Small means 1 repeat, 2 folds, 1 epoch, 64 px inputs (--image-size), branches from scratch, no loader
-workers: minutes on a CPU, numbers that say nothing about the method. It is a dry run of
+Small means 1 repeat, 2 folds, 1 epoch, 64 px inputs (--image-size), branches from scratch, no
+loader workers: minutes on a CPU, numbers that say nothing about the method. It is a dry run of
 the pipeline on your data (or on the demo's synthetic shard, demo_out/synth.h5 after
 `python -m fer3d.demo`). The paper's setup: `fer3d-reproduce all SHARDS --out DIR` with
 ImageNet weights in the torch hub cache (docs/reproduce.md: commands, GPU cost, choices).

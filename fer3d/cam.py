@@ -22,9 +22,9 @@ from torch import nn
 
 from fer3d.catalog import DATASET_TITLES, VARIANT_BY_NAME
 from fer3d.data import ShardDataset
-from fer3d_data.shard_index import read_shard_index
 from fer3d_data.errors import Fer3dDataError
 from fer3d_data.schema import EXPRESSIONS
+from fer3d_data.shard_index import read_shard_index
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]

@@ -156,7 +156,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
             data = yaml.safe_load(text)
     except Exception as e:  # yaml and json raise several types; all mean "not parseable"
-        raise Fer3dDataError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'} ({e})") from None
+        raise Fer3dDataError(f"{path}: not valid "
+                             f"{path.suffix.lstrip('.') or 'YAML'} ({e})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

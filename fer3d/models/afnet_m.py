@@ -204,8 +204,9 @@ class AFNetM(nn.Module):
     * ``"none"``: a single branch; ``modalities`` names it (texture only or depth only).
 
     ``mask_attention`` switches MA on or off everywhere. ``head_init`` ("normal", the
-    paper's, or "identity") initialises the MA and AF convolutions (:class:`MaskAttention`). Inputs a configuration does not
-    use (depth for texture only, the mask without MA) are ignored and may be ``None``.
+    paper's, or "identity") initialises the MA and AF convolutions (:class:`MaskAttention`).
+    Inputs a configuration does not use (depth for texture only, the mask without MA) are
+    ignored and may be ``None``.
     Uniform surface as timm: :meth:`forward_features` returns the last feature map
     ``(B, num_features, S/32, S/32)`` (Grad-CAM target), :meth:`forward_head` pools and
     classifies, :meth:`reset_classifier` swaps the classifier.

@@ -60,7 +60,8 @@ def group_files(root: str | os.PathLike, parse: Callable[[str], tuple[str, str, 
         raise Fer3dDataError(f"{dataset}: {unwalked[0][1]}: {root}")
     if not scans:
         extra = "; ".join(f"{p}: {m}" for p, m in unwalked)
-        raise Fer3dDataError(f"{dataset}: no scans found under {root}" + (f" ({extra})" if extra else ""))
+        raise Fer3dDataError(f"{dataset}: no scans found under {root}"
+                             + (f" ({extra})" if extra else ""))
     return scans, unwalked
 
 
@@ -69,7 +70,8 @@ def unreadable(path: Path) -> str | None:
     try:
         mode = os.stat(path).st_mode
     except OSError as e:
-        return "broken symbolic link" if os.path.islink(path) else f"cannot stat ({e.strerror or e})"
+        return ("broken symbolic link" if os.path.islink(path)
+                else f"cannot stat ({e.strerror or e})")
     if not stat.S_ISREG(mode):
         return "not a regular file"
     if not os.access(path, os.R_OK):

@@ -53,7 +53,8 @@ def walk_bosphorus(root: str | os.PathLike) -> list[ScanRecord]:
     scans, unwalked = group_files(root, parse_name, "bosphorus")
     records = [ScanRecord(dataset="bosphorus", scan_id=scan_id, subject=f["subject"],
                           expression=f["expression"], intensity=INTENSITY_UNGRADED,
-                          capture=f["capture"], mesh=roles.get("mesh"), texture=roles.get("texture"),
+                          capture=f["capture"], mesh=roles.get("mesh"),
+                          texture=roles.get("texture"),
                           landmarks=roles.get("landmarks"), landmarks2d=roles.get("landmarks2d"),
                           missing=missing_roles(roles, _EXPECTED), root=Path(root),
                           problem=scan_problem(problems))

@@ -37,7 +37,8 @@ def select(records: Iterable[ScanRecord], subjects: Iterable[str] | None = None,
     unwalked = sum(not r.labels_known for r in records)
     hint = f"; {unwalked} folders could not be walked" if unwalked else ""
     _check_requested("subject", subjects, {r.subject for r in records if r.subject}, hint)
-    _check_requested("intensity", intensities, {r.intensity for r in records if r.labels_known}, hint)
+    _check_requested("intensity", intensities,
+                     {r.intensity for r in records if r.labels_known}, hint)
     return [r for r in records
             if (subjects is None or r.subject in subjects or not r.subject)
             and (not r.labels_known

@@ -119,7 +119,8 @@ def _numeric_rows(path, lines: list[str], width: int, layout: str) -> np.ndarray
         if len(row) != width:
             raise RawFormatError(path, f"row {k + 1} has {len(row)} fields, expected '{layout}'")
         if max(map(len, row)) > MAX_NUMBER_CHARS:
-            raise RawFormatError(path, f"row {k + 1} has a value over {MAX_NUMBER_CHARS} characters")
+            raise RawFormatError(path, f"row {k + 1} has a value over "
+                                       f"{MAX_NUMBER_CHARS} characters")
     try:
         values = np.array(rows, dtype=np.float64).reshape(len(rows), width)
     except ValueError as e:

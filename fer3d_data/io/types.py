@@ -14,7 +14,8 @@ class Mesh:
     vertices   (V, 3) float64, mm, +y up, face toward +z.
     faces      (F, 3) int64 indices into ``vertices``.
     uv         (T, 2) float64 texture coordinates, VRML origin bottom-left; None without texCoord.
-    faces_uv   (F, 3) int64 indices into ``uv``, per face corner (seams); None without texCoordIndex.
+    faces_uv   (F, 3) int64 indices into ``uv``, per face corner (seams); None without
+               texCoordIndex.
     texture    the ImageTexture ``url`` (a file name relative to the wrl), or None.
     """
 

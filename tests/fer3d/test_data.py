@@ -19,8 +19,8 @@ from fer3d.data import (
 )
 from fer3d.device_data import DeviceData, make_source
 from fer3d_data.errors import Fer3dDataError
-from fer3d_data.shard_index import read_shard_index
 from fer3d_data.schema import FORMAT_VERSION
+from fer3d_data.shard_index import read_shard_index
 
 FLIP_ONLY = Augment(hflip=1.0, degrees=0.0, translate=0.0, scale=0.0)
 

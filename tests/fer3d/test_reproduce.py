@@ -128,7 +128,8 @@ def test_bad_inputs_are_named(bu3dfe_shard, tmp_path, monkeypatch):
     assert result.exit_code == 2 and "no resnet18 weights file" in result.output
     assert "never downloads" in result.output and not (tmp_path / "runs").exists()
     values = rep.campaign_values("paper", "bu3dfe", {"head_init": "identity"})
-    assert rep.train_config(values, [bu3dfe_shard], tmp_path / "x", "afnet_m").head_init == "identity"
+    assert (rep.train_config(values, [bu3dfe_shard], tmp_path / "x", "afnet_m").head_init
+            == "identity")
     with pytest.raises(Fer3dDataError, match="has no setting"):
         rep.train_config({**values, "warmup": 3}, [bu3dfe_shard], tmp_path / "x", "afnet_m")
 

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from fer3d_data.datasets import (ScanRecord, resolve_texture, select, walk_bosphorus, walk_bu3dfe,
-                                 walkers)
+from fer3d_data.datasets import (
+    ScanRecord,
+    resolve_texture,
+    select,
+    walk_bosphorus,
+    walk_bu3dfe,
+    walkers,
+)
 from fer3d_data.errors import Fer3dDataError, ScanError, SelectionError
 from fer3d_data.schema import INTENSITY_UNGRADED
 
@@ -68,7 +74,8 @@ def test_bosphorus_both_layouts(tmp_path):
           "bs001_E_SADNESS_0.png", "bs001_E_SADNESS_0.txt", "bs001.zip", "bs000/desktop.ini")
     records = walk_bosphorus(tmp_path)
     assert [r.scan_id for r in records] == ["bs000_E_ANGER_0", "bs000_LFAU_12_0", "bs000_N_N_1",
-                                            "bs001_CAU_A22A25_0", "bs001_E_HAPPY_0", "bs001_E_SADNESS_0"]
+                                            "bs001_CAU_A22A25_0", "bs001_E_HAPPY_0",
+                                            "bs001_E_SADNESS_0"]
     by_id = {r.scan_id: r for r in records}
     r = by_id["bs000_E_ANGER_0"]
     assert (r.dataset, r.subject, r.capture) == ("bosphorus", "bs000", "E_ANGER")
@@ -136,14 +143,16 @@ def refuse_listing(monkeypatch, folder: Path) -> None:
 def check_unreadable_folder(records, root: Path) -> None:
     assert [r.scan_id for r in records] == ["F0001_AN03WH", "F0002"]
     lost = records[1]
-    assert (lost.subject, lost.mesh, lost.root, lost.labels_known) == ("F0002", root / "F0002", root, False)
+    assert (lost.subject, lost.mesh, lost.root, lost.labels_known) == ("F0002", root / "F0002",
+                                                                       root, False)
     assert lost.problem == f"{root / 'F0002'}: cannot list folder (Permission denied)"
     assert records[0].problem is None and records[0].labels_known
     # kept by label filters (it may hold any scan), dropped only by another subject
     assert select(records, expressions=["anger"], intensities=[3]) == records
     assert select(records, subjects=["F0002"]) == [lost]
     assert select(records, subjects=["F0001"]) == [records[0]]
-    with pytest.raises(SelectionError, match="present: F0001, F0002; 1 folders could not be walked"):
+    with pytest.raises(SelectionError,
+                       match="present: F0001, F0002; 1 folders could not be walked"):
         select(records, subjects=["F0003"])
 
 
@@ -211,7 +220,8 @@ def test_unlistable_root_and_only_unlistable_folders_are_errors(tmp_path, monkey
 def test_linked_folder_becomes_a_record(tmp_path):
     touch(tmp_path / "raw", *bu_scan("F0001_AN03WH", "F0001"))
     touch(tmp_path / "elsewhere", *bu_scan("bs000_E_ANGER_0", "bs000"))
-    touch(tmp_path / "elsewhere", *[f"bs001/bs001_E_FEAR_0.{e}" for e in ("bnt", "png", "lm3", "lm2")])
+    touch(tmp_path / "elsewhere",
+          *[f"bs001/bs001_E_FEAR_0.{e}" for e in ("bnt", "png", "lm3", "lm2")])
     touch(tmp_path / "raw2", *[f"bs000/bs000_E_ANGER_0.{e}" for e in ("bnt", "png", "lm3", "lm2")])
     (tmp_path / "raw2" / "bs001").symlink_to(tmp_path / "elsewhere" / "bs001")
     records = walk_bosphorus(tmp_path / "raw2")
@@ -239,7 +249,8 @@ def test_unreadable_scan_files_set_the_problem(tmp_path, monkeypatch):
 def test_select_refuses_a_subject_no_scan_has(tmp_path):
     two_subjects(tmp_path)
     records = walk_bu3dfe(tmp_path)
-    with pytest.raises(SelectionError, match="no scan has subject 'f0002' \\(did you mean 'F0002'\\?\\)"):
+    with pytest.raises(SelectionError,
+                       match="no scan has subject 'f0002' \\(did you mean 'F0002'\\?\\)"):
         select(records, subjects=["F0001", "f0002"])
     with pytest.raises(SelectionError, match="subject 'X9999'; present: F0001, F0002"):
         select(records, subjects=["X9999"])
@@ -300,7 +311,8 @@ def test_texture_inside_a_linked_root_is_accepted(tmp_path):
     record = textured(tmp_path)
     (tmp_path / "link").symlink_to(tmp_path / "raw")
     linked = walk_bu3dfe(tmp_path / "link")[0]
-    assert resolve_texture(linked, record.texture.name) == tmp_path / "link/F0001" / record.texture.name
+    assert (resolve_texture(linked, record.texture.name)
+            == tmp_path / "link/F0001" / record.texture.name)
     by_hand = dataclasses.replace(record, root=None)  # no root: the mesh's folder is the tree
     with pytest.raises(ScanError, match="outside"):
         resolve_texture(by_hand, "../F0001_AN03WH_F3D.bmp")

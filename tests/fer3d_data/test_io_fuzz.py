@@ -19,10 +19,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fer3d_data.io import (Landmarks, Mesh, RangeGrid, RawFormatError, load_bnd, load_bnt,
-                           load_image, load_lm2, load_lm3, load_pse, load_wrl)
-from fer3d_data.synth import (build_bosphorus_scan, build_bu3dfe_scan, write_bosphorus_scan,
-                              write_bu3dfe_scan)
+from fer3d_data.io import (
+    Landmarks,
+    Mesh,
+    RangeGrid,
+    RawFormatError,
+    load_bnd,
+    load_bnt,
+    load_image,
+    load_lm2,
+    load_lm3,
+    load_pse,
+    load_wrl,
+)
+from fer3d_data.synth import (
+    build_bosphorus_scan,
+    build_bu3dfe_scan,
+    write_bosphorus_scan,
+    write_bu3dfe_scan,
+)
 
 PSE = ("".join(f"{i} {i} {i} {i}\n" for i in range(8)) + "n 0 0 1\n").encode()
 
@@ -35,7 +50,8 @@ MEMORY_PER_BYTE, MEMORY_FIXED = 64, MAX_PIXELS * 16 + 8 * 2**20
 
 _read_image = functools.partial(load_image, max_pixels=MAX_PIXELS)
 _LOADERS = {"wrl": (load_wrl, Mesh), "bnd": (load_bnd, Landmarks), "pse": (load_pse, Landmarks),
-            "bnt": (load_bnt, RangeGrid), "lm3": (load_lm3, Landmarks), "lm2": (load_lm2, Landmarks),
+            "bnt": (load_bnt, RangeGrid), "lm3": (load_lm3, Landmarks),
+            "lm2": (load_lm2, Landmarks),
             "bmp": (_read_image, np.ndarray), "png": (_read_image, np.ndarray),
             "jpg": (_read_image, np.ndarray)}
 READERS = sorted(_LOADERS)
@@ -113,7 +129,8 @@ def run_fuzz(suffix: str, data: bytes, folder, cases: int) -> None:
         finally:
             claimed = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-        assert claimed <= MEMORY_PER_BYTE * len(blob) + MEMORY_FIXED, f"{claimed} bytes for {len(blob)}"
+        assert claimed <= MEMORY_PER_BYTE * len(blob) + MEMORY_FIXED, (
+            f"{claimed} bytes for {len(blob)}")
 
     check()
 

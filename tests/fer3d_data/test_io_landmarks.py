@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from fer3d_data.io import (BOSPHORUS_LANDMARK_NAMES, Landmarks, RawFormatError,
-                           load_bnd, load_lm2, load_lm3, load_pse)
+from fer3d_data.io import (
+    BOSPHORUS_LANDMARK_NAMES,
+    Landmarks,
+    RawFormatError,
+    load_bnd,
+    load_lm2,
+    load_lm3,
+    load_pse,
+)
 
 
 def write(tmp_path, text, name, newline="\n"):
@@ -106,12 +113,15 @@ def test_lm2_keyed_by_name_crlf_and_info_block(tmp_path):
 
 
 @pytest.mark.parametrize("loader, text, problem", [
-    (load_lm3, lm3_text(["A", "B"]).replace("2 landmarks", "3 landmarks"), "header says 3 landmarks but 2 follow"),
+    (load_lm3, lm3_text(["A", "B"]).replace("2 landmarks", "3 landmarks"),
+     "header says 3 landmarks but 2 follow"),
     (load_lm3, lm3_text(["A", "B"]).replace("0.5 0 0", "0.5 0"), "row 1 has 2 fields"),
     (load_lm3, lm3_text(["A", "A"]), "'A' appears twice"),
     (load_lm3, lm3_text(["A"]).replace("1 landmarks:", "landmarks"), "missing 'N landmarks' line"),
-    (load_lm3, lm3_text(["A"]).replace("# 3D Landmark File", "3D Landmark File"), "missing '# ... Landmark File'"),
-    (load_lm2, lm2_text(["A", "B"], count=3), "header says 3 landmarks but 2 labels and 2 coordinates"),
+    (load_lm3, lm3_text(["A"]).replace("# 3D Landmark File", "3D Landmark File"),
+     "missing '# ... Landmark File'"),
+    (load_lm2, lm2_text(["A", "B"], count=3),
+     "header says 3 landmarks but 2 labels and 2 coordinates"),
     (load_lm2, lm2_text(["A", "B"]).replace("Labels:", "Names:"), "'Labels:' then"),
     (load_lm2, lm2_text(["A", "B"]).replace("10 1.25", "10 1.25 4"), "row 2 has 3 fields"),
     (load_lm2, "", "empty file"),

@@ -14,7 +14,8 @@ SQUARE = """#VRML V2.0 utf8
 #Tricorder Technology plc - 2000
 DEF Tricorder_object Transform {
   children [ Shape {
-    appearance Appearance { texture ImageTexture { url "F0001_AN01WH_F3D.bmp" repeatS FALSE repeatT FALSE } }
+    appearance Appearance { texture ImageTexture { url "F0001_AN01WH_F3D.bmp" \
+repeatS FALSE repeatT FALSE } }
     geometry IndexedFaceSet {
       ccw TRUE solid FALSE convex TRUE creaseAngle 1.57
       coord Coordinate { point [
@@ -100,11 +101,13 @@ def polygon_file(coord_index, tex_index=None, nverts=6):
         f"texCoord TextureCoordinate {{ point [ {' '.join(['0.5'] * 2 * 20)} ] }}\n"
         f"texCoordIndex [ {tex_index} ]")
     return (f"#VRML V2.0 utf8\nShape {{ geometry IndexedFaceSet {{\n"
-            f"coord Coordinate {{ point [ {points} ] }}\ncoordIndex [ {coord_index} ]\n{tex}\n}} }}\n")
+            f"coord Coordinate {{ point [ {points} ] }}\ncoordIndex [ {coord_index} ]\n"
+            f"{tex}\n}} }}\n")
 
 
 def test_fan_triangulation_of_quads_and_pentagons(tmp_path):
-    text = polygon_file("0 1 2 -1 0 1 2 3 -1 1 2 3 4 5 -1", "10 11 12 -1 13 14 15 16 -1 0 1 2 3 4 -1")
+    text = polygon_file("0 1 2 -1 0 1 2 3 -1 1 2 3 4 5 -1",
+                        "10 11 12 -1 13 14 15 16 -1 0 1 2 3 4 -1")
     mesh = load_wrl(write(tmp_path, text))
     np.testing.assert_array_equal(mesh.faces, [[0, 1, 2], [0, 1, 2], [0, 2, 3],
                                                [1, 2, 3], [1, 3, 4], [1, 4, 5]])
@@ -120,7 +123,8 @@ def test_last_polygon_without_minus_one(tmp_path):
 
 def test_seams_more_uvs_than_vertices(tmp_path):
     # vertex 1 and 2 get different uvs in the two triangles: a texture seam
-    mesh = load_wrl(write(tmp_path, polygon_file("0 1 2 -1 2 1 3 -1", "0 1 2 -1 3 4 5 -1", nverts=4)))
+    mesh = load_wrl(write(tmp_path, polygon_file("0 1 2 -1 2 1 3 -1", "0 1 2 -1 3 4 5 -1",
+                                                 nverts=4)))
     assert mesh.vertices.shape == (4, 3) and mesh.uv.shape == (20, 2)
     np.testing.assert_array_equal(mesh.faces_uv, [[0, 1, 2], [3, 4, 5]])
 
@@ -160,7 +164,8 @@ def test_large_mesh_shapes(tmp_path):
     ("#VRML V1.0 ascii\nSeparator { }", "missing header"),
     ("solid x\nfacet normal 0 0 1", "missing header"),
     ("#VRML V2.0 utf8\nShape { }", "no IndexedFaceSet"),
-    (polygon_file("0 1 2 -1").replace("coord Coordinate { point [ 0 0 0 1 1 0 2 4 0 3 9 0 4 16 0 5 25 0 ] }", ""),
+    (polygon_file("0 1 2 -1").replace("coord Coordinate { point [ 0 0 0 1 1 0 2 4 0 3 9 0 "
+                                      "4 16 0 5 25 0 ] }", ""),
      "without Coordinate point"),
     (polygon_file("0 1 2 -1").replace("coordIndex [ 0 1 2 -1 ]", ""), "without coordIndex"),
     (polygon_file("0 1 2 -1").replace("1 1 0", "1 abc 0"), "not numbers"),
@@ -181,8 +186,10 @@ def test_large_mesh_shapes(tmp_path):
     (polygon_file("0 1 2 -1")[:-4], "unclosed"),
     (polygon_file("0 1 2 -1")[:-12], r"unterminated .\[. of field .coordIndex"),
     (polygon_file("0 1 2 -1") + "}", "unbalanced"),
-    (SQUARE + SQUARE.replace("F3D.bmp", "F2D.bmp").replace("#VRML", "#"), "several ImageTexture urls"),
-    ('#VRML V2.0\nShape { appearance Appearance { texture ImageTexture { url "a.bmp } } }', "unterminated string"),
+    (SQUARE + SQUARE.replace("F3D.bmp", "F2D.bmp").replace("#VRML", "#"),
+     "several ImageTexture urls"),
+    ('#VRML V2.0\nShape { appearance Appearance { texture ImageTexture { url "a.bmp } } }',
+     "unterminated string"),
 ])
 def test_errors_name_file_and_problem(tmp_path, text, problem):
     path = write(tmp_path, text, name="bad_F3D.wrl")

@@ -458,7 +458,8 @@ def test_texture_named_outside_the_scan_folder_is_refused_unless_allowed(tmp_pat
     record.texture.unlink()
     record.mesh.write_text(wrl.replace(f'"{name}"', f'"../../elsewhere/{name}"'))
     cfg = PrepConfig(image_size=32, min_points=500)
-    with pytest.raises(ScanError, match=r"texture reference '../../elsewhere/.*' is outside the dataset root"):
+    with pytest.raises(ScanError,
+                       match=r"texture reference '../../elsewhere/.*' is outside the dataset root"):
         process_scan(record, cfg)
     sample = process_scan(record, PrepConfig(image_size=32, min_points=500,
                                              allow_outside_textures=True))

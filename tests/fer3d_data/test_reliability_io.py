@@ -12,8 +12,16 @@ import cv2
 import numpy as np
 import pytest
 
-from fer3d_data.io import (RawFormatError, load_bnd, load_bnt, load_image, load_lm2, load_lm3,
-                           load_pse, load_wrl)
+from fer3d_data.io import (
+    RawFormatError,
+    load_bnd,
+    load_bnt,
+    load_image,
+    load_lm2,
+    load_lm3,
+    load_pse,
+    load_wrl,
+)
 from fer3d_data.io import images as images_module
 from fer3d_data.synth import build_bu3dfe_scan, write_bu3dfe_scan
 
@@ -42,7 +50,8 @@ def within(seconds: float):
 @pytest.fixture(scope="module")
 def genuine_wrl(tmp_path_factory):
     scan = build_bu3dfe_scan("F0001", "anger", 3, vertices=2000, texture_size=8, f2d_size=8)
-    return write_bu3dfe_scan(scan, tmp_path_factory.mktemp("bu"), skip=("f2d", "bnd"))[0].read_bytes()
+    return write_bu3dfe_scan(scan, tmp_path_factory.mktemp("bu"),
+                             skip=("f2d", "bnd"))[0].read_bytes()
 
 
 def test_nested_brackets_are_linear(tmp_path):
@@ -132,9 +141,11 @@ def bmp_header(width: int, height: int) -> bytes:
 def png_header(width: int, height: int) -> bytes:
     """A PNG signature, IHDR claiming width x height RGB pixels, and one small IDAT."""
     def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 4096))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 4096)))
 
 
 def jpeg_claiming(width: int, height: int) -> bytes:

@@ -243,9 +243,11 @@ def test_verify_reports_bad_values(tmp_path):
         f["index/expression"][0] = 9
     problems = shards.verify(out)
     assert any("/index/expression: codes outside 0..6 at rows [0]" in p for p in problems)
-    assert any("/index/expression: SHA-256 digest differs" in p for p in problems)  # changed in place
+    # changed in place
+    assert any("/index/expression: SHA-256 digest differs" in p for p in problems)
     assert any("sample 1" in p and "sanity: depth: 1 non-finite cells" in p for p in problems)
-    assert any("sample 2" in p and "mask28 differs from the area-resize of mask56" in p for p in problems)
+    assert any("sample 2" in p and "mask28 differs from the area-resize of mask56" in p
+               for p in problems)
     assert len(problems) == 4
 
 
