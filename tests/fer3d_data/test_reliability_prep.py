@@ -212,6 +212,31 @@ def test_enospc_before_writing_when_free_space_is_short(tmp_path, monkeypatch):
     assert run_fake(recs, out).skipped == 3
 
 
+def test_a_full_disk_reaches_the_command_line_as_one_line(tmp_path, monkeypatch):
+    """The ENOSPC of a prep run reaches the CLI plumbing (fer3d_data.clibase) as one line
+    naming the file, exit 2: no h5py traceback."""
+    import click
+    from click.testing import CliRunner
+
+    from fer3d_data import clibase
+
+    recs = records(3, tmp_path)
+    monkeypatch.setattr(runner, "process_scan", fake_process_scan({}))
+    free = iter([10 ** 9] * 2 + [1000] * 10)
+    monkeypatch.setattr(SpaceGuard, "free_bytes", lambda self: next(free))
+    out = tmp_path / "out.h5"
+
+    @click.command(cls=clibase.Command)
+    def prep():
+        run_fake(recs, out)
+
+    result = CliRunner().invoke(prep, [])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines == [f"Error: no space left on device writing {shards.tmp_path(out)}; free space and "
+                     "rerun the same command to resume"]
+
+
 def flip_last_byte_of_chunk(path, dataset: str, row: int) -> None:
     with h5py.File(path, "r") as f:
         info = f[dataset].id.get_chunk_info_by_coord((row,) + (0,) * (f[dataset].ndim - 1))
