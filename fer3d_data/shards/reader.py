@@ -47,7 +47,8 @@ class Shard:
             self._check_parts()
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py on damaged bytes
             self.file.close()
-            raise Fer3dDataError(f"{self.path}: corrupt: cannot read its header ({type(e).__name__}: {e})") from e
+            raise Fer3dDataError(f"{self.path}: corrupt: cannot read its header "
+                                 f"({type(e).__name__}: {e})") from e
         except BaseException:
             self.file.close()
             raise

@@ -25,6 +25,7 @@ from .spec import (_ERROR_CHUNK, _INDEX_CHUNK, _VLEN_STR, DLIB_POINTS, ERROR_COL
                    MASK_SOURCES, _attr, _config_dict, _diff, _encode, _read_config, _read_errors,
                    array_spec, check_header, tmp_path)
 
+
 def open_h5(path: Path, mode: str, hint: str = "") -> h5py.File:
     """h5py.File(path, mode), its failures as one :class:`Fer3dDataError` naming the file."""
     try:
@@ -178,8 +179,9 @@ class ShardWriter:
 
         A crash inside append() leaves some datasets a row longer than others; a full disk
         can leave the last row's chunks half written (a checksum or decompression error on
-        read) or not stored at all while its extent grew. Rows are written arrays first, index last, each in its own chunk, so a
-        finished row never shares a chunk with an unfinished one and is never dropped.
+        read) or not stored at all while its extent grew. Rows are written arrays first,
+        index last, each in its own chunk, so a finished row never shares a chunk with an
+        unfinished one and is never dropped.
         """
         names = list(self.spec) + [f"index/{c}" for c in INDEX_DTYPES]
         n = min(self._file[name].shape[0] for name in names)
