@@ -44,7 +44,7 @@ class Shard:
             missing = [n for n in (*self._array_names(), *(f"index/{c}" for c in INDEX_DTYPES)) if n not in self.file]
             if missing:
                 raise Fer3dDataError(f"{self.path}: missing datasets {missing}")
-            self._check_parts()
+            check_parts(self.file, self.path)
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py on damaged bytes
             self.file.close()
             raise Fer3dDataError(f"{self.path}: corrupt: cannot read its header "
@@ -53,32 +53,6 @@ class Shard:
             self.file.close()
             raise
         self._index: dict[str, np.ndarray] | None = None
-
-    def _check_parts(self) -> None:
-        """Every part of a merged shard present, a shard, and as long and shaped as merged.
-
-        A virtual dataset silently reads fill values (zeros) where a part is missing or
-        shorter than when it was merged, so each is checked before any read.
-        """
-        parts, lengths = self.attrs.get("parts", []), self.attrs.get("part_lengths", [])
-        if len(parts) != len(lengths):
-            raise Fer3dDataError(f"{self.path}: {len(parts)} parts but {len(lengths)} part_lengths")
-        names = (*self._array_names(), *(f"index/{c}" for c in INDEX_DTYPES))
-        for part, length in zip(parts, lengths):
-            where = self.path.parent / part
-            if not where.is_file():
-                raise Fer3dDataError(f"{self.path}: merged part {part} is missing (expected at {where})")
-            try:
-                with h5py.File(where, "r") as f:
-                    check_header(f, where)
-                    shapes = {n: f[n].shape if n in f else None for n in names}
-            except OSError as e:
-                raise Fer3dDataError(f"{self.path}: merged part {part} cannot be read ({e})") from e
-            for n, shape in shapes.items():
-                want = (int(length), *self.file[n].shape[1:])
-                if shape != want:
-                    raise Fer3dDataError(f"{self.path}: merged part {part}: /{n} has shape {shape}, "
-                                         f"the merge expects {want} (replaced or truncated part)")
 
     @staticmethod
     def _array_names() -> tuple[str, ...]:
@@ -143,3 +117,30 @@ def open_shard(path: str | os.PathLike) -> Shard:
     file is missing, not a fer3d shard, or of another ``format_version``."""
     return Shard(path)
 
+
+def check_parts(f: h5py.File, path: Path) -> None:
+    """Every part of a merged shard ``f`` present, a shard, and as long and shaped as merged;
+    else :class:`Fer3dDataError` naming the part. Nothing to do for a file without parts.
+
+    A virtual dataset silently reads fill values (zeros) where a part is missing or shorter
+    than when it was merged, so every reader checks the parts before any read.
+    """
+    parts, lengths = _attr(f.attrs.get("parts", [])), _attr(f.attrs.get("part_lengths", []))
+    if len(parts) != len(lengths):
+        raise Fer3dDataError(f"{path}: {len(parts)} parts but {len(lengths)} part_lengths")
+    names = (*Shard._array_names(), *(f"index/{c}" for c in INDEX_DTYPES))
+    for part, length in zip(parts, lengths):
+        where = Path(path).parent / part
+        if not where.is_file():
+            raise Fer3dDataError(f"{path}: merged part {part} is missing (expected at {where})")
+        try:
+            with h5py.File(where, "r") as p:
+                check_header(p, where)
+                shapes = {n: p[n].shape if n in p else None for n in names}
+        except OSError as e:
+            raise Fer3dDataError(f"{path}: merged part {part} cannot be read ({e})") from e
+        for n, shape in shapes.items():
+            want = (int(length), *f[n].shape[1:])
+            if shape != want:
+                raise Fer3dDataError(f"{path}: merged part {part}: /{n} has shape {shape}, "
+                                     f"the merge expects {want} (replaced or truncated part)")
