@@ -343,11 +343,18 @@ class ShardWriter:
             self._file.close()
             self._space.release()
             if complete:
-                os.replace(self.tmp, self.path)
+                self._rename()
             return
         self._abandon()
         if complete:
             raise Fer3dDataError(f"{self.tmp}: a write failed; kept for a rerun to resume")
+
+    def _rename(self) -> None:
+        try:
+            os.replace(self.tmp, self.path)
+        except FileNotFoundError:
+            raise Fer3dDataError(f"{self.tmp}: vanished before it could be renamed to {self.path} "
+                                 "(deleted by another process?)") from None
 
     def _abandon(self) -> None:
         """Close a file whose last write failed; HDF5 may fail to flush it again: the rows

@@ -264,6 +264,15 @@ def test_resume_drops_an_unreadable_last_row_only(tmp_path, dataset):
     assert shards.verify(out) == []
 
 
+def test_a_tmp_deleted_under_a_writer_is_a_clear_error(tmp_path):
+    out = tmp_path / "a.h5"
+    w = writer(out)
+    w.append(fake_sample(0))
+    shards.tmp_path(out).unlink()  # the open file lives on; its name is gone
+    with pytest.raises(Fer3dDataError, match=r"a.h5.tmp: vanished before it could be renamed"):
+        w.close()
+
+
 def mount_tmpfs(path, size: str) -> bool:
     path.mkdir(exist_ok=True)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
