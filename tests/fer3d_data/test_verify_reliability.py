@@ -86,14 +86,20 @@ def test_merged_part_missing_or_replaced_by_a_shorter_shard(tmp_path):
 
 
 def digested_ranges(path: Path) -> list[tuple[int, int]]:
-    """Byte ranges of the chunk data verify checks by a checksum (Fletcher-32 per chunk)."""
+    """Byte ranges verify covers by a checksum: every chunk of the per-sample datasets and
+    index columns (Fletcher-32), and the text of /config and of the /errors row (SHA-256)."""
     ranges = []
+    data = path.read_bytes()
     with h5py.File(path, "r") as f:
         for name in (*shards.array_spec(2, 1), *(f"index/{c}" for c in shards.INDEX_DTYPES)):
             ds = f[name]
             for k in range(ds.id.get_num_chunks()):
                 info = ds.id.get_chunk_info(k)
                 ranges.append((info.byte_offset, info.byte_offset + info.size))
+        texts = [f["config"][()], *(f[f"errors/{c}"][0] for c in shards.ERROR_COLUMNS)]
+    for text in texts:
+        assert data.count(text) == 1, text
+        ranges.append((data.index(text), data.index(text) + len(text)))
     return ranges
 
 
