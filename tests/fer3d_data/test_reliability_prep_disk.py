@@ -208,3 +208,19 @@ def test_a_write_failing_inside_hdf5_on_a_full_disk_is_clean(tmp_path):
         assert shards.verify(out) == []
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_no_room_for_the_ballast_is_enospc_before_any_sample(tmp_path, monkeypatch):
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    out = tmp_path / "a.h5"
+    with pytest.raises(OSError) as e:
+        writer(out)
+    assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(shards.tmp_path(out)))
+    assert not (tmp_path / "a.h5.tmp.spare").exists()
+    monkeypatch.undo()
+    with writer(out) as w:  # space back: the empty .tmp resumes
+        w.append(fake_sample(0))
+    assert shards.verify(out) == []
