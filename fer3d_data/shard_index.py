@@ -25,6 +25,7 @@ import numpy as np
 from .errors import Fer3dDataError
 from .schema import CLASS_NAMES, INDEX_COLUMNS
 from .shards import check_header
+from .shards.reader import check_parts
 
 # Per-sample datasets a trainer reads (landmarks only when asked for).
 TRAINING_DATASETS = ("texture", "depth", "coverage", "mask56")
@@ -101,6 +102,7 @@ def _read_one(path: Path, landmarks: bool) -> dict:
         raise Fer3dDataError(f"{path}: not an HDF5 file ({exc})") from None
     with f:
         check_header(f, path)
+        check_parts(f, path)  # a virtual shard's missing part would read as zeros
         size = check_datasets(f, path, TRAINING_DATASETS + (("landmarks",) if landmarks else ()))
         names = tuple(_text(n) for n in f.attrs.get("class_names", CLASS_NAMES))
         if names[: len(CLASS_NAMES)] != CLASS_NAMES:

@@ -142,7 +142,8 @@ class PrepConfig:
     def from_dict(cls, d: dict) -> "PrepConfig":
         """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass)."""
         if not isinstance(d, dict):
-            raise Fer3dDataError(f"a preprocessing config must be a mapping of keys to values, got {type(d).__name__}")
+            raise Fer3dDataError("a preprocessing config must be a mapping of keys to values, "
+                                 f"got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

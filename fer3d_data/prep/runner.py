@@ -201,8 +201,10 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
     overwrite start afresh even if ``out_path`` (or its ``.tmp``) holds another config.
     raw_root  the raw tree's root; ``source`` columns are relative to it.
 
-    Samples whose ``sample_id`` is already in the shard are skipped. On KeyboardInterrupt
-    the ``.tmp`` file is flushed and closed (a rerun resumes) and the interrupt re-raised.
+    Samples whose ``sample_id`` is already in the shard are skipped. A scan running past
+    ``cfg.scan_timeout`` becomes a ``timeout`` error row. On KeyboardInterrupt (SIGINT to
+    the parent alone included) or a full disk (``OSError(ENOSPC)`` naming the ``.tmp``) the
+    ``.tmp`` file is closed and kept (a rerun resumes) and the exception re-raised.
     """
     records = list(records)
     t0 = time.monotonic()

@@ -59,7 +59,9 @@ def depth_problems(depth: np.ndarray, covered: np.ndarray, cfg: Mapping) -> list
 
 def _landmark_problems(points: np.ndarray, size: int, min_fraction: float, mask_source: int) -> list[str]:
     """The landmarks the masks came from must lie on the S x S grid, enough of them."""
-    inside = np.isfinite(points).all(axis=1) & (points >= -0.5).all(axis=1) & (points <= size - 0.5).all(axis=1)
+    # on the grid: within half a pixel of its outer pixel centres
+    inside = (np.isfinite(points).all(axis=1) & (points >= -0.5).all(axis=1)
+              & (points <= size - 0.5).all(axis=1))
     if len(points) and inside.sum() < min_fraction * len(points):
         which = "dlib landmarks68" if mask_source else "landmarks"
         return [(f"{which}: {int(inside.sum())}/{len(points)} on the {size}x{size} grid, below "

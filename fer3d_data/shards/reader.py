@@ -64,7 +64,7 @@ class Shard:
             missing = [n for n in names if n not in self.file]
             if missing:
                 raise Fer3dDataError(f"{self.path}: missing datasets {missing}")
-            self._check_parts()
+            check_parts(self.file, self.path)
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py on damaged bytes
             self.file.close()
             raise Fer3dDataError(f"{self.path}: corrupt: cannot read its header "
@@ -74,38 +74,6 @@ class Shard:
             raise
         self._index: dict[str, np.ndarray] | None = None
 
-    def _check_parts(self) -> None:
-        """A virtual (merged) shard's parts: present, shards, and as long and shaped as merged.
-
-        A virtual dataset silently reads fill values (zeros) where a part is missing or
-        shorter than when it was merged, so each is checked before any read.
-        """
-        parts, lengths = self.attrs.get("parts", []), self.attrs.get("part_lengths", [])
-        if not parts:  # a self-contained file
-            return
-        gone = missing_sources(self.file, self.path)
-        if gone:
-            raise Fer3dDataError(
-                f"{self.path}: virtual (merged) shard whose parts are missing: "
-                f"{', '.join(gone)}; keep the parts beside it, or merge without --virtual "
-                "for one self-contained file")
-        if len(parts) != len(lengths):
-            raise Fer3dDataError(f"{self.path}: {len(parts)} parts but {len(lengths)} part_lengths")
-        names = (*self.spec, *(f"index/{c}" for c in INDEX_DTYPES))
-        for part, length in zip(parts, lengths):
-            where = self.path.parent / part
-            try:
-                with h5py.File(where, "r") as f:
-                    check_header(f, where)
-                    shapes = {n: f[n].shape if n in f else None for n in names}
-            except OSError as e:
-                raise Fer3dDataError(f"{self.path}: merged part {part} cannot be read ({e})") from e
-            for n, shape in shapes.items():
-                want = (int(length), *self.file[n].shape[1:])
-                if shape != want:
-                    raise Fer3dDataError(f"{self.path}: merged part {part}: /{n} has shape "
-                                         f"{shape}, the merge expects {want} (replaced or "
-                                         "truncated part)")
 
     def __len__(self) -> int:
         return self.file["index/sample_id"].shape[0]
@@ -166,3 +134,45 @@ def open_shard(path: str | os.PathLike) -> Shard:
     file is missing, not a fer3d shard, or of another ``format_version``."""
     return Shard(path)
 
+
+def check_parts(f: h5py.File, path: Path) -> None:
+    """Every part of a virtual (merged) shard ``f`` present, a shard, and as long and shaped
+    as merged; else :class:`Fer3dDataError` naming the part. Nothing to do for a
+    self-contained file.
+
+    A virtual dataset silently reads fill values (zeros) where a part is missing or shorter
+    than when it was merged, so every reader checks the parts before any read.
+    """
+    parts, lengths = _attr(f.attrs.get("parts", [])), _attr(f.attrs.get("part_lengths", []))
+    if not parts:
+        return
+    gone = missing_sources(f, path)
+    if gone:
+        raise Fer3dDataError(
+            f"{path}: virtual (merged) shard whose parts are missing: {', '.join(gone)}; keep "
+            "the parts beside it, or merge without --virtual for one self-contained file")
+    if len(parts) != len(lengths):
+        raise Fer3dDataError(f"{path}: {len(parts)} parts but {len(lengths)} part_lengths")
+    names = [n for n, ds in _datasets(f) if ds.is_virtual]
+    for part, length in zip(parts, lengths):
+        where = Path(path).parent / part
+        try:
+            with h5py.File(where, "r") as p:
+                check_header(p, where)
+                shapes = {n: p[n].shape if n in p else None for n in names}
+        except OSError as e:
+            raise Fer3dDataError(f"{path}: merged part {part} cannot be read ({e})") from e
+        for n, shape in shapes.items():
+            want = (int(length), *f[n].shape[1:])
+            if shape != want:
+                raise Fer3dDataError(f"{path}: merged part {part}: /{n} has shape {shape}, "
+                                     f"the merge expects {want} (replaced or truncated part)")
+
+
+def _datasets(f: h5py.File):
+    """(name, dataset) of every dataset in ``f`` (one level of groups, as shards have)."""
+    for name, item in f.items():
+        if isinstance(item, h5py.Group):
+            yield from ((f"{name}/{k}", d) for k, d in item.items() if isinstance(d, h5py.Dataset))
+        else:
+            yield name, item

@@ -41,7 +41,9 @@ class SpaceGuard:
                     fh.write(bytes(SPARE_BYTES))
         except OSError as e:
             self.release()
-            raise self.enospc() if e.errno == errno.ENOSPC else e
+            if e.errno == errno.ENOSPC:
+                raise self.enospc() from e
+            raise
 
     def release(self) -> None:
         self.ballast.unlink(missing_ok=True)

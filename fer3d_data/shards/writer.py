@@ -25,6 +25,7 @@ from .spec import (_ERROR_CHUNK, _INDEX_CHUNK, _VLEN_STR, DLIB_POINTS, ERROR_COL
                    MASK_SOURCES, _attr, _config_dict, _diff, _encode, _read_config, _read_errors,
                    check_header, config_spec, tmp_path)
 
+
 def open_h5(path: Path, mode: str, hint: str = "") -> h5py.File:
     """h5py.File(path, mode), its failures as one :class:`Fer3dDataError` naming the file."""
     try:
@@ -183,8 +184,9 @@ class ShardWriter:
 
         A crash inside append() leaves some datasets a row longer than others; a full disk
         can leave the last row's chunks half written (a checksum or decompression error on
-        read) or not stored at all while its extent grew. Rows are written arrays first, index last, each in its own chunk, so a
-        finished row never shares a chunk with an unfinished one and is never dropped.
+        read) or not stored at all while its extent grew. Rows are written arrays first,
+        index last, each in its own chunk, so a finished row never shares a chunk with an
+        unfinished one and is never dropped.
         """
         names = list(self.spec) + [f"index/{c}" for c in INDEX_DTYPES]
         n = min(self._file[name].shape[0] for name in names)
@@ -349,11 +351,18 @@ class ShardWriter:
             self._file.close()
             self._space.release()
             if complete:
-                os.replace(self.tmp, self.path)
+                self._rename()
             return
         self._abandon()
         if complete:
             raise Fer3dDataError(f"{self.tmp}: a write failed; kept for a rerun to resume")
+
+    def _rename(self) -> None:
+        try:
+            os.replace(self.tmp, self.path)
+        except FileNotFoundError:
+            raise Fer3dDataError(f"{self.tmp}: vanished before it could be renamed to {self.path} "
+                                 "(deleted by another process?)") from None
 
     def _abandon(self) -> None:
         """Close a file whose last write failed; HDF5 may fail to flush it again: the rows
