@@ -2,7 +2,7 @@
 
 Stage: preprocessing driver. :mod:`fer3d_data.prep.runner` drives scans through a
 :class:`Pool`; everything here is about processes and signals, nothing about scans'
-content. docs/reliability-prep.md says what it guarantees and how it is tested.
+content. docs/reliability.md says what it guarantees and how it is tested.
 """
 
 from __future__ import annotations
