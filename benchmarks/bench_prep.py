@@ -120,7 +120,8 @@ def parallel_run(records: list, cfg: PrepConfig, out: Path,
     return seconds, ({} if poller is None else poller.peak)
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The benchmark's command line (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--scans", type=int, default=8,
@@ -130,8 +131,11 @@ def main(argv=None) -> dict:
     p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--profile", action="store_true", help="cProfile the timed scans (stderr)")
     p.add_argument("--tmp", type=Path, default=None, help="work folder (default: a temporary one)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         root = Path(tmp)
         t = time.perf_counter()

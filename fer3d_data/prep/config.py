@@ -174,7 +174,8 @@ def _checked(name: str, kind: type, value):
         return value
     out = _number(kind, value)
     low, high, open_low = _RANGES[name]
-    if (low is not None and (out < low or (open_low and out == low))) or (high is not None and out > high):
+    if ((low is not None and (out < low or (open_low and out == low)))
+            or (high is not None and out > high)):
         bounds = f"{'>' if open_low else '>='} {low}" + ("" if high is None else f" and <= {high}")
         raise ValueError(f"must be {bounds}, got {value!r}")
     return out

@@ -115,7 +115,8 @@ def _one_thread_per_worker():
 @contextlib.contextmanager
 def alarm(seconds: float):
     """Raise :class:`ScanTimeout` in this (main) thread after ``seconds``; no-op elsewhere."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+    if (threading.current_thread() is not threading.main_thread()
+            or not hasattr(signal, "setitimer")):
         yield
         return
 

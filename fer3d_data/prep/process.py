@@ -141,7 +141,8 @@ def read_raw_scan(record: ScanRecord, cfg: PrepConfig) -> RawScan:
                            faces=mesh.faces, uv=mesh.uv, faces_uv=mesh.faces_uv)
         rng = load_bnt(record.mesh)
         image = _texture(record, rng.texture, cfg)
-        return RawScan(points=rng.xyz[rng.valid], image=image, native=_read_native_landmarks(record),
+        return RawScan(points=rng.xyz[rng.valid], image=image,
+                       native=_read_native_landmarks(record),
                        grid_valid=rng.valid, grid_uv=rng.uv)
 
 

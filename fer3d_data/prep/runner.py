@@ -211,9 +211,6 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
     scheme, names = cfg.landmark_scheme()
     if workers is None:
         workers = default_workers()
-    failed: Counter = Counter()
-    failures: list[tuple[str, str, str]] = []
-    written = 0
     writer = ShardWriter(out_path, dataset=cfg.dataset, cfg=cfg, image_size=cfg.image_size,
                          landmark_scheme=scheme, landmark_names=names, overwrite=overwrite)
     done = writer.existing_ids()
@@ -227,23 +224,7 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
     try:
         # closing() shuts the pool down at once if writing fails or Ctrl-C arrives
         with latch.installed(), contextlib.closing(results):
-            for record, result in results:
-                source = source_of(record, raw_root)
-                if result[0] == "ok":
-                    try:
-                        writer.append(dataclasses.replace(result[1], source=source))
-                        written += 1
-                    except Fer3dDataError as e:  # the writer's validation: shapes, codes, id widths
-                        result = ("error", "sample", str(e))
-                if result[0] == "error":
-                    _, step_name, message = result
-                    writer.add_error(source, step_name, message)
-                    failed[step_name] += 1
-                    failures.append((source, step_name, message))
-                bar.update(1)
-                if failed:
-                    bar.set_postfix(failed=sum(failed.values()), refresh=False)
-                latch.check()
+            written, failed, failures = _write_results(results, writer, bar, latch, raw_root)
     except BaseException:
         bar.close()
         writer.close(complete=False)
@@ -255,6 +236,32 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
                        skipped=skipped,
                        failed_by_step=dict(failed), seconds=time.monotonic() - t0,
                        n_samples=n_samples, strict=strict, failures=failures)
+
+
+def _write_results(results, writer: ShardWriter, bar, latch: SigintLatch,
+                   raw_root: str | os.PathLike | None) -> tuple[int, Counter, list]:
+    """Append each ok result to ``writer`` and record each error: (written, failed, failures)."""
+    failed: Counter = Counter()
+    failures: list[tuple[str, str, str]] = []
+    written = 0
+    for record, result in results:
+        source = source_of(record, raw_root)
+        if result[0] == "ok":
+            try:
+                writer.append(dataclasses.replace(result[1], source=source))
+                written += 1
+            except Fer3dDataError as e:  # the writer's validation: shapes, codes, id widths
+                result = ("error", "sample", str(e))
+        if result[0] == "error":
+            _, step_name, message = result
+            writer.add_error(source, step_name, message)
+            failed[step_name] += 1
+            failures.append((source, step_name, message))
+        bar.update(1)
+        if failed:
+            bar.set_postfix(failed=sum(failed.values()), refresh=False)
+        latch.check()
+    return written, failed, failures
 
 
 def _progress_bar(total: int, enabled: bool):

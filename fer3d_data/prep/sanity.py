@@ -57,7 +57,8 @@ def depth_problems(depth: np.ndarray, covered: np.ndarray, cfg: Mapping) -> list
     return []
 
 
-def _landmark_problems(points: np.ndarray, size: int, min_fraction: float, mask_source: int) -> list[str]:
+def _landmark_problems(points: np.ndarray, size: int, min_fraction: float,
+                       mask_source: int) -> list[str]:
     """The landmarks the masks came from must lie on the S x S grid, enough of them."""
     # on the grid: within half a pixel of its outer pixel centres
     inside = (np.isfinite(points).all(axis=1) & (points >= -0.5).all(axis=1)

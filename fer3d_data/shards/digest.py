@@ -93,7 +93,8 @@ def digest_problems(f: h5py.File) -> list[str]:
     now = compute(f)
     changed = [name for name in sorted(set(now) & set(stored)) if now[name] != stored[name]]
     problems = [("attributes" if name == ATTRS_KEY else f"/{name}")
-                + ": SHA-256 digest differs from the one stored at close (changed bytes)" for name in changed]
+                + ": SHA-256 digest differs from the one stored at close (changed bytes)"
+                for name in changed]
     problems += [f"/{name}: covered by a stored digest but missing"
                  for name in sorted(set(stored) - set(now))]
     problems += [f"/{name}: present but not covered by the stored digests"

@@ -65,7 +65,8 @@ class Shard:
             if missing:
                 raise Fer3dDataError(f"{self.path}: missing datasets {missing}")
             check_parts(self.file, self.path)
-        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # h5py on damaged bytes
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+            # h5py on damaged bytes
             self.file.close()
             raise Fer3dDataError(f"{self.path}: corrupt: cannot read its header "
                                  f"({type(e).__name__}: {e})") from e

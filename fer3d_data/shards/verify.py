@@ -41,8 +41,8 @@ def _check_schema(f: h5py.File, spec: dict, n: int) -> list[str]:
         if not ds.is_virtual and (ds.chunks is None or ds.chunks[0] != 1 or not ds.fletcher32):
             problems.append(f"/{name}: must be chunked one sample per chunk with fletcher32")
         elif not ds.is_virtual and ds.id.get_num_chunks() != ds.shape[0]:
-            problems.append(f"/{name}: {ds.shape[0] - ds.id.get_num_chunks()} of {ds.shape[0]} samples "
-                            "have no stored chunk (they would read as zeros)")
+            problems.append(f"/{name}: {ds.shape[0] - ds.id.get_num_chunks()} of {ds.shape[0]} "
+                            "samples have no stored chunk (they would read as zeros)")
     for name, dtype in INDEX_DTYPES.items():
         ds = f.get(f"index/{name}")
         if ds is None:
@@ -55,8 +55,9 @@ def _check_schema(f: h5py.File, spec: dict, n: int) -> list[str]:
         elif not ds.is_virtual and not ds.fletcher32:
             problems.append(f"/index/{name}: must carry fletcher32 checksums")
         elif not ds.is_virtual and ds.id.get_num_chunks() != -(-n // ds.chunks[0]):
-            problems.append(f"/index/{name}: {ds.id.get_num_chunks()} stored chunks for {n} rows in chunks "
-                            f"of {ds.chunks[0]}: rows without a stored chunk read as zeros")
+            problems.append(f"/index/{name}: {ds.id.get_num_chunks()} stored chunks for {n} rows "
+                            f"in chunks of {ds.chunks[0]}: rows without a stored chunk read as "
+                            "zeros")
     lengths = {c: f[f"errors/{c}"].shape[0] for c in ERROR_COLUMNS if f"errors/{c}" in f}
     if len(lengths) != len(ERROR_COLUMNS) or len(set(lengths.values())) > 1:
         problems.append(f"/errors: columns {ERROR_COLUMNS} must all exist with equal lengths, "
@@ -114,7 +115,8 @@ def _check_values(s: dict[str, np.ndarray]) -> list[str]:
 STALL_S = 30.0
 
 
-def verify(path: str | os.PathLike, *, isolated: bool = True, stall_s: float = STALL_S) -> list[str]:
+def verify(path: str | os.PathLike, *, isolated: bool = True,
+           stall_s: float = STALL_S) -> list[str]:
     """Every problem found in a shard, as readable strings; [] when it is sound.
 
     Checks the header and schema (datasets, shapes, dtypes, chunking, checksums present),
@@ -156,7 +158,8 @@ def _answer(path: Path, child, recv, stall_s: float) -> list[str]:
             kind, value = recv.recv()
         except EOFError:  # the child died without an answer
             child.join()
-            return [f"{path}: corrupt: the HDF5 library crashed reading it (child exit {child.exitcode})"]
+            return [f"{path}: corrupt: the HDF5 library crashed reading it "
+                    f"(child exit {child.exitcode})"]
         if kind == "done":
             return value
 

@@ -21,9 +21,24 @@ from ..errors import Fer3dDataError
 from ..schema import CLASS_CODE, CLASS_NAMES, FORMAT, FORMAT_VERSION
 from . import digest
 from .space import SpaceGuard
-from .spec import (_ERROR_CHUNK, _INDEX_CHUNK, _VLEN_STR, DLIB_POINTS, ERROR_COLUMNS, INDEX_DTYPES,
-                   MASK_SOURCES, _attr, _config_dict, _diff, _encode, _read_config, _read_errors,
-                   check_header, config_spec, tmp_path)
+from .spec import (
+    _ERROR_CHUNK,
+    _INDEX_CHUNK,
+    _VLEN_STR,
+    DLIB_POINTS,
+    ERROR_COLUMNS,
+    INDEX_DTYPES,
+    MASK_SOURCES,
+    _attr,
+    _config_dict,
+    _diff,
+    _encode,
+    _read_config,
+    _read_errors,
+    check_header,
+    config_spec,
+    tmp_path,
+)
 
 
 def open_h5(path: Path, mode: str, hint: str = "") -> h5py.File:
@@ -31,8 +46,9 @@ def open_h5(path: Path, mode: str, hint: str = "") -> h5py.File:
     try:
         return h5py.File(path, mode)
     except BlockingIOError as e:  # HDF5's file lock: another process has it open for writing
-        raise Fer3dDataError(f"{path}: another process is writing this file (HDF5 file lock: "
-                             f"{e.strerror or e}); wait for it to finish or stop it first") from None
+        raise Fer3dDataError(f"{path}: another process is writing this file "
+                             f"(HDF5 file lock: {e.strerror or e}); wait for it to finish or "
+                             f"stop it first") from None
     except FileNotFoundError:
         raise Fer3dDataError(f"{path}: vanished while opening it (another fer3d-prep with "
                              f"--overwrite on the same output?)") from None
@@ -76,7 +92,8 @@ def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
             except Fer3dDataError as e:
                 raise Fer3dDataError(f"{e}{hint}") from None
             if "parts" in f.attrs:
-                raise Fer3dDataError(f"{candidate}: is a merged (virtual) shard and cannot be appended to{hint}")
+                raise Fer3dDataError(f"{candidate}: is a merged (virtual) shard and cannot be "
+                                     f"appended to{hint}")
             old = {k: v for k, v in _read_config(f, candidate).items() if k not in run_only}
             scheme = _attr(f["landmarks"].attrs.get("scheme")) if "landmarks" in f else None
         if old != config:
@@ -115,11 +132,13 @@ class ShardWriter:
         self.image_size = int(image_size)
         self.landmark_names = tuple(str(n) for n in landmark_names)
         self.spec = config_spec(self.image_size, len(self.landmark_names), self.config)
-        self._sample_bytes = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.spec.values())
+        self._sample_bytes = sum(int(np.prod(shape)) * dtype.itemsize
+                                 for shape, dtype in self.spec.values())
         self._closed = self._broken = False
         self._handles: dict[str, h5py.Dataset] | None = None
         self._space = SpaceGuard(self.tmp)
-        resume = preflight(self.path, config=cfg, landmark_scheme=landmark_scheme, overwrite=overwrite)
+        resume = preflight(self.path, config=cfg, landmark_scheme=landmark_scheme,
+                           overwrite=overwrite)
         self._open(resume, dataset, landmark_scheme)
         try:  # once the file is ours (HDF5's lock): the ballast beside it is ours too
             self._space.reserve()
@@ -176,8 +195,8 @@ class ShardWriter:
 
     def _create_errors(self) -> None:
         for name in ERROR_COLUMNS:
-            self._file.create_dataset(f"errors/{name}", shape=(0,), maxshape=(None,), dtype=_VLEN_STR,
-                                      chunks=(_ERROR_CHUNK,))
+            self._file.create_dataset(f"errors/{name}", shape=(0,), maxshape=(None,),
+                                      dtype=_VLEN_STR, chunks=(_ERROR_CHUNK,))
 
     def _truncate_to_complete_rows(self) -> int:
         """Drop the rows not every dataset holds, then trailing rows that do not read back.
@@ -238,7 +257,8 @@ class ShardWriter:
         self._space.ensure(self._sample_bytes)
         with self._writing():
             self._write_row(arrays, row)
-            if self._errors.pop(str(sample.source), None) is not None:  # it failed before: no stale row
+            # it failed before: no stale row
+            if self._errors.pop(str(sample.source), None) is not None:
                 self._write_errors()
             self._file.flush()
         self._n += 1
@@ -278,16 +298,14 @@ class ShardWriter:
             # same_kind: float64 depth may be stored as float32, float texture never as uint8
             if a.shape != shape or not np.can_cast(a.dtype, dtype, "same_kind"):
                 raise Fer3dDataError(f"sample {sid}: {name} has shape {a.shape} and dtype "
-                                     f"{a.dtype}, "
-                                     f"the shard stores {shape} {dtype}")
+                                     f"{a.dtype}, the shard stores {shape} {dtype}")
             arrays[name] = a.astype(dtype, copy=False)
         if sample.expression not in CLASS_CODE:
             raise Fer3dDataError(f"sample {sid}: unknown expression {sample.expression!r}; "
                                  f"known {CLASS_NAMES}")
         if int(sample.mask_source) not in range(len(MASK_SOURCES)):
             raise Fer3dDataError(f"sample {sid}: mask_source must be one of "
-                                 f"0..{len(MASK_SOURCES) - 1}, "
-                                 f"got {sample.mask_source}")
+                                 f"0..{len(MASK_SOURCES) - 1}, got {sample.mask_source}")
         row = {
             "sample_id": _encode("sample_id", sid), "subject": _encode("subject", sample.subject),
             "expression": CLASS_CODE[sample.expression], "intensity": int(sample.intensity),
@@ -322,7 +340,8 @@ class ShardWriter:
             yield
         except Exception as e:
             self._broken = True
-            if isinstance(e, (OSError, RuntimeError)) and self._space.is_full(e, self._sample_bytes):
+            if (isinstance(e, (OSError, RuntimeError))
+                    and self._space.is_full(e, self._sample_bytes)):
                 raise self._space.enospc() from e
             raise
 
@@ -377,5 +396,3 @@ class ShardWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(complete=exc_type is None)
-
-

@@ -23,24 +23,29 @@ from test_shards import fake_sample, writer  # noqa: E402
 
 
 def test_config_strings_are_coerced_once():
-    cfg = PrepConfig.from_dict({"pose": "no", "image_size": "64", "smoothness": "2.5", "scan_timeout": 10})
+    cfg = PrepConfig.from_dict({"pose": "no", "image_size": "64", "smoothness": "2.5",
+                                "scan_timeout": 10})
     assert (cfg.pose, cfg.image_size, cfg.smoothness, cfg.scan_timeout) == (False, 64, 2.5, 10.0)
     assert PrepConfig(pose="TRUE").pose is True and PrepConfig(image_size=64.0).image_size == 64
 
 
 def test_config_names_every_bad_key_once():
     with pytest.raises(Fer3dDataError) as e:
-        PrepConfig.from_dict({"pose": "maybe", "image_size": 1.5, "interp": "cubic", "crop_radius": -1,
-                              "scan_timeout": float("nan"), "min_points": True, "compression_level": 10,
-                              "min_landmark_fraction": 1.5, "smoothness": "abc", "dataset": "bu4dfe"})
+        PrepConfig.from_dict({"pose": "maybe", "image_size": 1.5, "interp": "cubic",
+                              "crop_radius": -1, "scan_timeout": float("nan"), "min_points": True,
+                              "compression_level": 10, "min_landmark_fraction": 1.5,
+                              "smoothness": "abc", "dataset": "bu4dfe"})
     message = str(e.value)
     for key, problem in (("pose", "must be a boolean (true or false), got 'maybe'"),
-                         ("image_size", "must be an integer, got 1.5"), ("interp", "must be one of"),
-                         ("crop_radius", "must be > 0, got -1"), ("scan_timeout", "must be finite, got nan"),
+                         ("image_size", "must be an integer, got 1.5"),
+                         ("interp", "must be one of"),
+                         ("crop_radius", "must be > 0, got -1"),
+                         ("scan_timeout", "must be finite, got nan"),
                          ("min_points", "must be a number, got True"),
                          ("compression_level", "must be >= 0 and <= 9, got 10"),
                          ("min_landmark_fraction", "must be >= 0 and <= 1, got 1.5"),
-                         ("smoothness", "must be a number, got 'abc'"), ("dataset", "must be one of")):
+                         ("smoothness", "must be a number, got 'abc'"),
+                         ("dataset", "must be one of")):
         assert message.count(f" {key} must") == 1, key
         assert f"{key} {problem}" in message, key
 
@@ -79,7 +84,8 @@ def sane_arrays(size: int = 32) -> dict:
 
 @pytest.mark.parametrize("breakage, problem", [
     (lambda s: s.update(landmarks=s["landmarks"] + 500), "landmarks: 0/83 on the 32x32 grid"),
-    (lambda s: s.update(texture=np.full_like(s["texture"], 77)), "texture: standard deviation 0.00"),
+    (lambda s: s.update(texture=np.full_like(s["texture"], 77)),
+     "texture: standard deviation 0.00"),
     (lambda s: s.update(mask=np.zeros_like(s["mask"])), "mask: empty"),
     (lambda s: s.update(depth=np.zeros_like(s["depth"])), "depth: relief 0.00 mm"),
     (lambda s: s["depth"].__setitem__((3, 3), np.nan), "depth: 1 non-finite cells"),
@@ -113,11 +119,13 @@ def bu_tree(root, expressions=("neutral", "anger")):
 def test_every_synthetic_variant_and_artifact_passes_with_a_wide_margin(tmp_path):
     """Genuine-like scans must never trip the checks: every file spelling variant, noise,
     holes, spikes, outliers and Bosphorus scans lacking landmarks, at the thresholds x 4."""
-    artifacts = dict(noise=0.3, holes=2, spikes=0.01, outliers=0.005, expressions=("neutral", "surprise"))
+    artifacts = dict(noise=0.3, holes=2, spikes=0.01, outliers=0.005,
+                     expressions=("neutral", "surprise"))
     synth.make_bu3dfe(tmp_path / "bu", subjects=1, vertices=3000, texture_size=128, f2d_size=8,
                       wrl_variants=synth.WRL_VARIANTS, **artifacts)
-    synth.make_bosphorus(tmp_path / "bs", subjects=1, grid=(92, 76), texture_scale=1.0, drop_landmarks=1.0,
-                         bnt_variants=synth.BNT_VARIANTS, lm_variants=synth.LM_VARIANTS, **artifacts)
+    synth.make_bosphorus(tmp_path / "bs", subjects=1, grid=(92, 76), texture_scale=1.0,
+                         drop_landmarks=1.0, bnt_variants=synth.BNT_VARIANTS,
+                         lm_variants=synth.LM_VARIANTS, **artifacts)
     strict = {"min_landmark_fraction": 0.75, "min_texture_std": 4.0, "min_depth_relief": 20.0}
     for dataset, folder in (("bu3dfe", "bu"), ("bosphorus", "bs")):
         records = walkers[dataset](tmp_path / folder)
@@ -135,8 +143,8 @@ def test_wrong_scans_become_sanity_rows_not_samples(tmp_path):
     off, flat, good = records
     lines = off.landmarks.read_text().splitlines()
     off.landmarks.write_text("\n".join(
-        " ".join([c[0], *(f"{float(v) + 500:.4f}" for v in c[1:])]) for c in (ln.split() for ln in lines)
-        if c) + "\n")
+        " ".join([c[0], *(f"{float(v) + 500:.4f}" for v in c[1:])])
+        for c in (ln.split() for ln in lines) if c) + "\n")
     cv2.imwrite(str(flat.texture), np.full((1, 1, 3), 90, np.uint8))
     out = tmp_path / "bu.h5"
     summary = run_prep(records, out, PrepConfig(image_size=48), workers=0, progress=False,

@@ -94,8 +94,8 @@ def test_a_full_disk_reaches_the_command_line_as_one_line(tmp_path, monkeypatch)
     result = CliRunner().invoke(prep, [])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert lines == [(f"Error: no space left on device writing {shards.tmp_path(out)}; free space and "
-                      "rerun the same command to resume")]
+    assert lines == [(f"Error: no space left on device writing {shards.tmp_path(out)}; "
+                      "free space and rerun the same command to resume")]
 
 
 def flip_last_byte_of_chunk(path, dataset: str, row: int) -> None:
@@ -192,10 +192,12 @@ def test_a_write_failing_inside_hdf5_on_a_full_disk_is_clean(tmp_path):
         out = disk / "out.h5"
         script = tmp_path / "fill.py"
         script.write_text(FILL_SCRIPT.format(tests=str(Path(__file__).parent), out=str(out)))
-        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                              check=False, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              timeout=120, check=False,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
         assert done.returncode == 0, done.stderr[-3000:]
-        assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr[-3000:]
+        assert ("Traceback" not in done.stderr
+                and "Exception ignored" not in done.stderr), done.stderr[-3000:]
         _, code, filename, kept = done.stdout.split()
         assert (int(code), filename) == (errno.ENOSPC, str(shards.tmp_path(out)))
         assert not (disk / "out.h5.tmp.spare").exists()

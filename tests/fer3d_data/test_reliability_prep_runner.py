@@ -33,7 +33,8 @@ def test_a_stuck_scan_becomes_a_timeout_row_and_the_run_goes_on(tmp_path):
     recs = records(5, tmp_path)
     cfg = PrepConfig(image_size=32, scan_timeout=1.5)
     t0 = time.monotonic()
-    results = {r.scan_id: res for r, res in runner._results_parallel(recs, cfg, 2, fn=stuck_on_fear)}
+    results = {r.scan_id: res
+               for r, res in runner._results_parallel(recs, cfg, 2, fn=stuck_on_fear)}
     assert time.monotonic() - t0 < 30
     assert results[recs[2].scan_id][:2] == ("error", "timeout")
     assert "scan_timeout = 1.5 s" in results[recs[2].scan_id][2]
@@ -50,8 +51,8 @@ def test_a_stuck_scan_in_process_becomes_a_timeout_row(tmp_path, monkeypatch):
         return good(record, cfg)
 
     monkeypatch.setattr(runner, "process_scan", stuck)
-    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=32, scan_timeout=0.5), workers=0,
-                       progress=False)
+    summary = run_prep(recs, tmp_path / "out.h5", PrepConfig(image_size=32, scan_timeout=0.5),
+                       workers=0, progress=False)
     assert (summary.written, summary.failed_by_step) == (2, {"timeout": 1})
 
 
@@ -71,7 +72,8 @@ if __name__ == "__main__":
     from test_cli import records
     runner._process_one = slow
     try:
-        s = run_prep(records(40, Path({pids!r})), {out!r}, PrepConfig(image_size=32), workers=2, progress=False)
+        s = run_prep(records(40, Path({pids!r})), {out!r}, PrepConfig(image_size=32),
+                     workers=2, progress=False)
     except KeyboardInterrupt:
         sys.exit(130)
     print("finished", s.written)
@@ -82,8 +84,8 @@ def start_prep(tmp_path) -> tuple[subprocess.Popen, Path, Path]:
     pids, out = tmp_path / "pids", tmp_path / "out.h5"
     pids.mkdir()
     script = tmp_path / "prep_script.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(tests=str(Path(__file__).parent), pids=str(pids),
-                                                    out=str(out))))
+    script.write_text(textwrap.dedent(SCRIPT.format(tests=str(Path(__file__).parent),
+                                                    pids=str(pids), out=str(out))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
