@@ -4,7 +4,7 @@ numbers, through the same command as the full reproduction (fer3d-reproduce).
 
 Usage: python examples/reproduce_small.py SHARD.h5 [SHARD.h5 ...] [--out DIR] [--target T]
 
-Small means 1 repeat, 2 folds, 1 epoch, 64 px inputs, branches from scratch, no loader
+Small means 1 repeat, 2 folds, 1 epoch, 64 px inputs (--image-size), branches from scratch, no loader
 workers: minutes on a CPU, numbers that say nothing about the method. It is a dry run of
 the pipeline on your data (or on the demo's synthetic shard, demo_out/synth.h5 after
 `python -m fer3d.demo`). The paper's setup: `fer3d-reproduce all SHARDS --out DIR` with
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from fer3d.cli_paper import reproduce_command
 
-SMALL = ["--repeats", "1", "--folds", "2", "--epochs", "1", "--image-size", "64",
-         "--pretrained", "none", "--workers", "0", "--no-progress"]
+SMALL = ["--repeats", "1", "--folds", "2", "--epochs", "1", "--pretrained", "none",
+         "--workers", "0", "--no-progress"]
 
 
 def main() -> None:
@@ -25,8 +25,11 @@ def main() -> None:
     parser.add_argument("shards", nargs="+", metavar="SHARD.h5")
     parser.add_argument("--out", type=Path, default=Path("reproduce_small"))
     parser.add_argument("--target", default="all", help="table1..table4, fig4..fig6 or all")
+    parser.add_argument("--image-size", type=int, default=64,
+                        help="input side; Grad-CAM needs >= 64 for maps finer than one cell")
     args = parser.parse_args()
-    reproduce_command.main([args.target, *args.shards, "--out", str(args.out), *SMALL],
+    reproduce_command.main([args.target, *args.shards, "--out", str(args.out),
+                            "--image-size", str(args.image_size), *SMALL],
                            standalone_mode=False)
     for table in ("table1", "table2", "table3", "table4"):
         path = args.out / table / f"{table}.md"

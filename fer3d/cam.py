@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def _read_state(path: Path) -> tuple[dict, dict]:
         return load_file(path), {}
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a file that is not its own
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
         raise Fer3dDataError(f"{path}: not a torch checkpoint ({type(exc).__name__})") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         return obj["model"], {k: v for k, v in obj.items() if k != "model"}
@@ -62,7 +63,7 @@ def _read_state(path: Path) -> tuple[dict, dict]:
     raise Fer3dDataError(f"{path}: neither a fer3d checkpoint nor a state dict")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _state_shapes(name: str, num_classes: int) -> tuple:
     from fer3d.models import create_model
 

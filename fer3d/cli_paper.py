@@ -59,9 +59,8 @@ def reproduce_command(target, shards, out, recipe, cam_samples, verbose, **overr
     from fer3d.reproduce import reproduce
 
     _logging(verbose)
-    if TARGETS.get(target) is None or TARGETS[target].trains:
-        if not shards:
-            raise click.UsageError(f"{target} trains models: give the shard file(s)")
+    if (TARGETS.get(target) is None or TARGETS[target].trains) and not shards:
+        raise click.UsageError(f"{target} trains models: give the shard file(s)")
     if target in ("fig6", "all"):
         require("pytorch_grad_cam", "cam", "Fig. 6 (Grad-CAM)")
     outcome = reproduce(target, list(shards), out, recipe=recipe, overrides=overrides,

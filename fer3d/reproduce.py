@@ -22,7 +22,7 @@ import h5py
 
 from fer3d.catalog import DATASETS, TARGETS, target_variants
 from fer3d.recipes import paper_differences, recipe_values
-from fer3d.reporting import build_target, load_run, write_report
+from fer3d.reporting import build_target, load_runs, write_report
 from fer3d_data.errors import Fer3dDataError
 
 log = logging.getLogger(__name__)
@@ -129,19 +129,16 @@ def run_campaigns(target: str, shards: list[str], out: Path, *, recipe: str = "p
                 log.info("%s %s: campaign in %s", dataset, variant, run_dir)
                 run_campaign(train_config(values, files, run_dir, variant))
                 outcome.runs.append(run_dir)
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise
-                outcome.failures.append(f"{dataset} {variant}: {exc}")
-                log.exception("%s %s failed", dataset, variant)
             except Exception as exc:  # one campaign's failure must not stop the others
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    raise  # every later campaign would fail the same way
                 outcome.failures.append(f"{dataset} {variant}: {type(exc).__name__}: {exc}")
                 log.exception("%s %s failed", dataset, variant)
     return outcome
 
 
 def reproduce(target: str, shards: list[str], out: str | Path, *, recipe: str = "paper",
-              overrides: dict | None = None, cam_samples: int = 6, progress=None) -> Outcome:
+              overrides: dict | None = None, cam_samples: int = 6) -> Outcome:
     """Campaigns, then the target's files under ``OUT/<target>/`` (``all``: every target
     and ``OUT/report/report.md``). Raises ReproduceError at the end if anything failed."""
     out = Path(out)
@@ -151,7 +148,8 @@ def reproduce(target: str, shards: list[str], out: str | Path, *, recipe: str = 
         if not shards:
             raise Fer3dDataError(f"{target} needs training: give the shard file(s)")
         outcome = run_campaigns(target, shards, out, recipe=recipe, overrides=overrides)
-    runs = [load_run(p) for p in outcome.runs]
+    runs, unreadable = load_runs(outcome.runs)
+    outcome.failures += unreadable
     size = (overrides or {}).get("image_size") or 224
     for name in targets:
         if name == "fig6":

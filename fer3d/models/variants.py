@@ -11,7 +11,7 @@ Table 4 unit (docs/model.md).
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

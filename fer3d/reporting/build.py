@@ -72,8 +72,8 @@ def write_report(runs: list[Run], out: Path, *, problems: list[str] = (),
     """
     tdir, fdir = out / "tables", out / "figures"
     fdir.mkdir(parents=True, exist_ok=True)
-    text = ["# fer3d report\n\n", f"{len(runs)} run(s): "
-            + ", ".join(f"`{r.path}`" for r in runs) + "\n\n"]
+    text = ["# fer3d report\n\n", f"{len(runs)} run(s):\n\n"
+            + "".join(f"- `{r.path}`: {r.title}\n" for r in runs) + "\n"]
     if problems:
         text.append(_section("Runs not included", "\n".join(f"- {p}" for p in problems)))
     main_tables = [("runs", tables.runs_table(runs)), ("per_class", tables.per_class_table(runs))]

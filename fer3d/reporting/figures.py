@@ -66,6 +66,7 @@ def save_fusion_positions(runs: list[Run], path: str | os.PathLike) -> bool:
     over = {p[2] for pts in by_dataset.values() for p in pts if p is not None}
     ax.set_xticks(x, [f"AF after\n{label}" for _, label in positions])
     ax.set_xlim(-0.5, len(positions) - 0.5)
+    ax.set_ylim(bottom=max(0.0, ax.get_ylim()[0]))
     ax.set_ylabel(f"accuracy (%), mean ± std over {' / '.join(sorted(over))}")
     ax.set_title("Fig. 5: fusion position, adaptive fusion without MA")
     ax.grid(alpha=0.3)
@@ -100,6 +101,9 @@ def save_training_curves(run: Run, path: str | os.PathLike) -> bool:
             label = {"loss": "train", "train_acc": "train", "val_acc": "validation"}[key]
             ax.plot(epochs, values.mean(axis=0), marker="." if n < 15 else None, label=label)
             ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), alpha=0.2)
+        if name == "accuracy":
+            ax.axhline(run.accuracy()[0], color="0.3", linestyle="--",
+                       label="test (the run's accuracy)")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
 
 from fer3d.catalog import DATASET_TITLES, TARGETS, VARIANT_BY_NAME, published_accuracy
@@ -29,7 +30,7 @@ def _fmt(value, signed: bool = False) -> str:
     if value is None:
         return BLANK
     if isinstance(value, float):
-        return "nan" if value != value else f"{value:+.2f}" if signed else f"{value:.2f}"
+        return "nan" if math.isnan(value) else f"{value:+.2f}" if signed else f"{value:.2f}"
     if isinstance(value, int) and abs(value) >= 10_000:
         return f"{value:,}"
     return str(value)

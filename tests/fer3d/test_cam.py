@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 pytest.importorskip("pytorch_grad_cam")
 
-from fer3d import cam  # noqa: E402
-from fer3d.cli_paper import cam_command  # noqa: E402
-from fer3d.models import create_model  # noqa: E402
+from fer3d import cam
+from fer3d.cli_paper import cam_command
+from fer3d.models import create_model
 
 S = 64
 IDS = ["F0001_AN03WH", "F0001_HA04WH", "F0002_SU03WH"]

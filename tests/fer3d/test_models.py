@@ -116,7 +116,7 @@ def test_registry_covers_the_papers_variants():
 
 
 def test_forward_backward_shape_and_finite(variant):
-    name, model, _ = variant
+    _, model, _ = variant
     model.train()
     model.zero_grad()
     logits = model(*make_inputs())
@@ -148,7 +148,7 @@ def test_parameter_count(variant):
 
 
 def test_forward_surface_composes(variant):
-    name, model, _ = variant
+    _, model, _ = variant
     model.eval()
     inputs = make_inputs()
     with torch.no_grad():

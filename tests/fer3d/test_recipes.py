@@ -50,8 +50,8 @@ def test_changed_settings_are_named():
     assert any(line.startswith("pretrained: none (branches from scratch)") for line in lines)
     assert not any(line.startswith("folds") for line in lines)
     path_line = paper_differences({"pretrained": "/w/r18.pth"}, "bu3dfe")
-    assert path_line == ["pretrained: /w/r18.pth; the paper: ImageNet weights (the same if that "
-                         "file is torchvision's ImageNet resnet18)"]
+    assert path_line == [("pretrained: /w/r18.pth; the paper: ImageNet weights (the same if "
+                          "that file is torchvision's ImageNet resnet18)")]
 
 
 def test_user_recipe_file_and_its_errors(tmp_path):
@@ -71,8 +71,9 @@ def test_user_recipe_file_and_its_errors(tmp_path):
         recipe_values("fast", "bu3dfe")
 
 
-def test_recipes_never_import_torch():
+def test_recipes_catalog_and_reporting_never_import_torch():
     code = ("import sys; from fer3d.recipes import recipe_values, paper_differences; "
-            "import fer3d.catalog; recipe_values('paper', 'bosphorus'); "
+            "import fer3d.catalog, fer3d.reporting, fer3d.reproduce, fer3d.cli_paper; "
+            "recipe_values('paper', 'bosphorus'); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_runs import write_run  # noqa: E402
+from fake_runs import write_run
 
-from fer3d.cli_paper import report_command  # noqa: E402
-from fer3d.reporting import RunError, build_target, load_run, tables  # noqa: E402
+from fer3d.cli_paper import report_command
+from fer3d.reporting import RunError, build_target, load_run, tables
 
 
 @pytest.fixture(scope="module")

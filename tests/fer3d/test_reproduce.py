@@ -4,6 +4,7 @@ resumed, a failed campaign recorded while the rest is built; Table 4 beside the 
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -14,12 +15,12 @@ import pytest
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_runs import write_run  # noqa: E402
+from fake_runs import write_run
 
-from fer3d import reproduce as rep  # noqa: E402
-from fer3d.catalog import TARGETS, target_variants  # noqa: E402
-from fer3d.cli_paper import reproduce_command  # noqa: E402
-from fer3d_data.errors import Fer3dDataError  # noqa: E402
+from fer3d import reproduce as rep
+from fer3d.catalog import TARGETS, target_variants
+from fer3d.cli_paper import reproduce_command
+from fer3d_data.errors import Fer3dDataError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "reproduce_small.py"
 SMALL = ["--repeats", "2", "--folds", "2", "--epochs", "1", "--image-size", "64",
@@ -29,12 +30,12 @@ SMALL = ["--repeats", "2", "--folds", "2", "--epochs", "1", "--image-size", "64"
 @pytest.fixture
 def fake_engine(monkeypatch):
     """run_campaign replaced by one that writes a run directory; records its configs."""
-    calls, fail = [], set()
+    calls, fail = [], {}
 
     def run_campaign(cfg):
         calls.append(cfg)
         if cfg.variant in fail:
-            raise RuntimeError(f"{cfg.variant} diverged")
+            raise fail[cfg.variant]
         shutil.rmtree(cfg.out, ignore_errors=True)
         return write_run(Path(cfg.out), cfg.variant, cfg.preset, repeats=cfg.repeats,
                          folds=cfg.folds, seed=len(calls))
@@ -81,7 +82,7 @@ def test_figure_failure_is_recorded_and_named(fake_engine, bu3dfe_shard, tmp_pat
 
 def test_failed_campaign_is_recorded_and_the_others_run(fake_engine, bu3dfe_shard, tmp_path):
     calls, fail = fake_engine
-    fail.add("fusion_s2_decision")
+    fail["fusion_s2_decision"] = RuntimeError("fusion_s2_decision diverged")
     result = CliRunner().invoke(reproduce_command, ["table2", bu3dfe_shard, "-o",
                                                     str(tmp_path), *SMALL])
     assert result.exit_code == 2
@@ -90,6 +91,17 @@ def test_failed_campaign_is_recorded_and_the_others_run(fake_engine, bu3dfe_shar
     rows = (tmp_path / "table2" / "table2.csv").read_text().splitlines()
     assert any(r.startswith("S2,fusion_s2_decision,BU-3DFE,,,not run") for r in rows)
     assert any(r.startswith("S3,fusion_s3_fc,BU-3DFE,") and "not run" not in r for r in rows)
+
+
+def test_full_disk_stops_at_once(fake_engine, bu3dfe_shard, tmp_path):
+    import errno
+
+    calls, fail = fake_engine
+    fail["fusion_s1_data"] = OSError(errno.ENOSPC, "No space left on device")
+    result = CliRunner().invoke(reproduce_command, ["table2", bu3dfe_shard, "-o",
+                                                    str(tmp_path), *SMALL])
+    assert result.exit_code == 2 and "no space left on device" in result.output
+    assert [c.variant for c in calls] == ["fusion_s1_data"]
 
 
 def test_table4_prints_the_papers_rows_beside_ours(tmp_path):
@@ -137,10 +149,12 @@ def test_help_without_torch():
 def test_reproduce_all_end_to_end_through_the_example(shard_factory, tmp_path):
     """The example trains every campaign of the paper at tiny settings and builds all."""
     pytest.importorskip("pytorch_grad_cam")
-    shard = shard_factory("repro64.h5", n_subjects=2, size=64, extra_intensity=False)
+    shard = shard_factory("repro32.h5", n_subjects=2, size=32, extra_intensity=False)
     out = tmp_path / "repro"
-    proc = subprocess.run([sys.executable, str(EXAMPLE), shard, "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    # 32 px: a quarter of the example's 64 px cost; Grad-CAM maps are tested at 64 in test_cam.
+    proc = subprocess.run([sys.executable, str(EXAMPLE), shard, "--out", str(out),
+                           "--image-size", "32"],
+                          check=False, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for target in ("table1", "table2", "table3", "table4", "fig5"):
         for suffix in (".md", ".tex", ".csv"):
@@ -151,10 +165,11 @@ def test_reproduce_all_end_to_end_through_the_example(shard_factory, tmp_path):
         assert (out / png).stat().st_size > 5000, png
     summaries = {v: json.loads((out / "runs" / "bu3dfe" / v / "summary.json").read_text())
                  for v in target_variants("all")}
-    rows = (out / "report" / "tables" / "runs.csv").read_text().splitlines()[1:]
+    with open(out / "report" / "tables" / "runs.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
     for row in rows:
-        variant, acc = row.split(",")[1], float(row.split(",")[4])
-        assert acc == pytest.approx(100 * summaries[variant]["accuracy_mean"], abs=1e-9)
+        mean = 100 * summaries[row["variant"]]["accuracy_mean"]
+        assert float(row["accuracy (%)"]) == pytest.approx(mean, abs=1e-9)
     assert len(rows) == len(summaries) == len({v for t in TARGETS.values() if t.trains
                                                for v, _ in t.rows})
     assert "AFNet-M" in proc.stdout and "90.08" in proc.stdout
