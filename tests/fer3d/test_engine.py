@@ -123,9 +123,12 @@ def test_image_size_beyond_the_grid_warns(bu3dfe_shard, tmp_path, caplog):
 
 @pytest.mark.slow
 def test_learns_separable_shard(make_shard, tmp_path):
-    # fp32 and 6 epochs: at 3 epochs in bf16 the margin depended on the CPU's kernels
+    # lr 1e-3 over 3 epochs (2 steps each) left BatchNorm's running statistics and the
+    # margin to the CPU's float results (0.54 on an AVX512-BF16 CPU); 3e-4 over 8 epochs in
+    # fp32 learns on every seed tried (0.67-1.0; seed 0: 1.0)
     shard = make_shard("learn.h5", n_subjects=4, size=32)
-    summary = run_campaign(tiny(shard, tmp_path / "run", subjects=4, epochs=6, amp="off"))
+    summary = run_campaign(tiny(shard, tmp_path / "run", subjects=4, epochs=8, lr=3e-4,
+                                amp="off"))
     assert summary["accuracy_mean"] >= 0.6
     run = tmp_path / "run"
     for name in ("config.json", "folds.json", "summary.json", "confusion.png"):
@@ -137,7 +140,7 @@ def test_learns_separable_shard(make_shard, tmp_path):
     assert fold["total"] == 24 and len(fold["sample_ids"]) == len(fold["predictions"]) == 24
     with open(run / "cells" / "r0_f1" / "epochs.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
+    assert [r["epoch"] for r in rows] == [str(e) for e in range(1, 9)]
     assert set(rows[0]) == {"epoch", "loss", "train_acc", "time", "samples_per_s"}
     assert summary["n_predictions"] == 48
     logits = np.load(run / "cells" / "r0_f1" / "logits.npz")
