@@ -19,7 +19,6 @@ Stage: training performance (docs/performance.md). Prints JSON:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _emit import emit  # noqa: E402
 from bench_loader import fabricate_shard  # noqa: E402
 from bench_train import fake_batches  # noqa: E402
 
@@ -159,11 +159,7 @@ def main(argv=None) -> dict:
                                                     **tiny, **OLD_WAY)
         result["campaign_new_s"] = campaign_seconds(small, os.path.join(tmp, "new"), **tiny)
         result["campaign_speedup"] = result["campaign_old_s"] / result["campaign_new_s"]
-    print(json.dumps(result, indent=1))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=1)
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ with bench_train.py's "ours_sps" (target: loader >= 10x the training step).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -19,6 +18,7 @@ import time
 import h5py
 import numpy as np
 import torch
+from _emit import emit
 
 from fer3d.data import Augment
 from fer3d.device_data import LoaderSource
@@ -91,11 +91,7 @@ def main(argv=None) -> dict:
     result = {"loader_sps": seen / secs, "workers": args.workers, "batch": args.batch,
               "image_size": args.size, "samples": seen, "seconds": secs,
               "single_process_item_ms": item_ms}
-    print(json.dumps(result, indent=1))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=1)
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ sync per step). Prints JSON:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 import torch.nn.functional as F
+from _emit import emit
 
 from fer3d.engine import train_epoch
 from fer3d.models import create_model
@@ -94,11 +94,7 @@ def main(argv=None) -> dict:
         result["forced_bf16_sps"] = ours_sps(args.variant, batches, args.warmup, device,
                                              AmpMode(torch.bfloat16), True)
         result["forced_bf16_speedup"] = result["forced_bf16_sps"] / result["naive_fp32_sps"]
-    print(json.dumps(result, indent=1))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=1)
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ H200-class GPU: >= 35 % bf16 MFU, the full campaign in <= 1 hour.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _emit import emit  # noqa: E402
 from bench_campaign import (  # noqa: E402
     campaign_seconds,
     data_sps,
@@ -112,11 +112,7 @@ def main(argv=None) -> dict:
                    "seconds_per_cell": per_cell,
                    "projected_bu3dfe_hours": per_cell * CAMPAIGN["cells"] * CAMPAIGN["epochs"]
                    / args.epochs / 3600})
-    print(json.dumps(result, indent=1))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=1)
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":
