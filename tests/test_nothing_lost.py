@@ -7,7 +7,6 @@ texture reference leaves the dataset tree (an absolute path to an image outside 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -37,20 +36,9 @@ def raw_tree(tmp_path_factory) -> Path:
     return raw
 
 
-def _unlistable(monkeypatch, folder: Path) -> None:
-    """os.scandir of ``folder`` fails as for a mode-000 folder (tests run as root)."""
-    real = os.scandir
-
-    def scandir(path="."):
-        if Path(path) == folder:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real(path)
-    monkeypatch.setattr(os, "scandir", scandir)
-
-
-def test_unreadable_folder_and_outside_texture_are_error_rows(raw_tree, tmp_path, monkeypatch,
-                                                              capsys):
-    _unlistable(monkeypatch, raw_tree / "F0002")
+def test_unreadable_folder_and_outside_texture_are_error_rows(raw_tree, tmp_path, capsys,
+                                                              refuse_listing):
+    refuse_listing(raw_tree / "F0002")
     out = tmp_path / "bu.h5"
     assert cli.main(["bu3dfe", str(raw_tree), str(out), *SELECT]) == 0
     summary = capsys.readouterr().out

@@ -128,18 +128,6 @@ def two_subjects(root: Path) -> None:
           *bu_scan("F0002_HA03WH", "F0002"))
 
 
-def refuse_listing(monkeypatch, folder: Path) -> None:
-    """os.scandir raises PermissionError for ``folder`` as it does for a mode-000 folder
-    when not root (tests often run as root, who may list any folder)."""
-    real = os.scandir
-
-    def scandir(path="."):
-        if Path(path) == folder:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real(path)
-    monkeypatch.setattr(os, "scandir", scandir)
-
-
 def check_unreadable_folder(records, root: Path) -> None:
     assert [r.scan_id for r in records] == ["F0001_AN03WH", "F0002"]
     lost = records[1]
@@ -156,9 +144,9 @@ def check_unreadable_folder(records, root: Path) -> None:
         select(records, subjects=["F0003"])
 
 
-def test_unlistable_subject_folder_becomes_a_record(tmp_path, monkeypatch):
+def test_unlistable_subject_folder_becomes_a_record(tmp_path, refuse_listing):
     two_subjects(tmp_path)
-    refuse_listing(monkeypatch, tmp_path / "F0002")
+    refuse_listing(tmp_path / "F0002")
     check_unreadable_folder(walk_bu3dfe(tmp_path), tmp_path)
 
 
@@ -201,9 +189,10 @@ def test_mode_000_subject_folder_becomes_a_record():
         shutil.rmtree(root)
 
 
-def test_unlistable_root_and_only_unlistable_folders_are_errors(tmp_path, monkeypatch):
+def test_unlistable_root_and_only_unlistable_folders_are_errors(tmp_path, monkeypatch,
+                                                                refuse_listing):
     two_subjects(tmp_path)
-    refuse_listing(monkeypatch, tmp_path)
+    refuse_listing(tmp_path)
     with pytest.raises(Fer3dDataError, match="cannot list folder \\(Permission denied\\)"):
         walk_bu3dfe(tmp_path)
     monkeypatch.undo()
@@ -212,7 +201,7 @@ def test_unlistable_root_and_only_unlistable_folders_are_errors(tmp_path, monkey
         for f in (tmp_path / name).iterdir():
             f.unlink()
     (tmp_path / "F0003" / "F0003_AN01WH_F3D.wrl").write_bytes(b"")
-    refuse_listing(monkeypatch, tmp_path / "F0003")
+    refuse_listing(tmp_path / "F0003")
     with pytest.raises(Fer3dDataError, match="no scans found .*F0003: cannot list folder"):
         walk_bu3dfe(tmp_path)
 
