@@ -229,7 +229,7 @@ def save_cam_montage(models: list[tuple[str, nn.Module]], batch: dict,
                 ax.set_ylabel(f"{batch['sample_id'][i]}\ntrue: {truth}", fontsize=7)
             if j == 2:
                 ax.set_xlabel(f"predicted: {guesses}", fontsize=6, loc="left")
-    fig.suptitle(f"{title or 'Grad-CAM at each branch last block'} (red: high; "
+    fig.suptitle(f"{title or 'Grad-CAM at the last block of each branch'} (red: high; "
                  f"for the {cam_class} class)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
