@@ -22,3 +22,13 @@ def refuse_listing(monkeypatch):
             return real(path)
         monkeypatch.setattr(os, "scandir", scandir)
     return refuse
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long fuzz suites (marker ``fuzz``) run only when asked for: ``-m fuzz``."""
+    if "fuzz" in (config.getoption("markexpr") or ""):
+        return
+    long = [item for item in items if item.get_closest_marker("fuzz")]
+    if long:
+        config.hook.pytest_deselected(items=long)
+        items[:] = [item for item in items if not item.get_closest_marker("fuzz")]
