@@ -14,7 +14,7 @@ import h5py
 import pytest
 
 from fer3d_data import shards
-from fer3d_data.errors import Fer3dDataError
+from fer3d_data.errors import Fer3dDataError, ScanError
 from fer3d_data.prep import PrepConfig, run_prep, runner
 from fer3d_data.shards import writer as shard_writer
 from fer3d_data.shards.space import SpaceGuard
@@ -22,6 +22,7 @@ from fer3d_data.shards.space import SpaceGuard
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cli import fake_process_scan, records  # noqa: E402
 from test_shards import fake_sample, writer  # noqa: E402
+from test_verify_reliability import corrupt_error_message  # noqa: E402
 
 
 def run_fake(recs, out, **kw):
@@ -132,6 +133,29 @@ def test_a_tmp_deleted_under_a_writer_is_a_clear_error(tmp_path):
     shards.tmp_path(out).unlink()  # the open file lives on; its name is gone
     with pytest.raises(Fer3dDataError, match=r"a.h5.tmp: vanished before it could be renamed"):
         w.close()
+
+
+@pytest.mark.parametrize("fails_again", [True, False])
+def test_an_unreadable_errors_table_is_emptied_and_its_scans_retried(tmp_path, monkeypatch,
+                                                                     fails_again):
+    """A full disk while /errors is rewritten can leave it unreadable: the resume starts it
+    afresh (the failed scans are not in the index, so they are retried and recorded again)."""
+    recs = records(4, tmp_path)
+    failing = {recs[1].scan_id: ScanError("gridfit", "singular matrix")}
+    out = tmp_path / "out.h5"
+    w = writer(out)  # a killed run: samples 0 and 2 and scan 1's error row written
+    for i in (0, 2):
+        w.append(fake_sample(i))
+    w.add_error(runner.source_of(recs[1], None), "gridfit", "singular matrix")
+    w.close(complete=False)
+    corrupt_error_message(shards.tmp_path(out))
+    monkeypatch.setattr(runner, "process_scan", fake_process_scan(failing if fails_again else {}))
+    summary = run_fake(recs, out)
+    assert (summary.skipped, summary.written) == (2, 1 if fails_again else 2)
+    with shards.open_shard(out) as shard:
+        assert [e["message"] for e in shard.errors()] == (["singular matrix"] if fails_again
+                                                          else [])
+    assert shards.verify(out) == []
 
 
 def mount_tmpfs(path, size: str) -> bool:
