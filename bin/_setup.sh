@@ -5,7 +5,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-EXTRAS="${FER3D_EXTRAS:-train,dlib,test,fast,cam,ray,tensorboard}"
+EXTRAS="${FER3D_EXTRAS:-train,dlib,test,fast,cam,ray,tensorboard,onnx}"
 say() { printf '[fer3d setup] %s\n' "$*" >&2; }
 
 PY="${PYTHON:-}"

@@ -169,11 +169,20 @@ class TrainConfig:
                                    "before a cell's claim counts as dead")
     tensorboard: bool = setting(False, StrictBool(), "per-epoch scalars under RUN/tensorboard "
                                 "(`fer3d[tensorboard]`)")
+    final: bool = setting(False, StrictBool(), "train on every selected subject (no test fold) "
+                          "and write a model directory in --out (docs/predict.md)", scope="plan")
+    seeds: int = setting(1, StrictInt(min=1), "--final: models trained (one per seed), kept "
+                         "as an ensemble; replaces --repeats", scope="run")
+    campaign: str | None = setting(None, OptionalText(), "--final: a finished campaign run of "
+                                   "the same settings whose accuracy the model card states as "
+                                   "expected", optional=True)
 
     def __post_init__(self):
         values = check(dataclasses.asdict(self), shards=self.shards)
         for key, value in values.items():
             setattr(self, key, value)
+        if self.final:  # a final model's cells are its seeds: one "repeat" per member
+            self.repeats = self.seeds
 
     def campaign_settings(self) -> dict:
         """What config.json records: the plan's and the run's settings, not this process's."""

@@ -16,7 +16,7 @@ import os
 from fer3d.campaign import protocol
 from fer3d.campaign.rundir import RunDir
 from fer3d.errors import ConfigError, RunExistsError
-from fer3d.settings import PLAN_KEYS, TrainConfig
+from fer3d.settings import PLAN_KEYS, TrainConfig, default
 
 # --------------------------------------------------------------------------- cell choice
 
@@ -73,15 +73,18 @@ def check_same(run: RunDir, old: dict, cfg: TrainConfig) -> None:
     if old.get("variant") != cfg.variant:
         raise ConfigError(f"{run.path}: its checkpoints are of variant {old.get('variant')!r}, "
                           f"asked {cfg.variant!r}")
-    diff = {k: (old.get(k), getattr(cfg, k)) for k in PLAN_KEYS if old.get(k) != getattr(cfg, k)}
+    # a setting newer than the run reads as its table default
+    diff = {k: (old.get(k, default(k)), getattr(cfg, k)) for k in PLAN_KEYS
+            if old.get(k, default(k)) != getattr(cfg, k)}
     if diff:
         detail = "; ".join(f"{k}: run has {a!r}, asked {b!r}" for k, (a, b) in diff.items())
         raise ConfigError(f"{run.path}: created with other settings ({detail})")
 
 
 def _attaching(cfg: TrainConfig) -> bool:
-    """Processes that share a run (tasks, cell subsets) attach without --resume."""
-    return cfg.resume or cfg.init_only or bool(cfg.cells) or task_slot(
+    """Processes that share a run (tasks, cell subsets) attach without --resume; a final
+    model resumes by rerunning the same command."""
+    return cfg.resume or cfg.final or cfg.init_only or bool(cfg.cells) or task_slot(
         cfg.task_index, cfg.num_tasks)[1] > 1
 
 
@@ -94,8 +97,14 @@ def _plan(cfg: TrainConfig, index, run: RunDir) -> protocol.FoldPlan:
         if grown:
             run.write_plan(dataclasses.asdict(plan))
         return plan
-    plan = protocol.make_plan(index, cfg.preset, n_subjects=cfg.subjects, k=cfg.folds,
-                              repeats=cfg.repeats, seed=cfg.seed, val_subjects=cfg.val_subjects)
+    if cfg.final:
+        plan = protocol.make_final_plan(index, cfg.preset, n_subjects=cfg.subjects,
+                                        seeds=cfg.repeats, seed=cfg.seed,
+                                        val_subjects=cfg.val_subjects)
+    else:
+        plan = protocol.make_plan(index, cfg.preset, n_subjects=cfg.subjects, k=cfg.folds,
+                                  repeats=cfg.repeats, seed=cfg.seed,
+                                  val_subjects=cfg.val_subjects)
     plan.shards = [os.path.abspath(p) for p in cfg.shards]
     return run.publish_plan(dataclasses.asdict(plan))  # whoever won the race, all use its plan
 

@@ -114,6 +114,9 @@ class FoldPlan:
 
     val_subjects  how many training subjects each cell holds out for validation (0: none,
                   the paper's fixed schedule).
+
+    A final model's plan (:func:`make_final_plan`) has ``k`` 1: each "repeat" is one
+    member trained on every subject, its one fold's test list empty.
     """
 
     preset: str
@@ -129,6 +132,10 @@ class FoldPlan:
     @property
     def repeats(self) -> int:
         return len(self.folds)
+
+    @property
+    def final(self) -> bool:
+        return self.k == 1
 
     def cell(self, index: ShardIndex, repeat: int, fold: int) -> dict[str, np.ndarray]:
         """Index rows of ``train`` / ``val`` / ``test`` for one (repeat, fold)."""
@@ -171,11 +178,29 @@ def make_plan(index: ShardIndex, preset: str, *, n_subjects: int = 60, k: int = 
     return plan
 
 
+def final_folds(seeds: int) -> list[list[list[str]]]:
+    """One fold per seed, no test subject: every selected subject trains every member."""
+    return [[[]] for _ in range(seeds)]
+
+
+def make_final_plan(index: ShardIndex, preset: str, *, n_subjects: int = 60, seeds: int = 1,
+                    seed: int = 0, val_subjects: int = 0) -> FoldPlan:
+    """The subjects and samples :func:`make_plan` would select, all of them training each
+    of ``seeds`` members (a final model)."""
+    subjects = select_subjects(index, preset, n_subjects, seed)
+    rows = select_samples(index, preset, subjects)
+    validation_subjects(subjects, val_subjects, seed, 0, 0)
+    return FoldPlan(preset=preset, seed=seed, k=1, subjects=subjects,
+                    sample_ids=[str(s) for s in index.sample_id[rows]],
+                    folds=final_folds(seeds), val_subjects=val_subjects)
+
+
 def extend_plan(plan: FoldPlan, repeats: int) -> FoldPlan:
     """The same plan with at least ``repeats`` repeats (earlier repeats unchanged)."""
     if repeats <= plan.repeats:
         return plan
-    plan.folds = subject_folds(plan.subjects, plan.k, repeats, plan.seed)
+    plan.folds = (final_folds(repeats) if plan.final
+                  else subject_folds(plan.subjects, plan.k, repeats, plan.seed))
     return plan
 
 

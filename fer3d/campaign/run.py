@@ -24,6 +24,7 @@ from fer3d.campaign.protocol import resolve_preset
 from fer3d.campaign.rundir import RunDir
 from fer3d.campaign.summary import summarize_run
 from fer3d.errors import ConfigError, DivergedError
+from fer3d.predict.final import check_final, publish_final
 from fer3d.settings import TrainConfig
 from fer3d.train.cell import CellRun, train_one_cell
 from fer3d.train.runtime import configure, resolve_amp, resolve_device, versions
@@ -101,6 +102,8 @@ def prepare(cfg: TrainConfig) -> Context:
             raise ConfigError(f"--pretrained: {exc}") from None
     index = read_shard_index(cfg.shards)
     cfg.preset = resolve_preset(cfg.preset, index)
+    if cfg.final:
+        check_final(cfg)
     if cfg.image_size > index.image_size:
         log.warning("--image-size %d is larger than the shards' %d px grid: inputs are "
                     "upsampled and hold no more detail", cfg.image_size, index.image_size)
@@ -204,6 +207,8 @@ def run_campaign(cfg: TrainConfig) -> dict:
 
 
 def _outcome(cfg: TrainConfig) -> dict:
+    if cfg.final:
+        return publish_final(cfg)
     status = summarize_run(cfg.out, stale_after=cfg.claim_timeout)
     if status["complete"]:
         return status["summary"]

@@ -12,6 +12,12 @@ Stage: campaign bookkeeping (torch-free). Every other module asks :class:`RunDir
     RUN/summary.json            once every cell is done (summary.partial.json: --partial)
     RUN/confusion.png           the pooled confusion matrix
 
+A final model (``fer3d-train --final``) is a run directory whose cells train on every
+subject, one per seed; once all are done it also holds::
+
+    RUN/model-{i}.safetensors   member i's fp32 weights (the ensemble: every member)
+    RUN/model_card.json         the model card (fer3d.predict.card); model_card.md beside
+
 Writes go through :mod:`fer3d.campaign.atomic` (temporary name, then rename). A file that
 is missing or unreadable raises :class:`~fer3d.errors.RunError` naming it.
 """
@@ -31,6 +37,7 @@ from fer3d.errors import RunError
 _CELL_NAME = re.compile(r"^r(\d+)_f(\d+)$")
 # Weights files a model can be loaded from, in the order a cell directory is searched.
 WEIGHT_NAMES = ("weights.pt", "checkpoint.pt", "weights.safetensors", "model.safetensors")
+_MEMBER = re.compile(r"^model-(\d+)\.safetensors$")
 
 
 def read_json(path: str | os.PathLike):
@@ -110,6 +117,8 @@ class RunDir:
         self.partial_summary = self.path / "summary.partial.json"
         self.confusion = self.path / "confusion.png"
         self.claims = self.path / "claims"
+        self.model_card = self.path / "model_card.json"
+        self.model_card_md = self.path / "model_card.md"
 
     def __repr__(self) -> str:
         return f"RunDir({os.fspath(self.path)!r})"
@@ -130,6 +139,15 @@ class RunDir:
 
     def tensorboard(self, repeat: int, fold: int) -> Path:
         return self.path / "tensorboard" / cell_name(repeat, fold)
+
+    def member(self, i: int) -> Path:
+        """Weights of a final model's member ``i``."""
+        return self.path / f"model-{i}.safetensors"
+
+    def members(self) -> list[Path]:
+        """A final model's member weights, by member number."""
+        found = [(_MEMBER.match(p.name), p) for p in self.path.glob("model-*.safetensors")]
+        return [p for _, p in sorted((int(m[1]), p) for m, p in found if m)]
 
     def finished_cells(self) -> list[CellDir]:
         """Every cell directory holding a fold.json, by (repeat, fold)."""
@@ -182,17 +200,35 @@ class RunDir:
         return path
 
 
+def _cell_weights(cell: Path) -> Path | None:
+    return next((cell / n for n in WEIGHT_NAMES if (cell / n).is_file()), None)
+
+
 def find_weights(path: str | os.PathLike) -> Path:
-    """A weights file: ``path`` itself, a cell directory's, or a run directory's first
-    finished cell's (weights.pt, then the resume checkpoint, then safetensors)."""
+    """A weights file: ``path`` itself, a final model's first member, a cell directory's, or
+    a run directory's first finished cell's (weights.pt, then the resume checkpoint, then
+    safetensors)."""
     path = Path(path)
     if path.is_file():
         return path
     run = RunDir(path)
     cells = [path] + [c.path for c in run.finished_cells()[:1]] + [run.cell(0, 0).path]
-    for cell in cells:
-        for name in WEIGHT_NAMES:
-            if (cell / name).is_file():
-                return cell / name
-    raise RunError(f"{path}: no weights here (looked for {', '.join(WEIGHT_NAMES)} in it "
-                   "and in its first finished cell); a cell kept with --keep none has none")
+    found = run.members()[:1] or [w for w in map(_cell_weights, cells) if w]
+    if not found:
+        raise RunError(f"{path}: no weights here (looked for {', '.join(WEIGHT_NAMES)} in it "
+                       "and in its first finished cell); a cell kept with --keep none has none")
+    return found[0]
+
+
+def find_all_weights(path: str | os.PathLike, limit: int | None = None) -> list[Path]:
+    """Every weights file of a model: a file; a final model's members; a run directory's
+    finished cells (the first ``limit``); else :func:`find_weights`'s one."""
+    path = Path(path)
+    run = RunDir(path)
+    if path.is_dir() and (run.members() or run.finished_cells()):
+        found = run.members() or [w for w in (_cell_weights(c.path)
+                                              for c in run.finished_cells()) if w]
+        if not found:
+            raise RunError(f"{path}: its finished cells kept no weights (--keep none)")
+        return found[:limit]
+    return [find_weights(path)]

@@ -20,7 +20,7 @@ from fer3d_data.clibase import CONTEXT_SETTINGS, Command, config_option, require
 FIRST = ("variant", "repeats", "folds", "epochs", "batch_size", "lr", "image_size", "preset",
          "subjects", "val_subjects", "augment", "pretrained", "head_init")
 METAVARS = {"variant": "NAME", "pretrained": "PATH|imagenet|none", "out": "RUN_DIR",
-            "cells": "LIST", "ray_address": "HOST:PORT"}
+            "cells": "LIST", "ray_address": "HOST:PORT", "campaign": "RUN_DIR"}
 
 
 def _option(name: str):
@@ -66,6 +66,11 @@ def _train(cfg: TrainConfig) -> dict:
     result = run_campaign(cfg)
     if "accuracy_mean" in result:
         click.echo(format_summary(result))
+    if "model_dir" in result:
+        from fer3d.campaign.rundir import RunDir
+
+        click.echo(f"final model: {result['members']} member(s), card "
+                   f"{RunDir(cfg.out).model_card_md}; predict: fer3d-predict {cfg.out} SCANS...")
     click.echo(f"run directory: {cfg.out}")
     return result
 

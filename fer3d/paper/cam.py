@@ -1,6 +1,7 @@
 """Grad-CAM of each branch (the paper's Fig. 6) and the adaptive-fusion weights per expression.
 
-Stage: checkpoints + shard samples -> figures. pytorch-grad-cam (``fer3d[cam]``) computes the
+Stage: checkpoints + shard samples -> figures (and fer3d-predict's per-input maps,
+:func:`save_input_cams`). pytorch-grad-cam (``fer3d[cam]``) computes the
 maps; :class:`StackedInputs` lets it drive the three-input model through one tensor. Each
 branch's map is taken at its last block (``branches[name].layer4[-1]``) for the class the
 model predicts (as pytorch-grad-cam does by default: the map explains the decision; for the
@@ -21,13 +22,14 @@ from torch import nn
 from fer3d.campaign.rundir import CellDir, RunDir, parse_cell_name
 from fer3d.errors import Fer3dError
 from fer3d.paper.catalog import DATASET_TITLES, VARIANT_BY_NAME
+from fer3d.train import contract
 from fer3d.train.checkpoint import load_model
 from fer3d.train.dataset import ShardDataset
 from fer3d_data.schema import EXPRESSIONS
 from fer3d_data.shard_index import read_shard_index
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+IMAGENET_MEAN = torch.tensor(contract.IMAGENET_MEAN)[:, None, None]
+IMAGENET_STD = torch.tensor(contract.IMAGENET_STD)[:, None, None]
 
 
 # --------------------------------------------------------------------------- samples
@@ -163,6 +165,35 @@ def save_cam_montage(models: list[tuple[str, nn.Module]], batch: dict,
     fig.tight_layout()
     fig.savefig(path)
     return maps
+
+
+def save_input_cams(model: nn.Module, batch: dict, sample_ids: list[str], class_names,
+                    out_dir: str | os.PathLike) -> list[Path]:
+    """``out_dir/<sample id>.png`` per sample of ``batch`` (texture, depth, mask): texture,
+    depth and each branch's Grad-CAM for the class the model predicts (fer3d-predict --cam)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    maps = branch_cams(model, batch)
+    tex, dep = display_images(batch)
+    preds = predict(model, batch)
+    written = []
+    for i, sid in enumerate(sample_ids):
+        fig = _figure(1.9 * (2 + len(maps)), 2.3)
+        panels = [("texture", tex[i]), ("depth", dep[i])] + [
+            (f"{name} Grad-CAM", _overlay(tex[i] if name == "texture" else dep[i], m[i]))
+            for name, m in maps.items()]
+        for j, (head, image) in enumerate(panels):
+            ax = fig.add_subplot(1, len(panels), j + 1)
+            ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(head, fontsize=8)
+        fig.suptitle(f"{sid}: predicted {class_names[int(preds[i])]}", fontsize=9)
+        fig.tight_layout()
+        path = out_dir / f"{sid}.png"
+        fig.savefig(path)
+        written.append(path)
+    return written
 
 
 @torch.no_grad()

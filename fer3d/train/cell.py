@@ -197,6 +197,9 @@ def train_one_cell(run: CellRun, repeat: int, fold: int) -> dict:
     record = t.test()
     t.ckpt.finish(t.raw, run.cfg.epochs, lambda: t.state(run.cfg.epochs))
     t.cell.write_record(record)
-    log.info("r%d f%d: test accuracy %.4f (%d/%d)", repeat, fold, record["accuracy"],
-             record["correct"], record["total"])
+    if record["total"]:
+        log.info("r%d f%d: test accuracy %.4f (%d/%d)", repeat, fold, record["accuracy"],
+                 record["correct"], record["total"])
+    else:
+        log.info("r%d f%d: trained (no test fold: a final model's member)", repeat, fold)
     return record

@@ -12,12 +12,16 @@ tensors and plain types (``torch.load(weights_only=True)``).
 
 :func:`load_model` is the one reader of weights for every consumer (fer3d-eval, fer3d-cam,
 prediction): an engine checkpoint, a plain state dict or a safetensors file, found from a
-file, a cell directory or a run directory (:func:`fer3d.campaign.rundir.find_weights`).
+file, a cell directory, a run directory or a final model
+(:func:`fer3d.campaign.rundir.find_weights`); :func:`load_models` reads every member of an
+ensemble. :func:`save_safetensors` writes fp32 weights with the metadata a model needs
+(variant, classes, input size) in the file's header.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pickle
 import time
@@ -27,7 +31,7 @@ from pathlib import Path
 import torch
 
 from fer3d.campaign.atomic import atomic_write
-from fer3d.campaign.rundir import CellDir, find_weights
+from fer3d.campaign.rundir import CellDir, find_all_weights, find_weights
 from fer3d.errors import CheckpointError
 from fer3d.settings import KEEP
 from fer3d_data.schema import EXPRESSIONS
@@ -140,17 +144,38 @@ class CellCheckpoints:
 
 # --------------------------------------------------------------------------- any weights
 
+SAFETENSORS_META = "fer3d"  # header key of the JSON metadata in a safetensors file
+
+
+def save_safetensors(state: dict[str, torch.Tensor], meta: dict, path: str | Path) -> None:
+    """fp32 ``state`` and ``meta`` (plain JSON types) as a safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    header = {SAFETENSORS_META: json.dumps(meta, sort_keys=True)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+
+
+def _read_safetensors(path: Path) -> tuple[dict, dict]:
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(path, framework="pt") as fh:
+            header = fh.metadata() or {}
+        meta = json.loads(header.get(SAFETENSORS_META, "{}"))
+        return load_file(path), meta if isinstance(meta, dict) else {}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a safetensors file ({exc})") from None
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: unreadable {SAFETENSORS_META} metadata ({exc})") from None
+
+
 def read_weights(path: Path) -> tuple[dict, dict]:
     """(state dict, metadata) of an engine checkpoint, a plain state dict (.pt) or a
     safetensors file; CheckpointError naming ``path`` for anything else."""
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(path), {}
-        except (SafetensorError, OSError) as exc:
-            raise CheckpointError(f"{path}: not a safetensors file ({exc})") from None
+        return _read_safetensors(path)
     problem = _problem(path)
     if problem:
         raise CheckpointError(f"{path}: {problem}")
@@ -190,14 +215,9 @@ def _infer_variant(state: dict, path: Path) -> str:
     return found[0]
 
 
-def load_model(path: str | os.PathLike, variant: str | None = None
-               ) -> tuple[torch.nn.Module, dict]:
-    """Model in eval mode on the CPU and its metadata (``variant``, ``path``, and
-    ``image_size``, ``test_subjects``, ... when the file records them). ``path`` is a weights
-    file, a cell directory or a run directory; ``variant`` refuses a file of another one."""
+def _build(path: Path, variant: str | None) -> tuple[torch.nn.Module, dict]:
     from fer3d.models import create_model
 
-    path = find_weights(path)
     state, meta = read_weights(path)
     _check_variant(path, meta, variant)
     name = meta.get("variant") or variant or _infer_variant(state, path)
@@ -208,3 +228,20 @@ def load_model(path: str | os.PathLike, variant: str | None = None
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path}: does not hold a {name} model ({first})") from None
     return model.eval(), {**meta, "variant": name, "path": str(path)}
+
+
+def load_model(path: str | os.PathLike, variant: str | None = None
+               ) -> tuple[torch.nn.Module, dict]:
+    """Model in eval mode on the CPU and its metadata (``variant``, ``path``, and
+    ``image_size``, ``test_subjects``, ... when the file records them). ``path`` is a weights
+    file, a cell directory, a run directory or a final model (its first member);
+    ``variant`` refuses a file of another one."""
+    return _build(find_weights(path), variant)
+
+
+def load_models(path: str | os.PathLike, limit: int | None = None,
+                variant: str | None = None) -> list[tuple[torch.nn.Module, dict]]:
+    """Every member of the model at ``path`` as :func:`load_model` gives one: a final
+    model's members, a run directory's finished cells (the first ``limit``), or the one
+    model of a file or cell."""
+    return [_build(p, variant) for p in find_all_weights(path, limit)]

@@ -3,7 +3,8 @@
 Stage: shard rows -> tensors. :func:`read_sample` turns one shard row into storage
 tensors; :func:`prepare` (resize), :func:`augment` (one flip + affine draw per sample for
 every modality) and :func:`normalise` (ImageNet statistics) run batched, on whichever device
-the batch is on. The per-sample reader (:mod:`fer3d.train.dataset`) and the
+the batch is on; the constants and the depth scaling are the input contract of
+:mod:`fer3d.train.contract`. The per-sample reader (:mod:`fer3d.train.dataset`) and the
 device-resident path (:mod:`fer3d.train.sources`) both call them, so without augmentation
 they give the same tensors and with it the same draws (:func:`epoch_draws`). Schema:
 docs/shards.md.
@@ -19,9 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from fer3d.settings import MAX_IMAGE_SIZE
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from fer3d.train.contract import IMAGENET_MEAN, IMAGENET_STD, normalise_depth
 
 
 @dataclass(frozen=True)
@@ -55,21 +54,6 @@ def check_image_size(image_size: int) -> None:
     if not 8 <= image_size <= MAX_IMAGE_SIZE or image_size % 4:
         raise ValueError(f"image_size must be a multiple of 4 in 8..{MAX_IMAGE_SIZE}, "
                          f"got {image_size}")
-
-
-def normalise_depth(depth: np.ndarray, coverage: np.ndarray) -> np.ndarray:
-    """(H, W) mm -> (H, W) float32 in [0, 1], scaled by min/max over covered cells.
-
-    Cells filled by the regulariser can overshoot the scanned range: they are clipped.
-    A scan without any covered cell falls back to its whole grid. float16 depth (a shard
-    option) is widened first: float16 arithmetic would cost ~1e-3 of the range.
-    """
-    assert depth.ndim == 2 and depth.shape == coverage.shape, (depth.shape, coverage.shape)
-    depth = depth.astype(np.float32, copy=False)
-    support = depth[coverage] if coverage.any() else depth.ravel()
-    lo, hi = float(support.min()), float(support.max())
-    scaled = (depth - lo) / max(hi - lo, 1e-6)
-    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- batch transforms

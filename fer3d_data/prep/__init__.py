@@ -8,9 +8,18 @@ the shard (:func:`run_prep`).
 
 from .config import DATASET_SCHEMES, PrepConfig
 from .process import RawScan, Sample, process_scan, read_raw_scan, step
-from .runner import STEP_TIMEOUT, STEP_UNEXPECTED, STEP_WORKER, PrepSummary, run_prep, source_of
+from .runner import (
+    STEP_TIMEOUT,
+    STEP_UNEXPECTED,
+    STEP_WORKER,
+    PrepSummary,
+    run_prep,
+    scan_results,
+    source_of,
+)
 
 __all__ = [
     "DATASET_SCHEMES", "PrepConfig", "PrepSummary", "RawScan", "STEP_TIMEOUT", "STEP_UNEXPECTED",
-    "STEP_WORKER", "Sample", "process_scan", "read_raw_scan", "run_prep", "source_of", "step",
+    "STEP_WORKER", "Sample", "process_scan", "read_raw_scan", "run_prep", "scan_results",
+    "source_of", "step",
 ]

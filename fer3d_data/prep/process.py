@@ -126,7 +126,8 @@ def read_raw_scan(record: ScanRecord, cfg: PrepConfig) -> RawScan:
     if record.problem:  # the walker could not read this scan's files: its own error row
         raise ScanError("read", record.problem, sid)
     with step("read", sid):
-        if record.expression is None:
+        # capture "": a loose scan given to fer3d-predict, read whatever it shows
+        if record.expression is None and record.capture:
             raise ScanError("read", f"capture {record.capture} is not an expression scan", sid)
         if record.mesh is None:
             raise ScanError("read",

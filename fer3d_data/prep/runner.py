@@ -191,6 +191,17 @@ def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: i
             pool.close(kill=latch.hit)  # Ctrl-C: do not wait for the scans in flight
 
 
+def scan_results(records: Sequence[ScanRecord], cfg: PrepConfig, workers: int = 0,
+                 latch: SigintLatch | None = None):
+    """(record, ``("ok", Sample)`` or ``("error", step, message)``) per record, in order: in
+    this process (``workers`` <= 1) or a spawn-started pool, each scan bounded by
+    ``cfg.scan_timeout`` and a worker's crash isolated to its scan, as :func:`run_prep`'s."""
+    latch = latch or SigintLatch()
+    if workers <= 1:
+        return _results_serial(records, cfg, latch)
+    return _results_parallel(records, cfg, workers, latch=latch)
+
+
 def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: PrepConfig, *,
              workers: int | None = None, strict: bool = False, overwrite: bool = False,
              progress: bool = True, raw_root: str | os.PathLike | None = None) -> PrepSummary:
@@ -219,8 +230,7 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
     workers = max(0, min(int(workers), len(todo)))
     bar = _progress_bar(len(todo), progress)
     latch = SigintLatch()
-    results = (_results_serial(todo, cfg, latch) if workers <= 1
-               else _results_parallel(todo, cfg, workers, latch=latch))
+    results = scan_results(todo, cfg, workers, latch)
     try:
         # closing() shuts the pool down at once if writing fails or Ctrl-C arrives
         with latch.installed(), contextlib.closing(results):
