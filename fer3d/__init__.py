@@ -13,7 +13,16 @@ Stage: everything after preprocessing; it reads the HDF5 shards written by
 - :mod:`fer3d.cli`       the command lines
 
 Shared by all: :mod:`fer3d.settings` (the settings table), :mod:`fer3d.errors` (the error
-root) and :mod:`fer3d.metrics`.
+root) and :mod:`fer3d.metrics`. :func:`load_model` is the way in for using a trained model
+from Python (docs/predict.md).
 """
 
 __version__ = "0.1.0"
+
+
+def load_model(path, **kw):
+    """A trained model ready to predict (:func:`fer3d.predict.predictor.load_model`): a
+    final model directory, a run or cell directory, a weights file, or an exported file."""
+    from fer3d.predict.predictor import load_model as load
+
+    return load(path, **kw)

@@ -50,9 +50,12 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def run_command(command: click.Command, argv: list[str] | None) -> int:
-    """Run a click command as a function: the exit code, errors printed as click does."""
+    """Run a click command as a function: the exit code, errors printed as click does
+    (``ctx.exit(n)`` in a command: n, which click returns outside standalone mode)."""
     try:
-        command.main(args=argv, prog_name=command.name, standalone_mode=False)
+        rv = command.main(args=argv, prog_name=command.name, standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool):
+            return rv
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

@@ -22,11 +22,13 @@ CARD_KEY = "fer3d_model_card"
 
 
 class OnnxMembers:
-    """An exported ``.onnx`` file; :meth:`logits` gives (N, members, classes)."""
+    """An exported ``.onnx`` file; :meth:`logits` gives (N, members, classes). ``threads``:
+    onnxruntime's intra-op threads (None: its default)."""
 
     backend = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike, device: str = "auto"):
+    def __init__(self, path: str | os.PathLike, device: str = "auto",
+                 threads: int | None = None):
         require("onnxruntime", "onnx", "predicting with an .onnx file")
         import onnxruntime as ort
 
@@ -34,8 +36,11 @@ class OnnxMembers:
         providers = ["CPUExecutionProvider"]
         if device != "cpu" and "CUDAExecutionProvider" in available:
             providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        if threads:  # None: onnxruntime's default, one thread per core
+            options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(os.fspath(path), providers=providers)
+            self.session = ort.InferenceSession(os.fspath(path), options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"{path}: not a loadable ONNX model ({first})") from None

@@ -57,13 +57,14 @@ def _is_scan_mesh(path: Path) -> bool:
 
 def find_inputs(paths: list[str | os.PathLike]) -> Inputs:
     """Raw scans and shards of ``paths`` (files, or folders searched recursively, sorted);
-    ConfigError naming a path that is none of them."""
+    ConfigError naming a path that is none of them. A missing scan file is a scan (its row
+    says so); a missing folder or shard is refused."""
     scans, shards = [], []
     for given in map(Path, paths):
         files = sorted(p for p in given.rglob("*") if p.is_file()) if given.is_dir() else [given]
         found = 0
         for path in files:
-            if path.suffix.lower() in SHARD_SUFFIXES:
+            if path.suffix.lower() in SHARD_SUFFIXES and path.is_file():
                 shards.append(os.fspath(path))
             elif _is_scan_mesh(path):
                 scans.append(loose_record(path))
@@ -97,7 +98,8 @@ def loose_record(mesh: Path) -> ScanRecord:
                       intensity=fields.get("intensity", INTENSITY_UNGRADED),
                       capture="",  # a loose scan: read whatever capture it is
                       mesh=mesh, texture=texture, landmarks=native, missing=missing,
-                      root=mesh.parent)
+                      root=mesh.parent,
+                      problem=None if mesh.is_file() else f"{mesh}: no such file")
 
 
 # --------------------------------------------------------------------------- prep configs
