@@ -25,12 +25,12 @@ import h5py
 import numpy as np
 
 from fer3d_data import synth
-from fer3d_data.datasets import walkers
+from fer3d_data.datasets import ADAPTERS
 from fer3d_data.prep import PrepConfig, run_prep
 
 
 def _prep(dataset: str, raw: Path, out: Path, size: int, depth_dtype: str) -> Path:
-    records = [r for r in walkers[dataset](raw) if r.expression is not None]
+    records = [r for r in ADAPTERS[dataset].walk(raw) if r.expression is not None]
     cfg = PrepConfig(dataset=dataset, image_size=size, depth_dtype=depth_dtype)
     summary = run_prep(records, out, cfg, workers=None, progress=False, raw_root=raw)
     assert summary.failed == 0, summary.failures

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from fer3d_data import synth
-from fer3d_data.datasets import walkers
+from fer3d_data.datasets import ADAPTERS
 from fer3d_data.prep import PrepConfig, process_scan, run_prep
 
 TARGET_S_PER_SCAN = 0.3
@@ -48,7 +48,7 @@ def make_trees(root: Path, bu_subjects: int, bs_subjects: int) -> dict[str, list
     """Default-size synthetic trees; their scan records by dataset."""
     synth.make_bu3dfe(root / "bu3dfe", subjects=bu_subjects, f2d_size=8)  # _F2D is never read
     synth.make_bosphorus(root / "bosphorus", subjects=bs_subjects)
-    return {name: walkers[name](root / name) for name in ("bu3dfe", "bosphorus")}
+    return {name: ADAPTERS[name].walk(root / name) for name in ("bu3dfe", "bosphorus")}
 
 
 def seconds_per_scan(records: list, cfg: PrepConfig, n: int,
