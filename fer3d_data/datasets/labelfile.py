@@ -75,6 +75,8 @@ def _csv_cells(name: str, lines: list[str]) -> tuple[list[tuple[int, dict]], lis
         return [], [f"{name}: empty file (expected a header: {', '.join(COLUMNS)})"]
     header = [c.lower() for c in table[0][1]]
     problems = _header_problems(name, header)
+    if problems:  # the rows cannot be read without their columns
+        return [], problems
     out = []
     for line, cells in table[1:]:
         if len(cells) != len(header):

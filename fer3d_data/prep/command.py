@@ -19,6 +19,7 @@ from ..clibase import Command, StrictFloat, StrictInt, config_option, split_list
 from ..datasets import ADAPTERS, Adapter, WalkOption
 from ..errors import Fer3dDataError
 from ..schema import CLASS_NAMES
+from ..schemes import SHIPPED
 from .config import CHOICES, PrepConfig
 
 PROG = "fer3d-prep"
@@ -42,8 +43,8 @@ PREP_HELP = {
                  "texture, or auto (native where present, else dlib)",
     "masks": "salient-region masks from landmarks, or none (scans without landmarks and "
              "texture; mask-attention models refuse such a shard)",
-    "landmark_scheme": "scheme of the landmark files: bu3dfe83, bosphorus, dlib68 or a .yaml "
-                       "file naming the eye/nose/mouth points (docs/datasets.md)",
+    "landmark_scheme": f"scheme of the landmark files: {', '.join(SHIPPED)} or a .yaml file "
+                       "naming the eye/nose/mouth points (docs/datasets.md)",
     "units": "unit of the raw coordinates",
     "up": "raw axis pointing up the face",
     "front": "raw axis pointing from the face toward the camera",
@@ -239,10 +240,11 @@ def run_command(cfg: PrepConfig, raw: Path, out: Path, selection: dict, *, walk:
     shards.preflight(out, config=cfg, landmark_scheme=cfg.scheme().name, overwrite=overwrite)
     records, chosen, names = walk_and_select(cfg.dataset, raw, selection, walk, part)
     _report_unreadable(chosen, raw)
-    workers = default_workers() if workers is None else workers
     if not quiet:
+        shown = (workers if workers is not None
+                 else default_workers() if executor == "local" else "2 x cluster CPUs")
         click.echo(f"{PROG} {cfg.dataset}: {len(chosen)} of {len(records)} scans selected, "
-                   f"{workers} workers ({executor}), S={cfg.image_size} -> {out}", err=True)
+                   f"{shown} workers ({executor}), S={cfg.image_size} -> {out}", err=True)
     try:
         summary = run_prep(chosen, out, cfg, workers=workers, strict=strict, overwrite=overwrite,
                            progress=not quiet, raw_root=raw, label_names=names,

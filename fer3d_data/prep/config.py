@@ -101,11 +101,11 @@ class PrepConfig:
     Values are checked and coerced once, here (``"false"`` -> False, ``"224"`` -> 224);
     every bad key is named in one :class:`Fer3dDataError`.
 
-    >>> PrepConfig.from_dict(PrepConfig(dataset="bosphorus").to_dict()).dataset
-    'bosphorus'
+    >>> PrepConfig.from_dict(PrepConfig(image_size=64).to_dict()).image_size
+    64
     """
 
-    dataset: str = "bu3dfe"
+    dataset: str = tuple(ADAPTERS)[0]  # the first registered adapter
     image_size: int = 224
     crop_radius: float = 90.0
     smoothness: float = 1.0
