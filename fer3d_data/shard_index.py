@@ -17,6 +17,7 @@ The contract with trainers (docs/shards.md): ``label`` codes into ``class_names`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -40,7 +41,9 @@ class ShardIndex:
     """The concatenated, checked ``/index`` of one or more shards.
 
     Per row (length N, shards in the order given): ``sample_id``, ``subject`` (str),
-    ``label`` (int64 code into ``class_names``), ``intensity`` (int64), ``sequence`` (str,
+    ``label`` (int64 code into ``class_names``: what a trainer learns), ``expression``
+    (int64 code into schema.CLASS_NAMES, -1 where the label is no expression; equal to
+    ``label`` in BU-3DFE and Bosphorus shards), ``intensity`` (int64), ``sequence`` (str,
     "" outside a sequence), ``frame`` (int64, -1 outside a sequence), ``shard`` (position
     in ``paths``), ``row`` (row inside that shard). Per file: ``datasets`` (the ``dataset``
     attribute), ``configs`` (the preprocessing config). Shared by every shard:
@@ -51,29 +54,28 @@ class ShardIndex:
     paths: tuple[str, ...]
     sample_id: np.ndarray
     subject: np.ndarray
-    label: np.ndarray
+    expression: np.ndarray
     intensity: np.ndarray
-    sequence: np.ndarray
-    frame: np.ndarray
     shard: np.ndarray
     row: np.ndarray
     datasets: tuple[str, ...]
     configs: tuple[dict, ...]
     image_size: int
+    label: np.ndarray
+    sequence: np.ndarray
+    frame: np.ndarray
     class_names: tuple[str, ...] = CLASS_NAMES
     masks: str = MASKS[0]
+
+    ROW_FIELDS = ("sample_id", "subject", "expression", "intensity", "shard", "row", "label",
+                  "sequence", "frame")
 
     def __len__(self) -> int:
         return len(self.sample_id)
 
-    @property
-    def expression(self) -> np.ndarray:
-        """Expression codes (schema.CLASS_NAMES order) per row: ``label`` of shards labelled
-        with the expression classes (BU-3DFE, Bosphorus); other label sets refuse."""
-        if self.class_names != CLASS_NAMES[:len(self.class_names)]:
-            raise Fer3dDataError(f"{', '.join(self.paths)}: labels {list(self.class_names)} are "
-                                 "not the expression classes; read .label and .class_names")
-        return self.label
+    def take(self, rows) -> "ShardIndex":
+        """The index of the given rows (indices or a boolean mask), every column alike."""
+        return dataclasses.replace(self, **{k: getattr(self, k)[rows] for k in self.ROW_FIELDS})
 
     def rows_of(self, sample_ids: Sequence[str]) -> np.ndarray:
         """Rows of ``sample_ids`` in that order; Fer3dDataError naming the first missing."""
@@ -131,6 +133,7 @@ def _read_one(path: Path, landmarks: bool) -> dict:
             raise Fer3dDataError(f"{path}: /config is not valid JSON ({exc})") from None
         return {"sample_id": _strings(f["index/sample_id"][...]),
                 "subject": _strings(f["index/subject"][...]),
+                "expression": f["index/expression"][...].astype(np.int64),
                 "intensity": f["index/intensity"][...].astype(np.int64),
                 **_labels(f, path),
                 "dataset": _text(f.attrs.get("dataset", "")), "config": config, "size": size,
@@ -189,7 +192,8 @@ def read_shard_index(paths: Sequence[str | os.PathLike], *, landmarks: bool = Fa
     if len(sizes) > 1:  # a config without image_size (hand-made shards) still must agree
         raise Fer3dDataError(f"{', '.join(names)}: shards of different grid sizes {sorted(sizes)}")
     col = {k: np.concatenate([p[k] for p in parts])
-           for k in ("sample_id", "subject", "label", "intensity", "sequence", "frame")}
+           for k in ("sample_id", "subject", "expression", "intensity", "label", "sequence",
+                     "frame")}
     return ShardIndex(
         paths=tuple(names), **col,
         shard=np.concatenate([np.full(len(p["sample_id"]), i, np.int64)
