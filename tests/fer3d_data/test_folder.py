@@ -266,3 +266,18 @@ def test_config_keys_belong_to_their_adapter():
     with pytest.raises(Fer3dDataError, match="dataset must be one of"):
         PrepConfig(dataset="bu4dfe")
     assert PrepConfig(dataset="folder").scheme().name == "dlib68"
+
+
+def test_synth_folder_command_writes_the_same_bytes_twice(tmp_path):
+    args = ["--subjects", "1", "--frames", "2", "--vertices", "400", "--texture-size", "32"]
+    for out in ("a", "b"):
+        assert cli.main(["synth", "folder", str(tmp_path / out), *args]) == 0
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*")
+                   if p.is_file())
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+               for f in files)
+    rows = read_labels(tmp_path / "a" / "labels.csv")
+    assert len(rows) == len(synth_folder.FOLDER_CLASSES) + 2 + synth_folder.BROKEN
+    assert sorted({r.label for r in rows}) == sorted(synth_folder.FOLDER_CLASSES)
+    assert [r.frame for r in rows if r.sequence] == [0, 1]
+    assert sum(bool(r.landmarks) for r in rows) not in (0, len(rows))

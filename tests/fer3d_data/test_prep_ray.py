@@ -10,7 +10,7 @@ import pytest
 
 from fer3d_data import synth
 from fer3d_data.datasets.select import walk_and_select
-from fer3d_data.prep import PrepConfig, run_prep
+from fer3d_data.prep import PrepConfig, ray_executor, run_prep
 from fer3d_data.shards import open_shard
 
 ray = pytest.importorskip("ray")
@@ -57,3 +57,4 @@ def test_ray_executor_resumes_and_writes_what_the_local_pool_writes(local_ray, t
     good = [r for r in chosen if r.problem is None][:2]
     late = run_prep(good, tmp_path / "late.h5", quick, executor="ray", **run)
     assert late.failed_by_step == {"timeout": 2} and late.n_samples == 0
+    assert late.seconds < ray_executor._BACKSTOP_S  # the task's own alarm, not the driver's
