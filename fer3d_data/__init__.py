@@ -3,8 +3,8 @@ HDF5 shards.
 
 Stage: everything before training. Readers (:mod:`fer3d_data.io`), dataset adapters
 (:mod:`fer3d_data.datasets`), landmark schemes, surface processing
-(:mod:`fer3d_data.surface`), masks, shards and the ``fer3d-prep`` CLI. This package never imports torch: its shards are
-readable with plain h5py from any project.
+(:mod:`fer3d_data.surface`), masks, shards and the ``fer3d-prep`` CLI. This package never
+imports torch: its shards are readable with plain h5py from any project.
 """
 
 __version__ = "0.1.0"

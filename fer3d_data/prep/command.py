@@ -210,7 +210,8 @@ def prep_command(a: Adapter) -> click.Command:
                              executor=executor, strict=strict, overwrite=overwrite, quiet=quiet))
 
     for option in reversed([
-        config_option(ignore=("dataset",)),  # a shard's /config is a valid --config file
+        # a shard's /config is a valid --config file; other adapters' keys do not apply here
+        config_option(ignore=("dataset", *sorted(own))),
         click.argument("raw", metavar="RAW",
                        type=click.Path(exists=True, file_okay=False, path_type=Path)),
         click.argument("shard", metavar="SHARD", type=click.Path(dir_okay=False, path_type=Path)),
@@ -237,6 +238,8 @@ def run_command(cfg: PrepConfig, raw: Path, out: Path, selection: dict, *, walk:
     from .runner import default_workers, run_prep
 
     check_output(out)
+    if executor == "ray":  # tasks run in other folders, maybe on other nodes
+        raw = raw.absolute()
     shards.preflight(out, config=cfg, landmark_scheme=cfg.scheme().name, overwrite=overwrite)
     records, chosen, names = walk_and_select(cfg.dataset, raw, selection, walk, part)
     _report_unreadable(chosen, raw)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import ClassVar
 
 from ..datasets import ADAPTERS, adapter
 from ..errors import Fer3dDataError
 from ..schema import MASKS
-from ..schemes import Scheme, get_scheme
+from ..schemes import Scheme, get_scheme, is_scheme_file
 from ..shards.spec import DEPTH_DTYPES
 from ..surface.axes import AXES, UNITS
 from ..surface.gridfit import INTERPS, REGULARIZERS
@@ -201,8 +202,9 @@ def _checked(name: str, kind: type, value):
         raise ValueError(f"must be a boolean (true or false), got {value!r}")
     if kind is str:
         allowed = CHOICES.get(name)
-        if allowed is None:  # free text (a scheme name or file), checked as a whole
-            return str(value)
+        if allowed is None:  # a scheme name or file, checked as a whole; a file by its absolute
+            # path, so every worker (a Ray task's folder differs) finds the same one
+            return os.path.abspath(value) if is_scheme_file(value) else str(value)
         if value not in allowed:
             raise ValueError(f"must be one of {allowed}, got {value!r}")
         return value
