@@ -1,9 +1,10 @@
 """Dataset adapters: one module per dataset, registered by name in :data:`ADAPTERS`.
 
 Stage: dataset discovery and raw input. Each adapter (:class:`Adapter`) walks a raw tree
-into sorted :class:`ScanRecord` lists (subject, label, the paths of a scan's files; what
-cannot be read becomes a record with a ``problem``, an error row later, never a silent
-gap) and reads one scan into a :class:`RawScan`. The prep chain and ``fer3d-prep`` take
+(the databases' file names: docs/formats.md) into sorted :class:`ScanRecord` lists
+(subject, label, the paths of a scan's files; what cannot be read becomes a record with a
+``problem``, an error row later, never a silent gap) and reads one scan into a
+:class:`RawScan`. The prep chain and ``fer3d-prep`` take
 everything dataset-specific from here. :func:`select` keeps a protocol's subset;
 :func:`resolve_texture` finds a scan's texture inside the dataset tree. Adding a dataset is
 one module with an ``ADAPTER`` and one line below (docs/datasets.md).

@@ -1,7 +1,7 @@
 """Bosphorus adapter: ``bs000/bs000_E_ANGER_0.bnt`` ... -> one ScanRecord per scan, and its
 reader (``.bnt`` range grid, ``.lm3`` landmarks, the texture the header names).
 
-Stage: dataset discovery and raw input. Names follow FORMATS.md:
+Stage: dataset discovery and raw input. Names follow docs/formats.md#bosphorus-layout:
 ``bsNNN_<CLASS>_<CODE>_<k>``; only ``E_*`` emotions and ``N_N`` carry an expression label.
 """
 

@@ -1,7 +1,7 @@
 """BU-3DFE adapter: ``F0001/F0001_AN01WH_F3D.wrl`` ... -> one ScanRecord per scan, and
 its reader (VRML mesh, ``.bnd`` landmarks, the texture the mesh names).
 
-Stage: dataset discovery and raw input. Names follow FORMATS.md:
+Stage: dataset discovery and raw input. Names follow docs/formats.md#bu-3dfe-layout:
 ``<G><NNNN>_<EX><II><RR>_<TYPE>``.
 """
 

@@ -1,5 +1,5 @@
-"""Synthetic raw BU-3DFE and Bosphorus trees, byte for byte in the formats of FORMATS.md, and
-a synthetic labelled folder (OBJ/PLY faces of four non-expression classes, :mod:`.folder`).
+"""Synthetic raw BU-3DFE and Bosphorus trees, byte for byte in the formats of docs/formats.md,
+and a synthetic labelled folder (OBJ/PLY faces of four non-expression classes, :mod:`.folder`).
 
 Stage: test fixtures, the demo and users' dry runs. A parametric face (analytic height
 field, albedo, landmarks; :mod:`.face`) with seeded identities and six expressions whose
