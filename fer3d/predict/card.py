@@ -19,11 +19,10 @@ import os
 import time
 from pathlib import Path
 
-from fer3d.campaign.rundir import RunDir, find_weights, parse_cell_name, read_json
+from fer3d.campaign.rundir import RunDir, parse_cell_name, read_json
 from fer3d.errors import ConfigError, RunError
 from fer3d.settings import PLAN_KEYS
 from fer3d.train.contract import input_contract
-from fer3d_data.schema import EXPRESSIONS
 
 CARD_FORMAT = "fer3d-model-card"
 CARD_VERSION = 1
@@ -79,20 +78,21 @@ def expected_accuracy(campaign: str | os.PathLike, settings: dict) -> dict:
 
 
 def summary_accuracy(run: RunDir) -> dict:
-    """Accuracy mean ± std of a finished run, and over what it was measured."""
+    """Accuracy mean and spread of a finished run, and over what they were measured."""
     s = run.read_summary()
-    return {"mean": s["accuracy_mean"], "std": s["accuracy_std"], "repeats": s["repeats"],
-            "folds": s["folds"], "samples": s.get("n_samples"), "campaign": str(run.path),
-            "std_over": "repeats" if s["repeats"] > 1 else "one repeat (std 0)"}
+    return {"mean": s["accuracy_mean"], "spread": s.get("accuracy_spread"),
+            "spread_name": s.get("accuracy_spread_name"), "repeats": s["repeats"],
+            "folds": s["folds"], "samples": s.get("n_samples"), "campaign": str(run.path)}
 
 
 # --------------------------------------------------------------------------- building
 
 def build_card(settings: dict, plan, shards: list[str], members: list[dict], versions: dict,
-               expected: dict | None) -> dict:
+               expected: dict | None, class_names: list[str]) -> dict:
     """The card of a model trained with ``settings`` (config.json's) on ``plan``'s subjects
-    of ``shards``; ``members`` one entry per weights file (file, seed, epochs)."""
-    names = list(EXPRESSIONS)
+    of ``shards``; ``members`` one entry per weights file (file, seed, epochs);
+    ``class_names`` its outputs' names, as its trainer recorded them with the weights."""
+    names = list(class_names)
     # a final model has no folds, and its "repeats" are its members
     training = {k: v for k, v in settings.items()
                 if not (settings.get("final") and k in ("folds", "repeats"))}
@@ -110,8 +110,10 @@ def build_card(settings: dict, plan, shards: list[str], members: list[dict], ver
 def card_markdown(card: dict) -> str:
     """A short human summary of ``card``."""
     exp = card.get("expected_accuracy")
-    expected = (f"{100 * exp['mean']:.2f} % ± {100 * exp['std']:.2f} (campaign "
-                f"{exp['campaign']}: {exp['repeats']} x {exp['folds']}-fold)" if exp
+    spread = (f" ± {100 * exp['spread']:.2f} ({exp['spread_name']})"
+              if exp and exp.get("spread") is not None else "")
+    expected = (f"{100 * exp['mean']:.2f} %{spread}, campaign {exp['campaign']} "
+                f"({exp['repeats']} x {exp['folds']}-fold)" if exp
                 else "unknown (no campaign of the same settings given: --campaign RUN)")
     prep = card.get("prep_config") or {}
     t = card.get("training", {})
@@ -142,7 +144,7 @@ def _run_of(path: Path) -> RunDir | None:
     return run if parse_cell_name(cell.name) and run.exists() else None
 
 
-def card_of_run(run: RunDir, members: list[dict]) -> dict:
+def card_of_run(run: RunDir, members: list[dict], class_names: list[str]) -> dict:
     """The card of a campaign run (its cells as the members), from its config.json, its
     plan and its shards' /config; the run's own accuracy as the expected one."""
     record = run.read_record()
@@ -154,23 +156,24 @@ def card_of_run(run: RunDir, members: list[dict]) -> dict:
                        "preprocessing config the model needs is unknown")
     expected = summary_accuracy(run) if run.summary.is_file() else None
     return build_card(record["config"], plan, shards, members, record.get("versions", {}),
-                      expected)
+                      expected, class_names)
 
 
-def card_of(path: str | os.PathLike, members: list[dict] | None = None) -> dict:
-    """The card of the model at ``path``: a final model's model_card.json; a campaign run's
-    (or its cell's) from the run; for a lone weights file, what its metadata records
+def card_of(path: str | os.PathLike, members: list[dict], model: dict) -> dict:
+    """The card of the model at ``path`` whose ``members`` were loaded: a final model's
+    model_card.json; a campaign run's (or its cell's) from the run; for a lone weights
+    file, what ``model`` (its weights' metadata: variant, image_size, class_names) records
     (no preprocessing config: only shards can be predicted)."""
     path = Path(path)
-    run = RunDir(path) if path.is_dir() else None
-    if run is not None and run.model_card.is_file():
-        return read_card(run.model_card)
+    if path.is_dir() and RunDir(path).model_card.is_file():
+        return read_card(RunDir(path).model_card)
     run = _run_of(path)
-    members = members or [{"file": str(find_weights(path))}]
     if run is not None:
-        return card_of_run(run, members)
-    return {"format": CARD_FORMAT, "card_version": CARD_VERSION, "prep_config": {},
-            "members": members, "expected_accuracy": None}
+        return card_of_run(run, members, model["class_names"])
+    return {"format": CARD_FORMAT, "card_version": CARD_VERSION, "variant": model["variant"],
+            "num_classes": len(model["class_names"]), "class_names": list(model["class_names"]),
+            "image_size": model["image_size"], "input": input_contract(model["image_size"]),
+            "prep_config": {}, "members": members, "expected_accuracy": None}
 
 
 def read_card(path: str | os.PathLike) -> dict:

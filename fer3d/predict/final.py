@@ -35,8 +35,9 @@ def check_final(cfg) -> None:
         expected_accuracy(cfg.campaign, cfg.campaign_settings())
 
 
-def _member(run: RunDir, i: int, seed: int) -> dict:
-    """Member ``i`` as a safetensors file (made from its cell's weights once)."""
+def _member(run: RunDir, i: int, seed: int) -> tuple[dict, dict]:
+    """Member ``i`` as a safetensors file (made from its cell's weights once): its card
+    entry and its weights' metadata."""
     cell = run.cell(i, 0)
     path = run.member(i)
     if not path.is_file():
@@ -47,8 +48,9 @@ def _member(run: RunDir, i: int, seed: int) -> dict:
         save_safetensors(state, {k: meta[k] for k in MEMBER_META if k in meta}, path)
         cell.weights.unlink()
     record = cell.read_record()
-    return {"file": path.name, "seed": cell_seed(seed, i, 0), "epochs": record["epochs"],
-            "selected_epoch": record["selected_epoch"]}
+    entry = {"file": path.name, "seed": cell_seed(seed, i, 0), "epochs": record["epochs"],
+             "selected_epoch": record["selected_epoch"]}
+    return entry, read_weights(path)[1]
 
 
 def publish_final(cfg) -> dict:
@@ -63,10 +65,10 @@ def publish_final(cfg) -> dict:
                  "one finishes", len(status["done"]), settings["repeats"])
         return status
     plan = run.read_plan()
-    members = [_member(run, i, plan.seed) for i in status["done"]]
+    members, metas = zip(*(_member(run, i, plan.seed) for i in status["done"]))
     expected = expected_accuracy(cfg.campaign, settings) if cfg.campaign else None
-    card = build_card(settings, plan, plan.shards, members, record.get("versions", {}),
-                      expected)
+    card = build_card(settings, plan, plan.shards, list(members), record.get("versions", {}),
+                      expected, metas[0]["class_names"])
     write_json(card, run.model_card)
     atomic_write(run.model_card_md, lambda tmp: Path(tmp).write_text(card_markdown(card),
                                                                       encoding="utf-8"))

@@ -170,12 +170,10 @@ def load_model(path: str | os.PathLike, *, ensemble: int | None = None, device: 
         members = ProgramMembers(path, device)
         return Predictor(members.card, members, batch_size)
     members, metas = _torch_members(path, ensemble, device)
-    card = card_of(path, [{"file": m["path"], **{k: m[k] for k in ("epoch",) if k in m}}
-                          for m in metas])
     first = metas[0]
     n = int(first.get("num_classes", len(EXPRESSIONS)))
-    card.setdefault("variant", first["variant"])
-    card.setdefault("image_size", int(first.get("image_size", 224)))
-    card.setdefault("class_names", list(first.get("class_names") or EXPRESSIONS[:n]))
+    model = {"variant": first["variant"], "image_size": int(first.get("image_size", 224)),
+             "class_names": list(first.get("class_names") or EXPRESSIONS[:n])}
+    card = card_of(path, [{"file": m["path"]} for m in metas], model)
     card["members"] = card["members"][:len(metas)]
     return Predictor(card, members, batch_size)

@@ -19,6 +19,7 @@ import numpy as np
 
 from fer3d.predict import scans
 from fer3d_data.prep import scan_results
+from fer3d_data.shards import MASK_SOURCES
 
 STORED = ("texture", "depth", "coverage", "mask56")
 
@@ -34,8 +35,8 @@ def _prepared(found: scans.Inputs, prep: dict, workers: int, batch: int):
                     yield {**row, "error": f"{result[1]}: {result[2]}"}, None
                     continue
                 sample = result[1]
-                row["landmarks"] = scans.LANDMARK_SOURCES[sample.mask_source]
-                row["warning"] = scans.DLIB_WARNING if sample.mask_source else ""
+                row["landmarks"] = MASK_SOURCES[sample.mask_source]
+                row["warning"] = scans.DLIB_WARNING if row["landmarks"] == "dlib" else ""
                 yield row, scans.sample_arrays(sample)
     for shard in found.shards:
         yield from scans.shard_rows(shard, batch)

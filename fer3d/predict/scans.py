@@ -22,13 +22,13 @@ from fer3d_data.datasets import ScanRecord
 from fer3d_data.datasets.bosphorus import parse_name as parse_bosphorus
 from fer3d_data.datasets.bu3dfe import parse_name as parse_bu3dfe
 from fer3d_data.prep import PrepConfig
-from fer3d_data.schema import CLASS_NAMES, INTENSITY_UNGRADED
+from fer3d_data.schema import INTENSITY_UNGRADED
+from fer3d_data.shards import MASK_SOURCES
 
 # Mesh suffix -> (dataset, name parser, texture suffixes, landmark suffix).
 RAW_FORMATS = {".wrl": ("bu3dfe", parse_bu3dfe, (".bmp", ".png", ".jpg"), ".bnd"),
                ".bnt": ("bosphorus", parse_bosphorus, (".png", ".bmp", ".jpg"), ".lm3")}
 SHARD_SUFFIXES = (".h5", ".hdf5")
-LANDMARK_SOURCES = ("native", "dlib")  # the shard's /index/mask_source codes
 DLIB_WARNING = "no landmark file: dlib 68-point landmarks on the aligned texture"
 # Storage and acceptance settings of a prep config: they never change a sample's values,
 # so a shard written with other values of these is still the model's kind of input.
@@ -129,8 +129,12 @@ def check_same_prep(model: dict, other: dict, where: str) -> None:
 
 def check_scans(scans: list[ScanRecord], prep: dict) -> None:
     """Raw scans of another dataset than the model's prep config are refused up front."""
+    model = PrepConfig.from_dict(prep).dataset
     for record in scans:
-        check_same_prep(prep, {**prep, "dataset": record.dataset}, os.fspath(record.mesh))
+        if record.dataset != model:
+            raise ConfigError(f"{record.mesh}: a {record.dataset} scan, prepared differently "
+                              f"from the model's training data (dataset: model {model!r}, "
+                              f"input {record.dataset!r})")
 
 
 # --------------------------------------------------------------------------- rows
@@ -148,7 +152,8 @@ def sample_arrays(sample) -> dict[str, np.ndarray]:
 
 
 def shard_rows(path: str, batch: int):
-    """(row columns, arrays) of every sample of a shard, read ``batch`` rows at a time."""
+    """(row columns, arrays) of every sample of a shard, read ``batch`` rows at a time; the
+    label is the shard's name for the sample's label code."""
     import h5py
 
     from fer3d_data.shard_index import read_shard_index
@@ -160,8 +165,7 @@ def shard_rows(path: str, batch: int):
             part = slice(lo, min(lo + batch, len(index)))
             arrays = {k: f[k][part] for k in ("texture", "depth", "coverage", "mask56")}
             for i in range(part.start, part.stop):
-                code = int(index.expression[i])
                 yield ({"input": path, "sample_id": str(index.sample_id[i]),
-                        "label": CLASS_NAMES[code] if 0 <= code < len(CLASS_NAMES) else "",
-                        "landmarks": LANDMARK_SOURCES[int(sources[i])]},
+                        "label": index.class_names[int(index.label[i])],
+                        "landmarks": MASK_SOURCES[int(sources[i])]},
                        {k: v[i - lo] for k, v in arrays.items()})

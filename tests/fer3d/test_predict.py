@@ -259,8 +259,9 @@ def test_a_bosphorus_scan_for_a_bu3dfe_model_is_refused(synth_models, tmp_path):
 
     scan = build_bosphorus_scan("bs100", "happiness", grid=(40, 30))
     bnt = next(p for p in write_bosphorus_scan(scan, tmp_path) if p.suffix == ".bnt")
-    with pytest.raises(ConfigError, match=r"bs100_E_HAPPY_0.bnt: prepared differently .*"
-                                          r"dataset: model 'bu3dfe', input 'bosphorus'"):
+    with pytest.raises(ConfigError, match=r"bs100_E_HAPPY_0.bnt: a bosphorus scan, prepared "
+                                          r"differently .*dataset: model 'bu3dfe', input "
+                                          r"'bosphorus'"):
         load_model(synth_models["final"]).predict_scans([bnt])
 
 
