@@ -11,6 +11,7 @@ import sys
 import click
 
 from fer3d.cli.options import run_command, setup_logging
+from fer3d.cli.predict import ENSEMBLE_OPTION
 from fer3d_data.clibase import Command, StrictInt
 
 
@@ -18,8 +19,7 @@ from fer3d_data.clibase import Command, StrictInt
 @click.argument("model", type=click.Path(exists=True), metavar="MODEL")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               metavar="FILE.onnx|FILE.pt2", help="ONNX (`fer3d[onnx]`) or torch.export archive")
-@click.option("--ensemble", type=StrictInt(min=1), default=None, metavar="K",
-              help="a run directory: the first K finished cells (default: all)")
+@ENSEMBLE_OPTION
 @click.option("--opset", type=StrictInt(min=17), default=18, show_default=True,
               help="ONNX opset")
 def export_command(model, output, ensemble, opset):

@@ -15,6 +15,9 @@ import click
 from fer3d.cli.options import apply, run_command, setting_option, setup_logging
 from fer3d_data.clibase import CONTEXT_SETTINGS, Command, StrictInt, config_option
 
+ENSEMBLE_OPTION = click.option(
+    "--ensemble", type=StrictInt(min=1), default=None, metavar="K",
+    help="the first K members only (a final model's, or a run's finished cells); default all")
 PREDICT_OPTIONS = [
     setting_option("device"), setting_option("batch_size"),
     setting_option("workers", default=0, help="processes preparing raw scans (0: this one)"),
@@ -48,8 +51,7 @@ def _counted(rows, counts: dict):
 @click.option("--output", "-o", default="-", show_default=True, type=click.Path(dir_okay=False),
               metavar="FILE", help="predictions (CSV, or JSON lines with --json); - is stdout")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of CSV")
-@click.option("--ensemble", type=StrictInt(min=1), default=None, metavar="K",
-              help="a run directory: the first K finished cells (default: all)")
+@ENSEMBLE_OPTION
 @click.option("--cam", "cam_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="write each input's per-branch Grad-CAM to DIR/<sample id>.png "
                    "(`fer3d[cam]`)")

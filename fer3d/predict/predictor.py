@@ -109,7 +109,8 @@ class Predictor:
              ) -> Iterator[dict]:
         """Rows in input order: ``input``, ``sample_id``, ``label`` (the true class when the
         file name or shard says it), ``predicted``, ``p_<class>`` per class, ``landmarks``
-        (native or dlib), ``warning`` and ``error`` (a failed scan: its prep step and why)."""
+        (native or dlib), ``warning`` and ``error`` (a failed scan: its prep step and why).
+        Inputs the model cannot take are refused here, before the first row."""
         found = scans.find_inputs(paths)
         prep = self.card.get("prep_config") or {}
         if found.scans:
@@ -122,8 +123,8 @@ class Predictor:
             scans.check_same_prep(prep, _shard_config(shard), shard)
         if cam_dir is not None and not hasattr(self.members, "cams"):
             raise ConfigError("--cam needs the PyTorch weights (not an exported file)")
-        yield from prediction_rows(self, found, prep, workers=workers, progress=progress,
-                                   cam_dir=cam_dir)
+        return prediction_rows(self, found, prep, workers=workers, progress=progress,
+                               cam_dir=cam_dir)
 
 
 def _shard_config(path: str) -> dict:

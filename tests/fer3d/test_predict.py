@@ -138,8 +138,10 @@ def test_expected_accuracy_from_a_campaign_of_the_same_settings(synth_models, tm
     assert train_cli.main([*args, "--campaign", str(campaign)]) == 0
     expected = read_card(final / "model_card.json")["expected_accuracy"]
     summary = json.loads((campaign / "summary.json").read_text())
-    assert (expected["mean"], expected["std"], expected["folds"]) == \
-        (summary["accuracy_mean"], summary["accuracy_std"], 2)
+    assert (expected["mean"], expected["spread"], expected["spread_name"], expected["folds"]) \
+        == (summary["accuracy_mean"], summary["accuracy_spread"], "std over folds", 2)
+    assert "expected accuracy: " in (final / "model_card.md").read_text()
+    assert "std over folds" in (final / "model_card.md").read_text()
     other = tmp_path / "other"
     assert train_cli.main([str(synth_models["shard"]), "--epochs", "3", "--folds", "2",
                            "--image-size", "32", "--init-only", "--out", str(other)]) == 0
