@@ -11,6 +11,7 @@ stored once its config is checked against the model's (:func:`check_same_prep`).
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -80,7 +81,11 @@ def find_inputs(paths: list[str | os.PathLike]) -> Inputs:
 
 
 def _companion(mesh: Path, suffixes: tuple[str, ...]) -> Path | None:
-    return next((p for p in (mesh.with_suffix(s) for s in suffixes) if p.is_file()), None)
+    """The file beside ``mesh`` of its stem and the first of ``suffixes`` found, in any case
+    (copies through other file systems change it)."""
+    found = {p.suffix.lower(): p for p in mesh.parent.glob(f"{glob.escape(mesh.stem)}.*")
+             if p.is_file()}
+    return next((found[s] for s in suffixes if s in found), None)
 
 
 def loose_record(mesh: Path) -> ScanRecord:

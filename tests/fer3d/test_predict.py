@@ -65,9 +65,12 @@ def test_find_inputs_pairs_companions_by_stem_and_skips_raw_captures(tmp_path):
     (tmp_path / "mine.bmp").write_bytes(b"BM")
     (tmp_path / "mine.bnd").write_text("")
     (tmp_path / "notes.txt").write_text("")
+    (tmp_path / "upper.WRL").write_text("#VRML V2.0 utf8\n")
+    (tmp_path / "upper.BMP").write_bytes(b"BM")
     found = scans.find_inputs([tmp_path])
-    assert [r.scan_id for r in found.scans] == ["F0100_HA04AE", "mine"] and not found.shards
-    named, mine = found.scans
+    assert [r.scan_id for r in found.scans] == ["F0100_HA04AE", "mine", "upper"]
+    assert not found.shards and found.scans[2].texture.name == "upper.BMP"
+    named, mine, _ = found.scans
     assert (named.expression, named.intensity, named.landmarks) == ("happiness", 4, None)
     assert named.texture.name == "F0100_HA04AE_F3D.bmp" and named.capture == ""
     assert (mine.expression, mine.texture.name, mine.landmarks.name) == (None, "mine.bmp",
@@ -227,14 +230,24 @@ def test_a_run_directory_predicts_as_an_ensemble_of_its_cells(synth_models):
 
 
 def test_predict_cli_csv_json_and_strict(synth_models, new_faces, tmp_path, capsys):
+    import csv
+
     out = tmp_path / "p.csv"
     model = str(synth_models["final"])
-    assert predict_cli.main([model, *map(str, new_faces), "-o", str(out), "--no-progress"]) == 0
+    assert predict_cli.main([model, *map(str, new_faces), "-o", str(out), "--no-progress",
+                             "--workers", "2"]) == 0  # prep in a process pool
     err = capsys.readouterr().err
     assert "3 input(s): 2 predicted, 1 failed; with a known expression:" in err
     header = out.read_text().splitlines()[0].split(",")
     assert header == ["input", "sample_id", "label", "predicted",
                       *[f"p_{c}" for c in EXPRESSIONS], "landmarks", "warning", "error"]
+    pooled = list(csv.DictReader(out.open()))
+    serial = load_model(model).predict_scans(new_faces)
+    for got, want in zip(pooled, serial):
+        assert (got["sample_id"], got["landmarks"], got["error"]) == \
+            (want["sample_id"], want["landmarks"], want["error"])
+        for c in EXPRESSIONS:
+            assert got[f"p_{c}"] == ("" if want[f"p_{c}"] is None else str(want[f"p_{c}"]))
     assert predict_cli.main([model, str(new_faces[0]), "--json", "-o", str(tmp_path / "p.jl"),
                              "--no-progress"]) == 0
     row = json.loads((tmp_path / "p.jl").read_text())
