@@ -2,9 +2,9 @@
 
 Stage: model inputs -> logits (PyTorch). The weights come from the one loader
 (:func:`fer3d.train.checkpoint.load_models`); inputs are the float32 arrays of
-:func:`fer3d.train.contract.model_inputs`, run in fp32 on ``--device`` in batches of
-``--batch-size``. :meth:`TorchMembers.cams` writes per-branch Grad-CAM figures with
-:mod:`fer3d.paper.cam`'s code (the first member's).
+:func:`fer3d.train.contract.model_inputs`, run in fp32 and channels-last (as in training)
+on ``--device`` in batches of ``--batch-size``. :meth:`TorchMembers.cams` writes
+per-branch Grad-CAM figures with :mod:`fer3d.paper.cam`'s code (the first member's).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 
 from fer3d.train.contract import INPUT_NAMES
 from fer3d.train.runtime import resolve_device
+from fer3d.train.step import place_model
 
 
 class TorchMembers:
@@ -26,11 +27,12 @@ class TorchMembers:
 
     def __init__(self, models: list[torch.nn.Module], device: str = "auto"):
         self.device = resolve_device(device)
-        self.models = [m.to(self.device).eval() for m in models]
+        # channels-last: oneDNN's and cuDNN's fast layout, as in training
+        self.models = [place_model(m, self.device, channels_last=True).eval() for m in models]
 
     def _tensors(self, inputs: dict[str, np.ndarray]) -> list[torch.Tensor]:
-        return [torch.from_numpy(np.ascontiguousarray(inputs[k])).to(self.device)
-                for k in INPUT_NAMES]
+        return [torch.from_numpy(np.ascontiguousarray(inputs[k])).to(self.device).contiguous(
+            memory_format=torch.channels_last) for k in INPUT_NAMES]
 
     @torch.no_grad()
     def logits(self, inputs: dict[str, np.ndarray]) -> np.ndarray:

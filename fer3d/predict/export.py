@@ -11,6 +11,7 @@ travels inside: ONNX metadata (key :data:`fer3d.predict.onnxrt.CARD_KEY`) or the
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -91,7 +92,10 @@ def export_model(model, out: str | os.PathLike, *, opset: int = OPSET) -> Path:
                           "file), not an exported file")
     if opset < 17:
         raise ConfigError(f"--opset {opset}: fer3d exports need opset 17 or later")
-    module = Members([m.cpu() for m in model.members.models])
+    # NCHW copies: channels-last weights (how the predictor runs them) would be stored as
+    # strided views of other storage (torch.export.save warns, the file keeps the strides)
+    module = Members([copy.deepcopy(m).cpu().to(memory_format=torch.contiguous_format)
+                      for m in model.members.models])
     program = exported_program(module, model.image_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".onnx":

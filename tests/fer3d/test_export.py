@@ -60,6 +60,21 @@ def test_onnxruntime_and_pt2_match_pytorch_logits(exported, synth_models, batch)
         assert np.abs(got - want).max() < 1e-3, path.suffix
 
 
+def test_exports_store_plain_nchw_weights_and_leave_the_predictor_channels_last(
+        synth_models, tmp_path):
+    """The predictor runs channels-last; the file gets NCHW copies (a channels-last weight
+    would be saved as a strided view, with torch.export.save warning once per tensor)."""
+    import torch
+
+    from fer3d.predict.export import export_model
+
+    model = load_model(synth_models["final"], device="cpu")
+    program = torch.export.load(str(export_model(model, tmp_path / "m.pt2")))
+    assert all(t.is_contiguous() for t in program.state_dict.values())
+    conv = next(p for p in model.members.models[0].parameters() if p.ndim == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+
+
 def test_predict_with_onnx_and_torch_blocked(exported, synth_models, tmp_path):
     """The same rows as PyTorch's, in a process where importing torch fails."""
     raw = sorted(Path(synth_models["raw"]).rglob("F0001_HA04*_F3D.wrl"))[:1]
