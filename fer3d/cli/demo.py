@@ -74,7 +74,7 @@ def main(args) -> int:
     report_main([str(out / "run"), "-o", str(out / "report")])
 
     t = _stage("6/6 fer3d-predict: raw scans of two subjects the model never saw")
-    code = _predict_unseen(args, out)
+    code = predict_unseen(out / "run", out, args.subjects, args.seed)
     print(f"({time.perf_counter() - t:.0f} s)")
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s; outputs in {out}/ "
           f"(preview.png, run/summary.json, run/confusion.png, report/report.md, "
@@ -103,15 +103,18 @@ def unseen_scans(folder: Path, trained: int, seed: int) -> list[Path]:
     return meshes
 
 
-def _predict_unseen(args, out: Path) -> int:
+def predict_unseen(run: Path, out: Path, trained: int, seed: int) -> int:
+    """The demo's last stage: fer3d-predict with ``run`` on the raw scans of
+    :func:`unseen_scans` (written once to ``out/unseen_bu3dfe``) into ``out/predictions.csv``,
+    then the table and its accuracy on standard output."""
     import csv
 
     from fer3d.cli.predict import main as predict_main
 
     folder, table = out / "unseen_bu3dfe", out / "predictions.csv"
     if not folder.is_dir():
-        unseen_scans(folder, args.subjects, args.seed)
-    code = predict_main([str(out / "run"), str(folder), "-o", str(table), "--no-progress"])
+        unseen_scans(folder, trained, seed)
+    code = predict_main([str(run), str(folder), "-o", str(table), "--no-progress"])
     if code:
         return code
     with open(table, newline="", encoding="utf-8") as fh:
@@ -119,7 +122,8 @@ def _predict_unseen(args, out: Path) -> int:
     print(f"{'sample':14} {'true':10} {'predicted':10} {'p':>5}  landmarks  note")
     for r in rows:
         p = f"{float(r['p_' + r['predicted']]):.2f}" if r["predicted"] else ""
-        note = r["error"] or r["warning"]
+        # the sample column names the scan: its file name is enough in the note
+        note = (r["error"] or r["warning"]).replace(r["input"], Path(r["input"]).name)
         print(f"{r['sample_id']:14} {r['label']:10} {r['predicted'] or '-':10} {p:>5}  "
               f"{r['landmarks'] or '-':9}  {note[:70]}")
     scored = [r for r in rows if r["predicted"]]
