@@ -118,6 +118,8 @@ def test_final_model_directory_and_card(synth_models):
     assert shard["config_digest"] == stored["config"] and len(shard["digest"]) == 64
     assert (card["data"]["samples"], len(card["data"]["subjects"])) == (24, 2)
     assert card["training"]["final"] is True and "folds" not in card["training"]
+    assert (card["training"]["epochs"], card["training"]["seeds"]) == (1, 2)
+    assert card["versions"]["torch"] == torch.__version__ and card["versions"]["h5py"]
     assert [m["file"] for m in card["members"]] == members
     assert card["members"][0]["seed"] != card["members"][1]["seed"]
     assert card["expected_accuracy"] is None and card["input"]["image_size"] == 32
@@ -234,15 +236,19 @@ def test_predict_cli_csv_json_and_strict(synth_models, new_faces, tmp_path, caps
 
     out = tmp_path / "p.csv"
     model = str(synth_models["final"])
-    assert predict_cli.main([model, *map(str, new_faces), "-o", str(out), "--no-progress",
-                             "--workers", "2"]) == 0  # prep in a process pool
+    faces = [new_faces[0], new_faces[2], new_faces[1]]  # the broken scan between two batches
+    assert predict_cli.main([model, *map(str, faces), "-o", str(out), "--progress",
+                             "--workers", "2", "--batch-size", "2"]) == 0  # prep in a pool
     err = capsys.readouterr().err
     assert "3 input(s): 2 predicted, 1 failed; with a known expression:" in err
+    assert "predict: 100%" in err and "3/3" in err  # the progress bar counts every row
     header = out.read_text().splitlines()[0].split(",")
     assert header == ["input", "sample_id", "label", "predicted",
                       *[f"p_{c}" for c in EXPRESSIONS], "landmarks", "warning", "error"]
     pooled = list(csv.DictReader(out.open()))
-    serial = load_model(model).predict_scans(new_faces)
+    serial = load_model(model, batch_size=1).predict_scans(faces)  # here, batches of 1
+    assert [r["sample_id"] for r in pooled] == [r["sample_id"] for r in serial] == [
+        "F0100_HA04AE", "F0100_AN04AE", "F0100_SU04AE"]  # input order, the error row too
     for got, want in zip(pooled, serial):
         assert (got["sample_id"], got["landmarks"], got["error"]) == \
             (want["sample_id"], want["landmarks"], want["error"])
@@ -278,6 +284,46 @@ def test_a_bosphorus_scan_for_a_bu3dfe_model_is_refused(synth_models, tmp_path):
                                           r"differently .*dataset: model 'bu3dfe', input "
                                           r"'bosphorus'"):
         load_model(synth_models["final"]).predict_scans([bnt])
+
+
+def test_bosphorus_scans_with_and_without_lm3(tmp_path):
+    """A Bosphorus model (random weights: the rows, not the accuracy) predicts .bnt scans
+    with their .png; without the .lm3, dlib's landmarks, said in the row."""
+    from fer3d.models import create_model
+    from fer3d.predict.eager import TorchMembers
+    from fer3d.predict.predictor import Predictor
+    from fer3d_data.prep import PrepConfig
+    from fer3d_data.synth import write_bosphorus_scan
+
+    meshes = []
+    for expression, skip in (("happiness", ()), ("anger", ("lm3",))):
+        scan = build_bosphorus_scan("bs100", expression)
+        meshes += [p for p in write_bosphorus_scan(scan, tmp_path, skip=skip)
+                   if p.suffix == ".bnt"]
+    card = {"variant": "afnet_m", "class_names": list(EXPRESSIONS), "image_size": 32,
+            "members": [{"file": "random"}],
+            "prep_config": PrepConfig(dataset="bosphorus", image_size=64).to_dict()}
+    torch.manual_seed(0)
+    model = Predictor(card, TorchMembers([create_model("afnet_m").eval()], "cpu"))
+    rows = model.predict_scans([tmp_path])  # a folder
+    assert [(r["sample_id"], r["label"], r["landmarks"], r["error"]) for r in rows] == [
+        ("bs100_E_ANGER_0", "anger", "dlib", ""), ("bs100_E_HAPPY_0", "happiness", "native", "")]
+    assert rows[0]["warning"] == scans.DLIB_WARNING and rows[1]["warning"] == ""
+    for row in rows:
+        assert abs(sum(row[f"p_{c}"] for c in EXPRESSIONS) - 1.0) < 1e-5
+
+
+def test_a_lone_weights_file_predicts_shards_only(synth_models, new_faces, tmp_path):
+    import shutil
+
+    lone = tmp_path / "weights.pt"  # outside its run: no preprocessing config with it
+    shutil.copy(synth_models["campaign"] / "cells" / "r0_f0" / "weights.pt", lone)
+    model = load_model(lone)
+    assert model.card["prep_config"] == {} and model.class_names == tuple(EXPRESSIONS)
+    with pytest.raises(ConfigError, match="records no preprocessing config .* shards only"):
+        model.predict_scans(new_faces[:1])
+    rows = model.predict_scans([synth_models["shard"]])
+    assert len(rows) == 24 and not any(r["error"] for r in rows)
 
 
 def test_cam_writes_each_inputs_branch_maps(synth_models, new_faces, tmp_path):
