@@ -104,3 +104,10 @@ def test_export_refuses_what_it_cannot_write(exported, synth_models, tmp_path, c
     assert "export to a .onnx or .pt2 file" in capsys.readouterr().err
     assert export_cli.main([str(exported["onnx"]), "-o", str(tmp_path / "again.onnx")]) == 2
     assert "export needs PyTorch weights" in capsys.readouterr().err
+    pytest.importorskip("pytorch_grad_cam")
+    from fer3d.cli import predict as predict_cli
+
+    assert predict_cli.main([str(exported["onnx"]), str(synth_models["shard"]), "--cam",
+                             str(tmp_path / "cams"), "--no-progress"]) == 2
+    assert "--cam needs the PyTorch weights" in capsys.readouterr().err
+    assert not (tmp_path / "cams").exists()  # refused before the first row
