@@ -252,8 +252,11 @@ def test_predict_cli_csv_json_and_strict(synth_models, new_faces, tmp_path, caps
     for got, want in zip(pooled, serial):
         assert (got["sample_id"], got["landmarks"], got["error"]) == \
             (want["sample_id"], want["landmarks"], want["error"])
-        for c in EXPRESSIONS:
-            assert got[f"p_{c}"] == ("" if want[f"p_{c}"] is None else str(want[f"p_{c}"]))
+        for c in EXPRESSIONS:  # other batch sizes: other float sums, to ~1e-6
+            if want[f"p_{c}"] is None:
+                assert got[f"p_{c}"] == ""
+            else:
+                assert abs(float(got[f"p_{c}"]) - want[f"p_{c}"]) < 1e-5
     assert predict_cli.main([model, str(new_faces[0]), "--json", "-o", str(tmp_path / "p.jl"),
                              "--no-progress"]) == 0
     row = json.loads((tmp_path / "p.jl").read_text())
