@@ -58,13 +58,13 @@ def ours_sps(variant: str, batches: list[dict], warmup: int, device, amp: AmpMod
     model = create_model(variant).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model.parameters(), 1e-4, device)
+    opt = make_optimizer(model.parameters(), 1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=amp.scaler)
     train_epoch(model, batches[:warmup], opt, scaler, amp, device,
-                channels_last=channels_last, where="warm-up")
-    stats = train_epoch(model, batches[warmup:], opt, scaler, amp, device,
-                        channels_last=channels_last, where="bench")
-    return stats["samples_per_s"]
+                channels_last=channels_last)
+    stats, _ = train_epoch(model, batches[warmup:], opt, scaler, amp, device,
+                           channels_last=channels_last)
+    return stats[0]["samples_per_s"]
 
 
 def main(argv=None) -> dict:

@@ -39,5 +39,9 @@ class DivergedError(Fer3dError, RuntimeError):
     """The loss became NaN/inf; names the cells so they can be resumed or rerun."""
 
 
+class CellsFailedError(Fer3dError, RuntimeError):
+    """Some cells of a campaign failed (each named with its reason); the others went on."""
+
+
 class ReproduceError(Fer3dError):
     """Some campaigns or figures of a target could not be made (each one is named)."""

@@ -36,20 +36,36 @@ EXECUTORS = ("local", "ray")
 KEEP = ("weights", "none", "full")
 AUTO_ON_OFF = ("auto", "on", "off")
 HEAD_INITS = ("normal", "identity")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
 AMPS = ("auto", "off", "bf16", "fp16")
 SCOPES = ("plan", "run", "process")
 
 
 class AutoInt(click.ParamType):
-    """``auto`` (None) or an integer >= 0."""
+    """``auto`` (None) or an integer >= ``min``."""
 
     name = "auto|integer"
+
+    def __init__(self, min: int = 0):
+        self.min = min
 
     def convert(self, value, param, ctx):
         if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
             return None
-        return StrictInt(min=0).convert(value, param, ctx)
+        return StrictInt(min=self.min).convert(value, param, ctx)
+
+
+class DeviceName(click.ParamType):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (one GPU by its index)."""
+
+    name = "auto|cpu|cuda|cuda:N"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip().lower()
+        kind, _, index = text.partition(":")
+        if text in DEVICES or (kind == "cuda" and index.isdigit()):
+            return text
+        self.fail(f"{value!r} is not a device; use auto, cpu, cuda or cuda:N", param, ctx)
 
 
 class OptionalText(click.ParamType):
@@ -107,8 +123,10 @@ class TrainConfig:
                         scope="plan", recipe=True)
     image_size: int = setting(224, StrictInt(min=8, max=MAX_IMAGE_SIZE),
                               "input size S (multiple of 4)", scope="plan", recipe=True)
-    device: str = setting("auto", click.Choice(DEVICES),
-                          "auto: cuda (cuda:LOCAL_RANK under torchrun) if present, else cpu")
+    device: str = setting("auto", DeviceName(), "auto: a GPU if torch can use one, else cpu "
+                          "(refused when GPUs are allocated but unusable); cuda: this process's "
+                          "GPU (torchrun LOCAL_RANK, srun SLURM_LOCALID, --parallel-cells "
+                          "worker); cuda:N: that one")
     amp: str = setting("auto", click.Choice(AMPS),
                        "mixed precision; auto: bf16 where native, fp16+scaler on old GPUs",
                        scope="run")
@@ -159,8 +177,11 @@ class TrainConfig:
                               "nothing")
     executor: str = setting("local", click.Choice(EXECUTORS),
                             "local (this machine) or ray (a cluster, `fer3d[ray]`)")
-    parallel_cells: int = setting(1, StrictInt(min=1), "local executor: cells trained at once "
-                                  "in separate processes")
+    parallel_cells: int = setting(1, StrictInt(min=1), "local executor: worker processes, "
+                                  "spread over this process's GPUs")
+    pack: int | None = setting(None, AutoInt(min=1), "cells trained at once as one network "
+                               "grouped K ways (auto: from free GPU memory on CUDA, 1 on a CPU)",
+                               optional=True)
     gpus_per_cell: float = setting(1.0, StrictFloat(min=0.0, max=64.0),
                                    "ray: GPUs per cell task (0.25: four cells share a GPU)")
     ray_address: str | None = setting(None, OptionalText(), "ray: a running cluster's head "

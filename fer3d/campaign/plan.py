@@ -42,8 +42,10 @@ def task_slot(task_index: int | None, num_tasks: int | None,
     """(index, count) of this process among its peers.
 
     Explicit flags win; otherwise a Slurm array task (``SLURM_ARRAY_TASK_ID`` minus
-    ``SLURM_ARRAY_TASK_MIN``, of ``SLURM_ARRAY_TASK_COUNT``) and a torchrun rank (``RANK``
-    of ``WORLD_SIZE``) combine, so torchrun inside an array job also works.
+    ``SLURM_ARRAY_TASK_MIN``, of ``SLURM_ARRAY_TASK_COUNT``) combines with the process's
+    rank inside it: torchrun's ``RANK`` of ``WORLD_SIZE``, or else a plain ``srun
+    --ntasks-per-node=8`` task's ``SLURM_PROCID`` of ``SLURM_STEP_NUM_TASKS`` (set in srun
+    steps only, so a batch script's own process with ``--ntasks`` keeps every cell).
     """
     env = os.environ if env is None else env
     if (task_index is None) != (num_tasks is None):
@@ -51,7 +53,11 @@ def task_slot(task_index: int | None, num_tasks: int | None,
     if task_index is None:
         slurm_i = int(env.get("SLURM_ARRAY_TASK_ID", 0)) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
         slurm_n = int(env.get("SLURM_ARRAY_TASK_COUNT", 1))
-        rank, world = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+        if "RANK" in env:
+            rank, world = int(env["RANK"]), int(env.get("WORLD_SIZE", 1))
+        else:
+            rank, world = (int(env.get("SLURM_PROCID", 0)),
+                           int(env.get("SLURM_STEP_NUM_TASKS", 1)))
         task_index, num_tasks = slurm_i * world + rank, slurm_n * world
     if not 0 <= task_index < num_tasks:
         raise ConfigError(f"task index {task_index} is not below the task count {num_tasks}")

@@ -13,7 +13,7 @@ import sys
 import click
 
 from fer3d.cli.options import apply, run_command, setting_option, setup_logging
-from fer3d.settings import TrainConfig, names
+from fer3d.settings import FIELDS, AutoInt, TrainConfig, names
 from fer3d_data.clibase import CONTEXT_SETTINGS, Command, config_option, require
 
 # Options in the order --help lists them; the rest of the table follows.
@@ -24,7 +24,7 @@ METAVARS = {"variant": "NAME", "pretrained": "PATH|imagenet|none", "out": "RUN_D
 
 
 def _option(name: str):
-    if name == "checkpoint_every":  # the table's None reads "auto" on the command line
+    if isinstance(FIELDS[name].metadata["kind"], AutoInt):  # None reads "auto" there
         return setting_option(name, default="auto")
     return setting_option(name, metavar=METAVARS.get(name))
 

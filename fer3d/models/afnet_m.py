@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
+from fer3d.models.channels import cat_channels, check_pair, split_channels
+
 MODALITIES = ("texture", "depth")
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 LAYER_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
@@ -40,8 +42,8 @@ def normal_init_(conv: nn.Conv2d) -> None:
     nn.init.zeros_(conv.bias)
 
 
-def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize a salient-region mask ``(B, 1, h, w)`` to ``size = (H, W)``.
+def resize_mask(mask: torch.Tensor, size: tuple[int, int], groups: int = 1) -> torch.Tensor:
+    """Resize a salient-region mask ``(B, 1, h, w)`` (``(B, G, h, w)``: G packed cells) to ``size``.
 
     Area averaging when shrinking (keeps the fraction of salient area per cell, as the
     shard's mask56/mask28 are made), bilinear when growing.
@@ -49,8 +51,8 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     >>> resize_mask(torch.ones(2, 1, 56, 56), (28, 28)).shape
     torch.Size([2, 1, 28, 28])
     """
-    if mask.ndim != 4 or mask.shape[1] != 1:
-        raise ValueError(f"mask must be (B, 1, h, w), got {tuple(mask.shape)}")
+    if mask.ndim != 4 or mask.shape[1] != groups:
+        raise ValueError(f"mask must be (B, {groups}, h, w), got {tuple(mask.shape)}")
     h, w = mask.shape[-2:]
     if (h, w) == tuple(size):
         return mask
@@ -65,7 +67,14 @@ def _pointwise_mlp(channels: int, hidden: int) -> nn.Sequential:
     )
 
 
-class MaskAttention(nn.Module):
+class Grouped(nn.Module):
+    """Channel-structural steps follow ``groups``, the cells packed in (1: one model; see
+    :func:`fer3d.models.packed.pack_models`): maps ``(B, G*C, H, W)``, masks ``(B, G, h, w)``."""
+
+    groups = 1
+
+
+class MaskAttention(Grouped):
     """Mask attention (Eq. 1): ``out = gamma * X + beta`` with gamma, beta from the mask.
 
     The single-channel mask is resized to X's grid and expanded to C channels; two
@@ -99,15 +108,17 @@ class MaskAttention(nn.Module):
             nn.init.zeros_(self.beta[2].bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"x must be (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        c, g = self.channels, self.groups
+        if x.ndim != 4 or x.shape[1] != g * c:
+            raise ValueError(f"x must be (B, {g * c}, H, W), got {tuple(x.shape)}")
         if mask.shape[0] != x.shape[0]:
             raise ValueError(f"mask batch {mask.shape[0]} != feature batch {x.shape[0]}")
-        m = resize_mask(mask.to(x.dtype), tuple(x.shape[-2:])).expand(-1, self.channels, -1, -1)
+        m = resize_mask(mask.to(x.dtype), tuple(x.shape[-2:]), g)
+        m = m[:, :, None].expand(-1, -1, c, -1, -1).flatten(1, 2)  # each cell's mask, C times
         return self.gamma(m) * x + self.beta(m)
 
 
-class AdaptiveFusion(nn.Module):
+class AdaptiveFusion(Grouped):
     """Adaptive fusion (Eq. 2-3): ``M = w_t * X_t + w_d * X_d``.
 
     Per modality, ``w = sigmoid(conv(avgpool(X)) + conv(maxpool(X)))`` with one 1x1 conv
@@ -136,18 +147,14 @@ class AdaptiveFusion(nn.Module):
         return torch.sigmoid(conv(F.adaptive_avg_pool2d(x, 1)) + conv(F.adaptive_max_pool2d(x, 1)))
 
     def forward(self, x_t: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
-        if x_t.shape != x_d.shape or x_t.ndim != 4 or x_t.shape[1] != self.channels:
-            raise ValueError(
-                f"x_t and x_d must both be (B, {self.channels}, H, W), "
-                f"got {tuple(x_t.shape)} and {tuple(x_d.shape)}"
-            )
+        check_pair(x_t, x_d, self.channels * self.groups)
         w_t = self.channel_weights(self.texture, x_t)
         w_d = self.channel_weights(self.depth, x_d)
         self.last_weights = (w_t.detach(), w_d.detach())
         return w_t * x_t + w_d * x_d
 
 
-class SumFusion(nn.Module):
+class SumFusion(Grouped):
     """Convolution-level fusion without weights (S4): ``M = X_t + X_d``, i.e. AF with w = 1.
 
     Shapes: ``x_t, x_d (B, C, H, W)`` -> ``(B, C, H, W)``; no parameters (``head_init`` is
@@ -160,11 +167,7 @@ class SumFusion(nn.Module):
         self.channels = channels
 
     def forward(self, x_t: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
-        if x_t.shape != x_d.shape or x_t.ndim != 4 or x_t.shape[1] != self.channels:
-            raise ValueError(
-                f"x_t and x_d must both be (B, {self.channels}, H, W), "
-                f"got {tuple(x_t.shape)} and {tuple(x_d.shape)}"
-            )
+        check_pair(x_t, x_d, self.channels * self.groups)
         return x_t + x_d
 
 
@@ -182,7 +185,7 @@ def _stem(net: ResNet, x: torch.Tensor) -> torch.Tensor:
     return net.maxpool(net.relu(net.bn1(net.conv1(x))))
 
 
-class AFNetM(nn.Module):
+class AFNetM(Grouped):
     """AFNet-M and the paper's ablations, one configurable two-branch ResNet18.
 
     ``forward(texture (B,3,S,S), depth (B,3,S,S), mask (B,1,h,w)) -> logits (B, n)``
@@ -209,7 +212,8 @@ class AFNetM(nn.Module):
     ignored and may be ``None``.
     Uniform surface as timm: :meth:`forward_features` returns the last feature map
     ``(B, num_features, S/32, S/32)`` (Grad-CAM target), :meth:`forward_head` pools and
-    classifies, :meth:`reset_classifier` swaps the classifier.
+    classifies, :meth:`reset_classifier` swaps the classifier. Packed (:class:`Grouped`),
+    every input and feature map holds ``groups`` cells' channels.
     """
 
     def __init__(
@@ -280,18 +284,18 @@ class AFNetM(nn.Module):
     def _branch_inputs(
         self, texture: torch.Tensor | None, depth: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
-        given = {"texture": texture, "depth": depth}
+        given, g = {"texture": texture, "depth": depth}, self.groups
         for name in self.modalities:
             x = given[name]
-            if x is None or x.ndim != 4 or x.shape[1] != 3:
+            if x is None or x.ndim != 4 or x.shape[1] != 3 * g:
                 shape = None if x is None else tuple(x.shape)
-                raise ValueError(f"{name} must be (B, 3, S, S), got {shape}")
+                raise ValueError(f"{name} must be (B, {3 * g}, S, S), got {shape}")
         if len(self.modalities) == 2 and texture.shape != depth.shape:
             raise ValueError(
                 f"texture {tuple(texture.shape)} and depth {tuple(depth.shape)} differ"
             )
         if self.fusion == "data":
-            return {"rgbd": torch.cat([texture, depth], dim=1)}
+            return {"rgbd": cat_channels([texture, depth], g)}
         return {name: given[name] for name in self.modalities}
 
     def forward_features(
@@ -299,9 +303,9 @@ class AFNetM(nn.Module):
     ) -> torch.Tensor:
         """Inputs as :meth:`forward` -> last feature map ``(B, num_features, S/32, S/32)``."""
         streams = self._branch_inputs(texture, depth)
-        if self.uses_mask and (mask is None or mask.ndim != 4 or mask.shape[1] != 1):
+        if self.uses_mask and (mask is None or mask.ndim != 4 or mask.shape[1] != self.groups):
             shape = None if mask is None else tuple(mask.shape)
-            raise ValueError(f"mask must be (B, 1, h, w), got {shape}")
+            raise ValueError(f"mask must be (B, {self.groups}, h, w), got {shape}")
         streams = {name: _stem(self.branches[name], x) for name, x in streams.items()}
         for layer in LAYERS:
             for name in streams:
@@ -313,7 +317,7 @@ class AFNetM(nn.Module):
                 streams["texture"] = self.fusions[layer](streams["texture"], streams["depth"])
         if self.fusion_layers:
             return streams["texture"]
-        return torch.cat(list(streams.values()), dim=1)
+        return cat_channels(list(streams.values()), self.groups)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``(B, num_features, h, w)`` -> logits ``(B, num_classes)`` (or pooled features)."""
@@ -322,9 +326,10 @@ class AFNetM(nn.Module):
             return pooled
         if self.fusion != "decision":
             return self.fc(pooled)
+        parts = split_channels(pooled, [512] * len(self.modalities), self.groups)
         log_probs = [
-            F.log_softmax(self.fc[name](part), dim=1)
-            for name, part in zip(self.modalities, pooled.split(512, dim=1))
+            F.log_softmax(self.fc[name](part).unflatten(1, (self.groups, -1)), dim=2).flatten(1)
+            for name, part in zip(self.modalities, parts)
         ]
         # log of the mean probability, computed stably
         return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import os
 import pickle
-import time
 import zipfile
 from pathlib import Path
 
@@ -84,35 +83,43 @@ def state_bytes(state: dict[str, torch.Tensor]) -> int:
     return sum(v.numel() * v.element_size() for v in state.values())
 
 
-class CellCheckpoints:
-    """Resume checkpoints and final weights of one cell directory.
+class SaveCadence:
+    """When to write resume checkpoints: every ``every`` epochs (0: never inside a cell), or
+    (``every`` None, auto) whenever the training time since the last save is at least
+    1 / SAVE_SHARE times what a save costs (measured after the first; guessed before)."""
 
-    every  epochs between resume checkpoints; 0: none inside the cell; None: auto.
-    meta   plain entries stored in every file (variant, image_size, test_subjects, ...).
-    """
-
-    def __init__(self, cell: CellDir, every: int | None, keep: str, meta: dict):
-        if keep not in KEEP:
-            raise ValueError(f"unknown keep {keep!r}; choose {', '.join(KEEP)}")
-        self.resume_path, self.weights_path, self.best_path = cell.resume, cell.weights, cell.best
-        self.every, self.keep, self.meta = every, keep, dict(meta)
+    def __init__(self, every: int | None):
+        self.every = every
         self.save_seconds: float | None = None
         self.train_seconds = 0.0
 
-    def due(self, epoch: int, epoch_seconds: float, model: torch.nn.Module) -> bool:
-        """Whether to write a resume checkpoint after ``epoch`` (not the cell's last)."""
+    def due(self, epoch: int, epoch_seconds: float, nbytes: int) -> bool:
+        """Whether to save after ``epoch`` (not the cell's last); ``nbytes``: the weights
+        about to be saved (with Adam's two moments a save writes three times that)."""
         self.train_seconds += epoch_seconds
         if self.every is not None:
             return self.every > 0 and epoch % self.every == 0
-        # model + Adam's two moments: three times the weights
-        cost = self.save_seconds or 3 * state_bytes(model.state_dict()) / ASSUMED_WRITE_BPS
+        cost = self.save_seconds or 3 * nbytes / ASSUMED_WRITE_BPS
         return cost <= SAVE_SHARE * self.train_seconds
 
+    def saved(self, seconds: float) -> None:
+        self.save_seconds, self.train_seconds = seconds, 0.0
+
+
+class CellCheckpoints:
+    """Resume checkpoints and final weights of one cell directory.
+
+    meta   plain entries stored in every file (variant, image_size, test_subjects, ...).
+    """
+
+    def __init__(self, cell: CellDir, keep: str, meta: dict):
+        if keep not in KEEP:
+            raise ValueError(f"unknown keep {keep!r}; choose {', '.join(KEEP)}")
+        self.resume_path, self.weights_path, self.best_path = cell.resume, cell.weights, cell.best
+        self.keep, self.meta = keep, dict(meta)
+
     def save_resume(self, state: dict) -> None:
-        t0 = time.perf_counter()
         save({**self.meta, **state}, self.resume_path)
-        self.save_seconds = time.perf_counter() - t0
-        self.train_seconds = 0.0
 
     def load_resume(self) -> dict | None:
         if not self.resume_path.exists():

@@ -208,11 +208,12 @@ def test_local_ray(reference, tmp_path, local_ray):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where, patch", [
-    ("training", "import fer3d.train.cell as e\nreal = e.train_epoch\n"
-                 "def kill(*a, where, **k):\n"
-                 "    if where == 'repeat 0, fold 1, epoch 2':\n"
+    ("training", "import fer3d.train.packed as e\nreal, calls = e.train_epoch, []\n"
+                 "def kill(*a, **k):\n"
+                 "    calls.append(1)\n"
+                 "    if len(calls) == 4:  # repeat 0, fold 1, epoch 2\n"
                  "        os.kill(os.getpid(), signal.SIGKILL)\n"
-                 "    return real(*a, where=where, **k)\ne.train_epoch = kill"),
+                 "    return real(*a, **k)\ne.train_epoch = kill"),
     ("checkpoint write", "real = torch.save\n"
                          "def kill(obj, f, *a, **k):\n"
                          "    if 'r0_f1/checkpoint.pt' in str(f):\n"
