@@ -45,3 +45,7 @@ class CellsFailedError(Fer3dError, RuntimeError):
 
 class ReproduceError(Fer3dError):
     """Some campaigns or figures of a target could not be made (each one is named)."""
+
+
+class PairingError(Fer3dError, ValueError):
+    """Two runs asked to be compared pairwise do not share one plan (subjects, folds)."""

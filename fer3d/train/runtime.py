@@ -154,6 +154,12 @@ def resolve_amp(amp: str, device: torch.device) -> AmpMode:
     return AmpMode(torch.bfloat16) if cpu_bf16_supported() else AmpMode(None)
 
 
+def resolved_precision(device: str = "auto", amp: str = "auto") -> str:
+    """The autocast dtype a process with these settings trains in (:class:`AmpMode` name:
+    bfloat16, float16 or off), for the run-time list of differences from the paper."""
+    return resolve_amp(amp, resolve_device(device)).name
+
+
 def configure(device: torch.device) -> None:
     """Per-process backend settings: this process's GPU as the current one (CUDA contexts,
     caches and un-indexed allocations land there, not on GPU 0), cuDNN autotuning for the
