@@ -156,8 +156,13 @@ def resolve_amp(amp: str, device: torch.device) -> AmpMode:
 
 def resolved_precision(device: str = "auto", amp: str = "auto") -> str:
     """The autocast dtype a process with these settings trains in (:class:`AmpMode` name:
-    bfloat16, float16 or off), for the run-time list of differences from the paper."""
-    return resolve_amp(amp, resolve_device(device)).name
+    bfloat16, float16 or off), for the run-time list of differences from the paper; where
+    this machine has no usable GPU for ``device`` (a Ray head, a login node), what the
+    workers will resolve."""
+    try:
+        return resolve_amp(amp, resolve_device(device)).name
+    except ConfigError:
+        return f"{amp} (set on each worker)"
 
 
 def configure(device: torch.device) -> None:

@@ -7,9 +7,10 @@ Tolerances (stated once, here and in docs/performance.md):
 - fp32, 3 Adam steps at the paper's lr 1e-4 (AFNet-M, 32 px): the cells' weight changes
   (after - before) equal their lone twins' within 20 % (relative L2 norm of the
   difference; measured 0.3 % with K = 2, 7 % with K = 3) and their eval logits on held-out
-  inputs within 2 % (measured 0.02 %, 0.6 %). Grouped and plain convolutions round differently, and Adam's first steps are
-  sign-like: a weight whose gradient is zero up to rounding moves by +-lr either way (0.02 %
-  of the weights after one step), and later steps amplify that. A packing mistake (a cell
+  inputs within 2 % (measured 0.02 %, 0.6 %). Grouped and plain convolutions round
+  differently, and Adam's first steps are sign-like: a weight whose gradient is zero up to
+  rounding moves by +-lr either way (0.02 % of the weights after one step), and later steps
+  amplify that. A packing mistake (a cell
   fed its neighbour's batches) gives 141 % and 35 %.
 - campaigns in fp32: the same summary.json; at most one test prediction per cell may flip
   (measured: none; logits within 1e-2).
