@@ -58,6 +58,18 @@ _PREP_HELP = {
     "min_landmark_fraction": "sanity: fewest share of the mask landmarks on the grid",
     "min_texture_std": "sanity: lowest texture standard deviation, grey levels (constant = broken)",
     "min_depth_relief": "sanity: lowest depth range over scanned cells, mm",
+    "min_face_depth": "sanity: least depth of the median scanned cell behind the nose tip, mm "
+                      "(a surface mirrored in depth is concave)",
+    "min_eye_distance": "sanity: least distance between the two eye centres, mm",
+    "max_eye_distance": "sanity: largest distance between the two eye centres, mm",
+    "max_roll": "sanity: largest angle of the eye line from horizontal, degrees",
+    "max_tip_offset": "sanity: largest sideways distance of the eyes' midpoint and the mouth "
+                      "from the nose tip, mm",
+    "min_uv_inside": "sanity: least share of the used texture coordinates inside [0, 1]",
+    "min_texture_side": "sanity: shortest side of the texture image, pixels",
+    "max_texture_aspect": "sanity: largest ratio of the texture image's sides",
+    "max_edge_ratio": "sanity: largest median triangle edge, in median point spacings "
+                      "(triangles joining distant vertices)",
     "scan_timeout": "seconds one scan may take before it becomes a 'timeout' error row",
 }
 _ALIASES = {"image_size": ("--size",)}

@@ -17,6 +17,7 @@ from ..schema import DATASETS
 from ..shards.spec import DEPTH_DTYPES
 from ..surface.gridfit import INTERPS, REGULARIZERS
 from ..surface.points import SAMPLINGS
+from .sanity import THRESHOLDS
 
 # Native landmark scheme of each dataset; its canonical point order (fer3d_data.landmarks)
 # is the order of the shard's /landmarks rows.
@@ -46,6 +47,15 @@ _RANGES = {
     "min_landmark_fraction": (0, 1, False),
     "min_texture_std": (0, None, False),
     "min_depth_relief": (0, None, False),
+    "min_face_depth": (None, None, False),
+    "min_eye_distance": (0, None, False),
+    "max_eye_distance": (0, None, True),
+    "max_roll": (0, 180, False),
+    "max_tip_offset": (0, None, False),
+    "min_uv_inside": (0, 1, False),
+    "min_texture_side": (1, None, False),
+    "max_texture_aspect": (1, None, False),
+    "max_edge_ratio": (0, None, True),
     "scan_timeout": (0, None, True),
     "points": (0, None, False),
     "max_image_pixels": (1, None, False),
@@ -81,10 +91,9 @@ class PrepConfig:
     allow_outside_textures
                        accept a texture that a scan file names outside the scan's folder.
     max_image_pixels   a texture image larger than this is refused (decompression bombs).
-    min_landmark_fraction, min_texture_std, min_depth_relief
-                       sanity thresholds every sample must pass (:mod:`.sanity`): the
-                       fraction of the mask landmarks on the grid, the texture's standard
-                       deviation (grey levels) and the depth range (mm) over covered cells.
+    min_landmark_fraction ... max_edge_ratio
+                       sanity thresholds every sample must pass (:data:`.sanity.THRESHOLDS`,
+                       the one table of them; docs/preprocessing.md gives each one's reason).
     scan_timeout       seconds one scan may take in a worker before it becomes a
                        ``timeout`` error row (a resume may change it).
 
@@ -116,9 +125,18 @@ class PrepConfig:
     point_sampling: str = "fps"
     allow_outside_textures: bool = False
     max_image_pixels: int = 40_000_000
-    min_landmark_fraction: float = 0.5
-    min_texture_std: float = 1.0
-    min_depth_relief: float = 5.0
+    min_landmark_fraction: float = THRESHOLDS["min_landmark_fraction"]
+    min_texture_std: float = THRESHOLDS["min_texture_std"]
+    min_depth_relief: float = THRESHOLDS["min_depth_relief"]
+    min_face_depth: float = THRESHOLDS["min_face_depth"]
+    min_eye_distance: float = THRESHOLDS["min_eye_distance"]
+    max_eye_distance: float = THRESHOLDS["max_eye_distance"]
+    max_roll: float = THRESHOLDS["max_roll"]
+    max_tip_offset: float = THRESHOLDS["max_tip_offset"]
+    min_uv_inside: float = THRESHOLDS["min_uv_inside"]
+    min_texture_side: int = THRESHOLDS["min_texture_side"]
+    max_texture_aspect: float = THRESHOLDS["max_texture_aspect"]
+    max_edge_ratio: float = THRESHOLDS["max_edge_ratio"]
     scan_timeout: float = 300.0
 
     # Keys that change how a run goes, never a sample: a resume may change them.

@@ -34,7 +34,7 @@ from ..surface import (
 from ..surface.points import sample_points
 from ..surface.texture import grid_triangles
 from .config import PrepConfig
-from .sanity import sanity_problems
+from .sanity import sanity_problems, surface_problems
 
 
 @dataclass
@@ -218,22 +218,28 @@ def frontal_surface(raw: RawScan, cfg: PrepConfig, sid: str | None = None) -> Fr
 def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
     """Raw scan -> :class:`Sample` by the chain of docs/preprocessing.md.
 
-    read -> clean -> nose tip -> crop -> pose -> gridfit -> texture -> landmarks -> masks
-    (-> points), then the checks of :mod:`.sanity` (step "sanity"). Any failure raises
-    :class:`ScanError` naming its step; the runner records it.
+    read -> clean -> nose tip -> crop -> pose (-> the surface checks of :mod:`.sanity`) ->
+    gridfit -> texture -> landmarks -> masks (-> points), then the sample checks of
+    :mod:`.sanity` (both step "sanity"). Any failure raises :class:`ScanError` naming its
+    step; the runner records it.
     """
     sid = record.scan_id
     grid = Grid(cfg.image_size, cfg.crop_radius)
     raw = read_raw_scan(record, cfg)
     surface = frontal_surface(raw, cfg, sid)
+    vertices, faces, uv, faces_uv, origin = surface.triangles()
+    _insane(surface_problems(vertices, faces, uv[faces if faces_uv is None else faces_uv],
+                             raw.image.shape, cfg.to_dict()), sid)
     native, rot, tip = raw.native, surface.rot, surface.tip
     with step("gridfit", sid):
         x, y, z = surface.aligned[surface.keep].T
         fitted = _fitter(cfg, grid).fit(x, y, z)[::-1]  # gridfit rows go up; images go down
         depth = np.where(np.isnan(fitted), np.nanmin(fitted), fitted).astype(np.float32)
     with step("texture", sid):
-        texture, covered = _texture_on_grid(surface, grid)
-
+        if len(faces) == 0:
+            raise ScanError("texture", "no triangle of the kept surface to texture")
+        texture, covered = texture_from_mesh(vertices, faces, uv, faces_uv, raw.image, grid,
+                                             uv_origin=origin)
     scheme, names = cfg.landmark_scheme()
     landmarks = np.full((len(names), 2), np.nan, np.float32)
     landmarks68 = np.full((68, 2), np.nan, np.float32)
@@ -246,34 +252,27 @@ def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
                             sid)
         if use_dlib:
             landmarks68[:] = _dlib_on_grid(texture)
+    scheme = "dlib68" if use_dlib else scheme
     with step("masks", sid):
-        masks = (salient_masks(landmarks68, "dlib68", grid.size, cfg.mask_margin_px) if use_dlib
-                 else salient_masks(landmarks, scheme, grid.size, cfg.mask_margin_px))
+        masks = salient_masks(landmarks68 if use_dlib else landmarks, scheme, grid.size,
+                              cfg.mask_margin_px)
     points = None
     if cfg.points:
-        with step("points", sid):
-            vertices, faces, *_ = surface.triangles()
-            # seeded by the scan id: the same scan always gives the same points
+        with step("points", sid):  # seeded by the scan id: the same scan, the same points
             points = sample_points(vertices, faces, cfg.points, cfg.point_sampling,
                                    seed=zlib.crc32(sid.encode("utf-8")))
-
     sample = Sample(sample_id=sid, subject=record.subject, expression=record.expression,
                     intensity=int(record.intensity), source=str(record.mesh), texture=texture,
                     depth=depth, coverage=covered, landmarks=landmarks, landmarks68=landmarks68,
                     mask_source=int(use_dlib), points=points, **masks)
-    problems = sanity_problems(vars(sample), sample.mask_source, cfg.to_dict())
-    if problems:  # well formed but wrong (landmarks off the mesh, a 1x1 texture): not a sample
-        raise ScanError("sanity", "; ".join(problems), sid)
+    # well formed but wrong (landmarks off the mesh, a 1x1 texture): not a sample
+    _insane(sanity_problems(vars(sample), scheme, grid, cfg.to_dict()), sid)
     return sample
 
 
-def _texture_on_grid(surface: FrontalSurface, grid: Grid):
-    """((S, S, 3) uint8 texture, (S, S) bool coverage) of the kept, aligned surface."""
-    vertices, faces, uv, faces_uv, origin = surface.triangles()
-    if len(faces) == 0:
-        raise ScanError("texture", "no triangle of the kept surface to texture")
-    return texture_from_mesh(vertices, faces, uv, faces_uv, surface.raw.image, grid,
-                             uv_origin=origin)
+def _insane(problems: list[str], sid: str) -> None:
+    if problems:
+        raise ScanError("sanity", "; ".join(problems), sid)
 
 
 _FITTERS: dict = {}
