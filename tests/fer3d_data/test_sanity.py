@@ -181,6 +181,15 @@ def test_each_wrong_synthetic_scan_is_a_sanity_error(tmp_path, dataset, name):
     assert e.value.step == "sanity" and problem in e.value.message, e.value.message
 
 
+def test_random_connectivity_past_the_sanity_check_is_a_bounded_texture_error(tmp_path):
+    """Issue 15: the rasteriser visited every node of every triangle's box (6.4 GB for a
+    3 MB mesh at S = 224); with the edge check off it still refuses such a mesh."""
+    breakage, _ = BU_BROKEN["random connectivity"]
+    with pytest.raises(ScanError) as e:
+        prepared("bu3dfe", breakage(bu_scan()), tmp_path, max_edge_ratio=1e9)
+    assert e.value.step == "texture" and "triangles join distant vertices" in e.value.message
+
+
 # Every threshold tightened (x 1.5 to 4 past its default): good scans must still pass.
 STRICT = {"min_landmark_fraction": 0.75, "min_texture_std": 4.0, "min_depth_relief": 20.0,
           "min_face_depth": 20.0, "min_eye_distance": 30.0, "max_eye_distance": 100.0,
