@@ -34,7 +34,8 @@ _TITLES = {"bu3dfe": "BU-3DFE", "bosphorus": "Bosphorus"}
 # Help of each PrepConfig parameter; the option is --<name with dashes>, its default the
 # dataclass's, its choices CHOICES.
 _PREP_HELP = {
-    "image_size": "side S of the depth/texture grid, pixels",
+    "image_size": "side S of the depth/texture grid, pixels: a multiple of 4 (training "
+                  "attends with masks at S/4) in 8..1024 (memory grows with S^2)",
     "crop_radius": "crop sphere radius around the nose tip, mm; the grid spans ±radius",
     "smoothness": "gridfit smoothness",
     "interp": "gridfit data term",

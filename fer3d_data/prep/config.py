@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from ..errors import Fer3dDataError
 from ..landmarks import SCHEME_NAMES
-from ..schema import DATASETS
+from ..schema import DATASETS, IMAGE_SIZE_STEP, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ..shards.spec import DEPTH_DTYPES
 from ..surface.gridfit import INTERPS, REGULARIZERS
 from ..surface.points import SAMPLINGS
@@ -34,7 +34,7 @@ CHOICES = {
 }
 # Numeric ranges: name -> (low, high, low is exclusive). None = unbounded.
 _RANGES = {
-    "image_size": (8, 4096, False),
+    "image_size": (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, False),
     "crop_radius": (0, None, True),
     "smoothness": (0, None, True),
     "outlier_nb_neighbors": (1, None, False),
@@ -60,6 +60,8 @@ _RANGES = {
     "points": (0, None, False),
     "max_image_pixels": (1, None, False),
 }
+# Integers that must be a multiple of a step: name -> (step, why).
+_STEPS = {"image_size": (IMAGE_SIZE_STEP, "training attends with masks at S/4")}
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -68,7 +70,7 @@ class PrepConfig:
     """Every preprocessing parameter; written as JSON into the shard's ``/config``.
 
     dataset            "bu3dfe" or "bosphorus".
-    image_size         S: side of the depth/texture grid in pixels.
+    image_size         S: side of the depth/texture grid in pixels, a multiple of 4 in 8..1024.
     crop_radius        mm; sphere around the nose tip, and half the grid's side.
     smoothness         gridfit smoothness s (lambda = s * |A|_1 / |R|_1).
     interp             gridfit data term: "triangle", "bilinear" or "nearest".
@@ -196,6 +198,9 @@ def _checked(name: str, kind: type, value):
             or (high is not None and out > high)):
         bounds = f"{'>' if open_low else '>='} {low}" + ("" if high is None else f" and <= {high}")
         raise ValueError(f"must be {bounds}, got {value!r}")
+    if name in _STEPS and out % _STEPS[name][0]:
+        raise ValueError(f"must be a multiple of {_STEPS[name][0]} ({_STEPS[name][1]}), "
+                         f"got {value!r}")
     return out
 
 
