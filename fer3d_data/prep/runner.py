@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 from ..datasets.records import ScanRecord
 from ..errors import Fer3dDataError, RawFormatError, ScanError
-from ..shards import ShardWriter
+from ..shards import ShardWriter, open_shard, preflight
 from .config import PrepConfig
 from .pool import Pool, ScanTimeout, SigintLatch, alarm
 from .process import process_scan
@@ -47,6 +47,7 @@ class PrepSummary:
     n_samples: int
     strict: bool = False
     failures: list[tuple[str, str, str]] = field(default_factory=list)
+    untouched: bool = False  # a finished shard already held every scan: nothing was written
 
     @property
     def failed(self) -> int:
@@ -66,8 +67,9 @@ class PrepSummary:
         steps = ", ".join(f"{k} {v}" for k, v in by_count)
         failed = f"failed {self.failed}" + (f" ({steps})" if steps else "")
         m, s = divmod(int(round(self.seconds)), 60)
+        done = ", already complete: left as it was" if self.untouched else ""
         return (f"written {self.written}, skipped {self.skipped}, {failed} -> {self.out_path} "
-                f"({self.n_samples} samples) in {m}m{s:02d}s")
+                f"({self.n_samples} samples{done}) in {m}m{s:02d}s")
 
 
 def source_of(record: ScanRecord, raw_root: str | os.PathLike | None) -> str:
@@ -201,13 +203,20 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
     overwrite start afresh even if ``out_path`` (or its ``.tmp``) holds another config.
     raw_root  the raw tree's root; ``source`` columns are relative to it.
 
-    Samples whose ``sample_id`` is already in the shard are skipped. A scan running past
+    Samples whose ``sample_id`` is already in the shard are skipped; a finished shard that
+    holds every record is left untouched (``untouched``). A scan running past
     ``cfg.scan_timeout`` becomes a ``timeout`` error row. On KeyboardInterrupt (SIGINT to
     the parent alone included) or a full disk (``OSError(ENOSPC)`` naming the ``.tmp``) the
     ``.tmp`` file is closed and kept (a rerun resumes) and the exception re-raised.
     """
     records = list(records)
     t0 = time.monotonic()
+    if not overwrite and _holds_every_scan(out_path, cfg, records):
+        with open_shard(out_path) as shard:
+            n = len(shard)
+        return PrepSummary(out_path=Path(out_path), total=len(records), written=0,
+                           skipped=len(records), failed_by_step={},
+                           seconds=time.monotonic() - t0, n_samples=n, untouched=True)
     scheme, names = cfg.landmark_scheme()
     if workers is None:
         workers = default_workers()
@@ -236,6 +245,16 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
                        skipped=skipped,
                        failed_by_step=dict(failed), seconds=time.monotonic() - t0,
                        n_samples=n_samples, strict=strict, failures=failures)
+
+
+def _holds_every_scan(out_path, cfg: PrepConfig, records: list[ScanRecord]) -> bool:
+    """Whether ``out_path`` is a finished shard of ``cfg`` (no ``.tmp`` to resume) whose
+    samples include every record: a rerun then leaves it untouched."""
+    if preflight(out_path, config=cfg, landmark_scheme=cfg.landmark_scheme()[0]) != Path(out_path):
+        return False
+    with open_shard(out_path) as shard:
+        done = set(shard.index["sample_id"].tolist())
+    return all(r.scan_id in done for r in records)
 
 
 def _write_results(results, writer: ShardWriter, bar, latch: SigintLatch,
