@@ -8,6 +8,7 @@ link, no permission, not a regular file) becomes its scan's ``problem``.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -70,6 +71,8 @@ def unreadable(path: Path) -> str | None:
     try:
         mode = os.stat(path).st_mode
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
         return ("broken symbolic link" if os.path.islink(path)
                 else f"cannot stat ({e.strerror or e})")
     if not stat.S_ISREG(mode):

@@ -78,8 +78,11 @@ def source_of(record: ScanRecord, raw_root: str | os.PathLike | None) -> str:
         return f"{record.subject}/{record.scan_id}"
     path = Path(record.mesh)
     if raw_root is not None:
-        with contextlib.suppress(ValueError):
+        # RuntimeError: resolve() on a symbolic link loop (Python < 3.13)
+        with contextlib.suppress(ValueError, RuntimeError, OSError):
             return path.resolve().relative_to(Path(raw_root).resolve()).as_posix()
+        with contextlib.suppress(ValueError):  # a loop has no resolved path: as written
+            return path.relative_to(raw_root).as_posix()
     return path.as_posix()
 
 
