@@ -17,10 +17,11 @@ from pathlib import Path
 
 import click
 
-from .clibase import Group, StrictFloat, StrictInt, config_option, split_list
+from .clibase import Group, StrictFloat, StrictInt, config_option, one_line, split_list
 from .constants import BU3DFE_EXPRESSION_CODES
 from .errors import Fer3dDataError
 from .prep.config import CHOICES, PrepConfig
+from .prep.sanity import THRESHOLDS
 from .schema import CLASS_NAMES
 from .synth.command import synth_group
 
@@ -56,23 +57,9 @@ _PREP_HELP = {
     "point_sampling": "fps: farthest-point (evenly spread); uniform: random by area",
     "allow_outside_textures": "accept a texture a scan file names outside the scan's folder",
     "max_image_pixels": "refuse texture images with more pixels (decompression bombs)",
-    "min_landmark_fraction": "sanity: fewest share of the mask landmarks on the grid",
-    "min_texture_std": "sanity: lowest texture standard deviation, grey levels (constant = broken)",
-    "min_depth_relief": "sanity: lowest depth range over scanned cells, mm",
-    "min_face_depth": "sanity: least depth of the median scanned cell behind the nose tip, mm "
-                      "(a surface mirrored in depth is concave)",
-    "min_eye_distance": "sanity: least distance between the two eye centres, mm",
-    "max_eye_distance": "sanity: largest distance between the two eye centres, mm",
-    "max_roll": "sanity: largest angle of the eye line from horizontal, degrees",
-    "max_tip_offset": "sanity: largest sideways distance of the eyes' midpoint and the mouth "
-                      "from the nose tip, mm",
-    "min_uv_inside": "sanity: least share of the used texture coordinates inside [0, 1]",
-    "min_texture_side": "sanity: shortest side of the texture image, pixels",
-    "max_texture_aspect": "sanity: largest ratio of the texture image's sides",
-    "max_edge_ratio": "sanity: largest median triangle edge, in median point spacings "
-                      "(triangles joining distant vertices)",
     "scan_timeout": "seconds one scan may take before it becomes a 'timeout' error row",
 }
+_PREP_HELP.update({k: f"sanity: {what}" for k, (_, what) in THRESHOLDS.items()})
 _ALIASES = {"image_size": ("--size",)}
 
 
@@ -112,12 +99,15 @@ class _ListType(click.ParamType):
         self.name, self.item, self.hint = name, item, hint
 
     def convert(self, value, param, ctx):
-        if value is None or isinstance(value, list):
-            return value
-        try:
-            return [self.item(v) for v in split_list(str(value))]
+        if value is None:
+            return None
+        try:  # a list comes from a config file (or is converted already: items convert again)
+            items = value if isinstance(value, list) else split_list(str(value))
+            if not all(isinstance(v, str | int) for v in items):
+                raise ValueError("a list of plain values is expected")
+            return [self.item(str(v)) for v in items]
         except (ValueError, KeyError, Fer3dDataError) as e:
-            self.fail(f"{value!r}: {e}; {self.hint}", param, ctx)
+            self.fail(one_line(f"{value!r}: {e}; {self.hint}"), param, ctx)
 
 
 def _expression(codes: dict):
@@ -144,9 +134,10 @@ class _ShardPart(click.ParamType):
         try:
             i, n = (int(v) for v in str(value).split("/"))
         except ValueError:
-            self.fail(f"expected I/N such as 0/4, got {value!r}", param, ctx)
+            self.fail(f"expected I/N such as 0/4 (I counts from 0), got {value!r}", param, ctx)
         if not (n >= 1 and 0 <= i < n):
-            self.fail(f"need 0 <= I < N, got {value!r}", param, ctx)
+            self.fail(f"need 0 <= I < N: I counts from 0, so the parts of {max(n, 1)} are "
+                      f"0/{max(n, 1)} to {max(n, 1) - 1}/{max(n, 1)}; got {value!r}", param, ctx)
         return i, n
 
 
@@ -193,8 +184,9 @@ def _prep_command(dataset: str):
         _prep_options(),
         *selection,
         click.option("--shard", "part", type=_ShardPart(),
-                     help="process only part I of N of the selection (cluster array jobs); "
-                          "join the parts with `fer3d-prep merge`"),
+                     help="process only part I of N of the selection (cluster array jobs); I "
+                          "counts from 0: the parts of 4 are 0/4, 1/4, 2/4, 3/4; join them "
+                          "with `fer3d-prep merge`"),
         click.option("--workers", type=StrictInt(min=0), default=None, show_default="all cores",
                      help="worker processes; 0 or 1 runs in this process"),
         click.option("--strict", is_flag=True, help="exit 1 if any scan failed"),
@@ -216,7 +208,10 @@ _prep_command("bosphorus")
 
 
 def _check_output(out: Path) -> None:
+    """An output file path whose folder exists and is writable, before any work."""
     parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise Fer3dDataError(f"{parent}: is a file, not a folder; check the output path {out}")
     if not parent.is_dir():
         raise Fer3dDataError(f"output directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -354,6 +349,7 @@ def merge_command(out, parts, virtual, overwrite):
     samples and /errors rows are copied (without --virtual)."""
     from .shards import inspect, merge
 
+    _check_output(out)
     merge(out, parts, overwrite=overwrite, virtual=virtual)
     info = inspect(out)
     click.echo(f"{out}: {info['n_samples']} samples from {len(parts)} parts, "
@@ -377,6 +373,7 @@ def export_command(source, scan_id, output, **params):
     cells and textured with its aligned texture; the options do not apply)."""
     from .export import export_face
 
+    _check_output(output)
     for path in export_face(source, scan_id, output, PrepConfig(**params)):
         click.echo(path)
 

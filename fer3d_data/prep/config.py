@@ -127,18 +127,18 @@ class PrepConfig:
     point_sampling: str = "fps"
     allow_outside_textures: bool = False
     max_image_pixels: int = 40_000_000
-    min_landmark_fraction: float = THRESHOLDS["min_landmark_fraction"]
-    min_texture_std: float = THRESHOLDS["min_texture_std"]
-    min_depth_relief: float = THRESHOLDS["min_depth_relief"]
-    min_face_depth: float = THRESHOLDS["min_face_depth"]
-    min_eye_distance: float = THRESHOLDS["min_eye_distance"]
-    max_eye_distance: float = THRESHOLDS["max_eye_distance"]
-    max_roll: float = THRESHOLDS["max_roll"]
-    max_tip_offset: float = THRESHOLDS["max_tip_offset"]
-    min_uv_inside: float = THRESHOLDS["min_uv_inside"]
-    min_texture_side: int = THRESHOLDS["min_texture_side"]
-    max_texture_aspect: float = THRESHOLDS["max_texture_aspect"]
-    max_edge_ratio: float = THRESHOLDS["max_edge_ratio"]
+    min_landmark_fraction: float = THRESHOLDS["min_landmark_fraction"][0]
+    min_texture_std: float = THRESHOLDS["min_texture_std"][0]
+    min_depth_relief: float = THRESHOLDS["min_depth_relief"][0]
+    min_face_depth: float = THRESHOLDS["min_face_depth"][0]
+    min_eye_distance: float = THRESHOLDS["min_eye_distance"][0]
+    max_eye_distance: float = THRESHOLDS["max_eye_distance"][0]
+    max_roll: float = THRESHOLDS["max_roll"][0]
+    max_tip_offset: float = THRESHOLDS["max_tip_offset"][0]
+    min_uv_inside: float = THRESHOLDS["min_uv_inside"][0]
+    min_texture_side: int = THRESHOLDS["min_texture_side"][0]
+    max_texture_aspect: float = THRESHOLDS["max_texture_aspect"][0]
+    max_edge_ratio: float = THRESHOLDS["max_edge_ratio"][0]
     scan_timeout: float = 300.0
 
     # Keys that change how a run goes, never a sample: a resume may change them.

@@ -19,31 +19,36 @@ from scipy.spatial import cKDTree
 from ..landmarks import GROUPS, group_points
 from ..surface.grid import Grid
 
-# The one table of sanity thresholds: PrepConfig key -> default (PrepConfig takes its defaults
-# from here; a config dict lacking a key, such as an older shard's, gets the default).
-# Genuine-like synthetic scans clear each by a factor of two or more (tests/fer3d_data/
-# test_sanity.py); the reasoning per value is in docs/preprocessing.md.
+# The one table of sanity thresholds: PrepConfig key -> (default, what it bounds: the help of
+# its fer3d-prep option). PrepConfig takes its defaults from here; a config dict lacking a key
+# (an older shard's) gets the default. docs/preprocessing.md gives each value's reasoning;
+# genuine-like synthetic scans pass at stricter values (tests/fer3d_data/test_sanity.py).
 THRESHOLDS = {
     # the sample as stored
-    "min_landmark_fraction": 0.5,  # share of the mask landmarks on the S x S grid
-    "min_texture_std": 1.0,  # grey levels over covered cells; a constant image has 0
-    "min_depth_relief": 5.0,  # mm, max - min depth over covered cells; a face has ~50
-    "min_face_depth": 5.0,  # mm the median covered cell lies behind the nose tip; a bowl: < 0
-    "min_eye_distance": 15.0,  # mm between the two eye centres; adults 55-75, 28 inner corners
-    "max_eye_distance": 200.0,  # (a Bosphorus eye may keep one corner only: 28 to 100)
-    "max_roll": 30.0,  # degrees of the eye line from horizontal; the pose makes it ~0
-    "max_tip_offset": 20.0,  # mm the eyes' midpoint and the mouth lie sideways of the nose tip
+    "min_landmark_fraction": (0.5, "least share of the mask landmarks on the S x S grid"),
+    "min_texture_std": (1.0, "least texture standard deviation over covered cells, grey "
+                             "levels (a constant image has 0)"),
+    "min_depth_relief": (5.0, "least depth range over covered cells, mm (a face: ~50)"),
+    "min_face_depth": (5.0, "least depth of the median covered cell behind the nose tip, mm "
+                            "(a face: ~33; mirrored in depth, a bowl: < 0)"),
+    "min_eye_distance": (15.0, "least distance between the two eye centres, mm (adults: "
+                               "55-75; inner corners alone: 28)"),
+    "max_eye_distance": (200.0, "largest distance between the two eye centres, mm"),
+    "max_roll": (30.0, "largest angle of the eye line from horizontal, degrees (posed: ~0)"),
+    "max_tip_offset": (20.0, "largest sideways distance of the eyes' midpoint and the mouth "
+                             "from the nose tip, mm (a scan: < 8)"),
     # the raw surface after crop and pose
-    "min_uv_inside": 0.9,  # share of the used texture coordinates inside [0, 1]
-    "min_texture_side": 16,  # pixels, the texture image's shorter side; genuine: 512 and more
-    "max_texture_aspect": 4.0,  # longer / shorter side of the texture image; genuine: 1 to 1.4
-    "max_edge_ratio": 4.0,  # median triangle edge / median point spacing; a scan: ~1.2
+    "min_uv_inside": (0.9, "least share of the used texture coordinates inside [0, 1]"),
+    "min_texture_side": (16, "shortest side of the texture image, pixels (genuine: 512+)"),
+    "max_texture_aspect": (4.0, "largest ratio of the texture image's sides (genuine: <= 1.4)"),
+    "max_edge_ratio": (4.0, "largest median triangle edge over the median point spacing "
+                            "(a scan: ~1.2; random connectivity: ~30)"),
 }
 
 
 def thresholds(cfg: Mapping) -> dict[str, float]:
     """Every threshold of ``cfg`` (a config dict), defaults where it lacks one."""
-    return {k: float(cfg.get(k, v)) for k, v in THRESHOLDS.items()}
+    return {k: float(cfg.get(k, default)) for k, (default, _) in THRESHOLDS.items()}
 
 
 def sanity_problems(s: Mapping[str, np.ndarray], scheme: str, grid: Grid,

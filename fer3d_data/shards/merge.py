@@ -102,7 +102,7 @@ def _check_paths(out: Path, tmp: Path, parts: list[Path], overwrite: bool) -> No
         raise Fer3dDataError("merge needs at least one part")
     if out.exists() and not overwrite:
         raise Fer3dDataError(f"{out}: exists; pass --overwrite to replace it")
-    if out.resolve() in {p.resolve() for p in parts}:
+    if os.path.realpath(out) in {os.path.realpath(p) for p in parts}:  # never raises on a loop
         raise Fer3dDataError(f"{out}: is also one of the parts")
     if tmp.exists():
         raise Fer3dDataError(f"{tmp}: exists: a fer3d-prep run is writing {out.name}, or one "
