@@ -114,6 +114,18 @@ def test_files_the_user_names_are_read_bounded(tmp_path, fifo, option, kind, pro
     one_line_error(r, f"{path}: cannot read {what}: {problem}")
 
 
+def test_a_read_stops_at_its_time_limit(tmp_path, monkeypatch):
+    """A file system that delivers slowly (a stalled mount) ends in a one-line error."""
+    from fer3d_data.io import _common
+
+    clock = iter(range(0, 1000, 7))  # every look at the clock: 7 s later
+    monkeypatch.setattr(_common.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(_common, "_CHUNK", 16)
+    (tmp_path / "c.yaml").write_text("smoothness: 2.0\n" * 10)
+    with pytest.raises(_common.RawFormatError, match="reading took over 20 s"):
+        _common.read_bytes(tmp_path / "c.yaml", timeout_s=20)
+
+
 def test_a_subject_list_file_is_still_read(tmp_path):
     (tmp_path / "subjects.txt").write_text("F0001\nF0002\n")
     from fer3d_data.clibase import split_list
