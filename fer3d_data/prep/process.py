@@ -228,8 +228,9 @@ def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
     raw = read_raw_scan(record, cfg)
     surface = frontal_surface(raw, cfg, sid)
     vertices, faces, uv, faces_uv, origin = surface.triangles()
-    _insane(surface_problems(vertices, faces, uv[faces if faces_uv is None else faces_uv],
-                             raw.image.shape, cfg.to_dict()), sid)
+    with step("sanity", sid):  # before the costly steps: texture coordinates, image, edges
+        _insane(surface_problems(vertices, faces, uv[faces if faces_uv is None else faces_uv],
+                                 raw.image.shape, cfg.to_dict()), sid)
     native, rot, tip = raw.native, surface.rot, surface.tip
     with step("gridfit", sid):
         x, y, z = surface.aligned[surface.keep].T
