@@ -22,7 +22,7 @@ from fer3d_data.shards.space import SpaceGuard
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cli import fake_process_scan, records  # noqa: E402
-from test_shards import S, fake_sample, write_shard, writer  # noqa: E402
+from test_shards import S, fake_sample, write_interrupted, write_shard, writer  # noqa: E402
 
 HERE = str(Path(__file__).parent)
 
@@ -107,11 +107,7 @@ def test_merge_onto_the_output_of_a_running_prep_loses_nothing(tmp_path, overwri
 
 def test_merge_onto_an_interrupted_prep_keeps_its_progress(tmp_path):
     out = tmp_path / "out.h5"
-    w = writer(out)
-    for i in range(3):
-        w.append(fake_sample(i))
-    w.close(complete=False)
-    before = shards.tmp_path(out).read_bytes()
+    before = write_interrupted(out).read_bytes()
     with pytest.raises(Fer3dDataError, match="or one was interrupted"):
         shards.merge(out, parts(tmp_path))
     assert shards.tmp_path(out).read_bytes() == before and not out.exists()
@@ -138,10 +134,7 @@ def test_a_failed_merge_leaves_no_tmp_behind(tmp_path, monkeypatch):
 
 def test_merge_refuses_an_unfinished_runs_tmp_as_a_part(tmp_path):
     """Issue 15: an interrupted run's .tmp was merged and verified OK."""
-    w = writer(tmp_path / "p1.h5")
-    w.append(fake_sample(4))
-    w.close(complete=False)
-    tmp = shards.tmp_path(tmp_path / "p1.h5")
+    tmp = write_interrupted(tmp_path / "p1.h5", n=1, start=4)
     r = merge_cli(tmp_path / "m.h5", write_shard(tmp_path / "p0.h5", n=4), tmp)
     assert r.exit_code == 2
     assert f"{tmp}: an unfinished run's temporary file, not a shard" in r.output
