@@ -33,12 +33,18 @@ from _emit import emit  # noqa: E402
 from bench_loader import fabricate_shard  # noqa: E402
 from bench_train import fake_batches  # noqa: E402
 
-from fer3d.campaign import TrainConfig, run_campaign  # noqa: E402
-from fer3d.data import Augment  # noqa: E402
-from fer3d.device_data import DeviceData, LoaderSource, make_source, use_device_data  # noqa: E402
-from fer3d.engine import place_model, train_epoch  # noqa: E402
+from fer3d.campaign.run import run_campaign  # noqa: E402
 from fer3d.models import create_model  # noqa: E402
-from fer3d.runtime import make_optimizer, resolve_amp, resolve_device  # noqa: E402
+from fer3d.settings import TrainConfig  # noqa: E402
+from fer3d.train.runtime import make_optimizer, resolve_amp, resolve_device  # noqa: E402
+from fer3d.train.sources import (  # noqa: E402
+    DeviceData,
+    LoaderSource,
+    make_source,
+    use_device_data,
+)
+from fer3d.train.step import place_model, train_epoch  # noqa: E402
+from fer3d.train.transforms import Augment  # noqa: E402
 from fer3d_data.shard_index import read_shard_index  # noqa: E402
 
 

@@ -1,38 +1,40 @@
 """Benchmark: how /depth may be stored, its error in mm and the bytes it saves.
 
-Synthetic BU-3DFE and Bosphorus trees at the default synth sizes are preprocessed at
-S = --size with ``depth_dtype="float32"`` (the reference) and ``"float16"`` (the option
+Stage: benchmarks (docs/shards.md). Synthetic BU-3DFE and Bosphorus trees at the default
+synth sizes are preprocessed at S = --size with ``depth_dtype="float32"`` (the reference,
+written in the same run from the same scans) and ``"float16"`` (the option
 ``--depth-dtype float16``). For comparison the float32 depth is also rewritten with HDF5's
 lossy scale-offset filter (``scaleoffset=2``: 2 decimal digits kept), which this project
 does not offer (h5py-only: other HDF5 readers need the filter too, and it is slower).
+Bytes and errors do not depend on the load, so nothing here is timed.
 
 Per variant: bytes of /depth per sample (chunk storage, gzip level 4 + shuffle as the
 shard writes it), the whole shard's bytes per sample, and the largest absolute error
 against float32, in mm, over scanned cells (``coverage``) and over every cell.
 
-    .venv/bin/python benchmarks/bench_depth_storage.py [--size 224] [--subjects 1]
+    .venv/bin/python benchmarks/bench_depth_storage.py [--size 224] [--subjects 1] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
+from _emit import emit
+from bench_prep import make_trees
 
-from fer3d_data import synth
-from fer3d_data.datasets import walkers
 from fer3d_data.prep import PrepConfig, run_prep
 
+SMOKE = {"size": 32, "subjects": 1, "workers": 0}  # tiny trees (bench_prep's), in-process
 
-def _prep(dataset: str, raw: Path, out: Path, size: int, depth_dtype: str) -> Path:
-    records = [r for r in walkers[dataset](raw) if r.expression is not None]
-    cfg = PrepConfig(dataset=dataset, image_size=size, depth_dtype=depth_dtype)
-    summary = run_prep(records, out, cfg, workers=None, progress=False, raw_root=raw)
+
+def _prep(dataset: str, records: list, out: Path, args, depth_dtype: str) -> Path:
+    cfg = PrepConfig(dataset=dataset, image_size=args.size, depth_dtype=depth_dtype)
+    summary = run_prep(records, out, cfg, workers=args.workers, progress=False)
     assert summary.failed == 0, summary.failures
     return out
 
@@ -68,21 +70,26 @@ def _measure(ref: Path, half: Path, folder: Path) -> dict:
         return out
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--subjects", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument("--workers", type=int, default=None, help="default: every core")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny trees: {SMOKE}")
+    parser.add_argument("--out", default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        vars(args).update(SMOKE)
     result = {"size": args.size}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synth.make_bu3dfe(tmp / "bu3dfe", subjects=args.subjects, f2d_size=8)
-        synth.make_bosphorus(tmp / "bosphorus", subjects=args.subjects)
-        for dataset in ("bu3dfe", "bosphorus"):
-            ref = _prep(dataset, tmp / dataset, tmp / f"{dataset}32.h5", args.size, "float32")
-            half = _prep(dataset, tmp / dataset, tmp / f"{dataset}16.h5", args.size, "float16")
+        trees = make_trees(tmp / "raw", args.subjects, args.subjects, args.smoke)
+        for dataset, records in trees.items():
+            records = [r for r in records if r.expression is not None]
+            ref = _prep(dataset, records, tmp / f"{dataset}32.h5", args, "float32")
+            half = _prep(dataset, records, tmp / f"{dataset}16.h5", args, "float16")
             result[dataset] = _measure(ref, half, tmp)
-    print(json.dumps(result))
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from _emit import emit
 
-from fer3d.data import Augment
-from fer3d.device_data import LoaderSource
+from fer3d.train.sources import LoaderSource
+from fer3d.train.transforms import Augment
 from fer3d_data.schema import CLASS_NAMES, FORMAT, FORMAT_VERSION
 from fer3d_data.shard_index import read_shard_index
 

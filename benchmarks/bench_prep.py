@@ -1,21 +1,26 @@
 """Benchmark: the whole preprocessing chain (process_scan, run_prep) on database-size scans.
 
-Synthetic trees at the default synth sizes: BU-3DFE meshes of ~8,000 vertices with a
-512x512 texture (the unused _F2D.bmp is kept tiny), Bosphorus range grids of 230x190 at
-0.76 mm with a 1380x1140 texture. Measures, at S = --size:
+Stage: benchmarks (docs/performance.md). Synthetic trees at the default synth sizes:
+BU-3DFE meshes of ~8,000 vertices with a 512x512 texture (the unused _F2D.bmp is kept
+tiny), Bosphorus range grids of 230x190 at 0.76 mm with a 1380x1140 texture. Measures, at
+S = --size, in ``--rounds`` rounds that each run every measurement once in turn (ABCABC...:
+the one-core reference and the parallel runs see the same load):
 
 - seconds per scan of process_scan in this process, one core, after a warm-up scan
-  (the per-process GridFitter factorisation, dlib/open3d imports): median over --scans;
+  (the per-process GridFitter factorisation, dlib/open3d imports): the steady state, median
+  over --scans per round and every round;
 - scans/s of run_prep with --workers processes (default: every core) over a few dozen
   scans per dataset, wall time including pool start-up and writing the shard; and the
   steady state without start-up: a run over ``workers`` scans gives the start-up (spawn,
-  imports, each worker's first scan), steady = (N - workers) / (t_N - t_workers);
+  imports, each worker's first scan), steady = (N - workers) / (t_N - t_workers) from the
+  runs of one round; ``parallel_speedup_steady`` divides it by the one-core reference rate
+  of the same rounds (ideal: ``workers``);
 - peak RSS per worker: psutil polls every worker's RSS (10 Hz) while run_prep runs and
   keeps the maximum; resource.getrusage(RUSAGE_CHILDREN).ru_maxrss (the largest
   terminated child) is reported beside it as a cross-check.
 
 Prints one JSON object; ``--profile`` also prints the top functions of a cProfile of the
-single-process scans to stderr.
+single-process scans to stderr; ``--smoke`` runs tiny trees at S = 32 (does it run).
 
     .venv/bin/python benchmarks/bench_prep.py [--size 224] [--scans 8] [--workers N] [--profile]
 """
@@ -25,7 +30,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
 import os
 import pstats
 import resource
@@ -36,18 +40,28 @@ import threading
 import time
 from pathlib import Path
 
+from _emit import emit
+
 from fer3d_data import synth
 from fer3d_data.datasets import walkers
 from fer3d_data.prep import PrepConfig, process_scan, run_prep
 
 TARGET_S_PER_SCAN = 0.3
 TARGET_RSS_MIB = 1024
+# --smoke: tiny scans (BU-3DFE anger 1-4, three Bosphorus emotions), one round on 2 workers
+SMOKE = {"size": 32, "scans": 1, "rounds": 1, "workers": 2, "bu_subjects": 1, "bs_subjects": 1}
+SMOKE_SYNTH = {"bu3dfe": {"vertices": 2500, "texture_size": 64, "expressions": ["anger"]},
+               "bosphorus": {"grid": (115, 95), "texture_scale": 1.0,
+                             "expressions": ["anger", "fear", "happiness"]}}
 
 
-def make_trees(root: Path, bu_subjects: int, bs_subjects: int) -> dict[str, list]:
-    """Default-size synthetic trees; their scan records by dataset."""
-    synth.make_bu3dfe(root / "bu3dfe", subjects=bu_subjects, f2d_size=8)  # _F2D is never read
-    synth.make_bosphorus(root / "bosphorus", subjects=bs_subjects)
+def make_trees(root: Path, bu_subjects: int, bs_subjects: int,
+               smoke: bool = False) -> dict[str, list]:
+    """Default-size (or ``smoke``: tiny) synthetic trees; their scan records by dataset."""
+    sizes = SMOKE_SYNTH if smoke else {"bu3dfe": {}, "bosphorus": {}}
+    synth.make_bu3dfe(root / "bu3dfe", subjects=bu_subjects, f2d_size=8,  # _F2D is never read
+                      **sizes["bu3dfe"])
+    synth.make_bosphorus(root / "bosphorus", subjects=bs_subjects, **sizes["bosphorus"])
     return {name: walkers[name](root / name) for name in ("bu3dfe", "bosphorus")}
 
 
@@ -125,68 +139,94 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--scans", type=int, default=8,
-                   help="timed scans per dataset (after one warm-up)")
+                   help="timed scans per dataset and round (after one warm-up)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="rounds of every measurement in turn (same load for each)")
     p.add_argument("--bu-subjects", type=int, default=1, help="25 scans each")
     p.add_argument("--bs-subjects", type=int, default=2, help="7 scans each")
     p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--profile", action="store_true", help="cProfile the timed scans (stderr)")
     p.add_argument("--tmp", type=Path, default=None, help="work folder (default: a temporary one)")
-    return p.parse_args(argv)
+    p.add_argument("--smoke", action="store_true", help=f"tiny trees: {SMOKE}")
+    p.add_argument("--out", default=None, help="also write the JSON here")
+    args = p.parse_args(argv)
+    if args.smoke:
+        vars(args).update(SMOKE)
+    return args
+
+
+def one_round(trees: dict, args, root: Path, profiler) -> dict:
+    """Every measurement once, in turn: per dataset the one-core scans, then run_prep over
+    ``workers`` scans (start-up) and over all of them. Seconds and peak RSS per worker."""
+    out = {"per_scan": {}, "startup": {}, "full": {}, "peaks": []}
+    for name, records in trees.items():
+        cfg = PrepConfig(dataset=name, image_size=args.size)
+        out["per_scan"][name] = seconds_per_scan(records, cfg, args.scans, profiler)
+        out["startup"][name], _ = parallel_run(records[:args.workers], cfg,
+                                               root / f"{name}_startup.h5", args.workers)
+        out["full"][name], peaks = parallel_run(records, cfg, root / f"{name}.h5", args.workers)
+        out["peaks"] += list(peaks.values())
+    return out
+
+
+def summarise(rounds: list[dict], trees: dict, args) -> dict:
+    """The JSON figures of every round's measurements (see the module docstring)."""
+    n = {name: len(records) for name, records in trees.items()}
+    per_scan = {name: [t for r in rounds for t in r["per_scan"][name]] for name in trees}
+    serial_s = {name: statistics.median(t) for name, t in per_scan.items()}
+    full = [sum(r["full"].values()) for r in rounds]
+    # a round whose full runs took no longer than its start-up runs (a few scans, a noisy
+    # pool start) measured no steady state
+    steady = [(sum(n.values()) - len(trees) * args.workers) / (t - sum(r["startup"].values()))
+              for t, r in zip(full, rounds) if t > sum(r["startup"].values())]
+    serial_sps = sum(n.values()) / sum(n[k] * serial_s[k] for k in n)
+    steady_sps = statistics.median(steady) if steady else None
+    peaks = [p for r in rounds for p in r["peaks"]]
+    return {
+        "bu3dfe_s_per_scan": round(serial_s["bu3dfe"], 4),
+        "bosphorus_s_per_scan": round(serial_s["bosphorus"], 4),
+        **{f"{name}_s_per_scan_range": [round(min(t), 4), round(max(t), 4)]
+           for name, t in per_scan.items()},
+        "scans_per_s_all_cores": round(sum(n.values()) / statistics.median(full), 3),
+        "scans_per_s_all_cores_steady": steady_sps and round(steady_sps, 3),
+        "scans_per_s_all_cores_steady_range": [round(x, 3) for x in (min(steady), max(steady))]
+                                              if steady else None,
+        "scans_per_s_one_core": round(serial_sps, 3),
+        "parallel_speedup_steady": steady_sps and round(steady_sps / serial_sps, 2),
+        "pool_startup_s": {name: round(statistics.median(r["startup"][name] for r in rounds), 2)
+                           for name in trees},
+        **{f"{name}_scans_per_s_all_cores":
+           round(n[name] / statistics.median(r["full"][name] for r in rounds), 3)
+           for name in trees},
+        "peak_rss_mib_per_worker": round(max(peaks) / 2**20, 1) if peaks else None,
+        "rss_method": ("psutil RSS of every child polled at 10 Hz during run_prep, max over workers"
+                       if peaks else "psutil missing: see children_maxrss_mib"),
+        "parallel_scans": n, "workers": args.workers, "size": args.size,
+        "rounds": args.rounds, "timed_scans_per_dataset": args.scans,
+        "targets": {"s_per_scan_per_core": TARGET_S_PER_SCAN,
+                    "peak_rss_mib_per_worker": TARGET_RSS_MIB},
+    }
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    profiler = cProfile.Profile() if args.profile else None
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        root = Path(tmp)
         t = time.perf_counter()
-        trees = make_trees(root / "raw", args.bu_subjects, args.bs_subjects)
+        trees = make_trees(Path(tmp) / "raw", args.bu_subjects, args.bs_subjects, args.smoke)
         synth_s = time.perf_counter() - t
-        profiler = cProfile.Profile() if args.profile else None
-        per_scan = {name: seconds_per_scan(records, PrepConfig(dataset=name, image_size=args.size),
-                                           args.scans, profiler)
-                    for name, records in trees.items()}
-        runs, startup = {}, {}
-        for name, records in trees.items():
-            cfg = PrepConfig(dataset=name, image_size=args.size)
-            startup[name], _ = parallel_run(records[:args.workers], cfg,
-                                            root / f"{name}_startup.h5", args.workers)
-            runs[name] = parallel_run(records, cfg, root / f"{name}.h5", args.workers)
-    children_maxrss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    worker_peaks = [rss for _, peaks in runs.values() for rss in peaks.values()]
-    n_total = sum(len(r) for r in trees.values())
-    s_total = sum(s for s, _ in runs.values())
-    result = {
-        "bu3dfe_s_per_scan": round(statistics.median(per_scan["bu3dfe"]), 4),
-        "bosphorus_s_per_scan": round(statistics.median(per_scan["bosphorus"]), 4),
-        "scans_per_s_all_cores": round(n_total / s_total, 3),
-        "peak_rss_mib_per_worker": round(max(worker_peaks) / 2**20, 1) if worker_peaks else None,
-        "children_maxrss_mib": round(children_maxrss_kib / 1024, 1),
+        rounds = [one_round(trees, args, Path(tmp), profiler) for _ in range(args.rounds)]
+    result = summarise(rounds, trees, args)
+    result.update({
+        "children_maxrss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+                                     / 1024, 1),
         "parent_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "scans_per_s_all_cores_steady": round((n_total - len(trees) * args.workers)
-                                              / (s_total - sum(startup.values())), 3),
-        "pool_startup_s": {name: round(t, 2) for name, t in startup.items()},
-        "bu3dfe_scans_per_s_all_cores": round(len(trees["bu3dfe"]) / runs["bu3dfe"][0], 3),
-        "bosphorus_scans_per_s_all_cores": round(len(trees["bosphorus"]) / runs["bosphorus"][0], 3),
-        **{f"{name}_s_per_scan_range": [round(min(t), 4), round(max(t), 4)]
-           for name, t in per_scan.items()},
-        "parallel_scans": {name: len(records) for name, records in trees.items()},
-        "workers": args.workers,
-        "size": args.size,
-        "timed_scans_per_dataset": args.scans,
-        "rss_method": ("psutil RSS of every child polled at 10 Hz during run_prep, max over workers"
-                       if worker_peaks else "psutil missing: see children_maxrss_mib"),
-        "synth_seconds": round(synth_s, 1),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "cpu_count": os.cpu_count(),
-        "targets": {"s_per_scan_per_core": TARGET_S_PER_SCAN,
-                    "peak_rss_mib_per_worker": TARGET_RSS_MIB},
-    }
-    print(json.dumps(result))
+        "synth_seconds": round(synth_s, 1)})
     if profiler is not None:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(30)
         print(out.getvalue(), file=sys.stderr)
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Stage: training performance (docs/performance.md). Both run the same model, batch and
 inputs in one process, one after the other: ``naive`` is a textbook fp32 loop (contiguous
-tensors, no autocast); ``ours`` is fer3d.engine.train_epoch with the engine's defaults
+tensors, no autocast); ``ours`` is fer3d.train.step.train_epoch with the engine's defaults
 (``--amp auto`` resolved for this device, channels_last, foreach/fused Adam, no host
 sync per step). Prints JSON:
 {"naive_fp32_sps", "ours_sps", "speedup", ...}.
@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from _emit import emit
 
-from fer3d.engine import train_epoch
 from fer3d.models import create_model
-from fer3d.runtime import AmpMode, make_optimizer, resolve_amp, resolve_device
+from fer3d.train.runtime import AmpMode, make_optimizer, resolve_amp, resolve_device
+from fer3d.train.step import train_epoch
 
 
 def fake_batches(n: int, batch: int, size: int, seed: int = 0, device="cpu") -> list[tuple]:

@@ -34,7 +34,7 @@ from bench_campaign import (  # noqa: E402
 )
 from bench_loader import fabricate_shard  # noqa: E402
 
-from fer3d.runtime import resolve_device  # noqa: E402
+from fer3d.train.runtime import resolve_device  # noqa: E402
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "GH200": 989.0, "B200": 2250.0,

@@ -7,14 +7,14 @@ Usage: python examples/reproduce_small.py SHARD.h5 [SHARD.h5 ...] [--out DIR] [-
 Small means 1 repeat, 2 folds, 1 epoch, 64 px inputs (--image-size), branches from scratch, no
 loader workers: minutes on a CPU, numbers that say nothing about the method. It is a dry run of
 the pipeline on your data (or on the demo's synthetic shard, demo_out/synth.h5 after
-`python -m fer3d.demo`). The paper's setup: `fer3d-reproduce all SHARDS --out DIR` with
+`python -m fer3d.cli.demo`). The paper's setup: `fer3d-reproduce all SHARDS --out DIR` with
 ImageNet weights in the torch hub cache (docs/reproduce.md: commands, GPU cost, choices).
 """
 
 import argparse
 from pathlib import Path
 
-from fer3d.cli_paper import reproduce_command
+from fer3d.cli.reproduce import reproduce_command
 
 SMALL = ["--repeats", "1", "--folds", "2", "--epochs", "1", "--pretrained", "none",
          "--workers", "0", "--no-progress"]

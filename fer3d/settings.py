@@ -1,7 +1,18 @@
-"""Every training setting, its type and its bounds: one table the command line, config
-files and :class:`fer3d.campaign.TrainConfig` built from Python all check against.
+"""Every training setting, its type, bounds, default, help and scope: one table.
 
-Stage: settings. Torch-free, so ``fer3d-train --help`` lists every choice without torch.
+Stage: settings (torch-free, so every ``--help`` works without torch). :class:`TrainConfig`
+is the table: each field is declared with :func:`setting`, and everything else derives from
+it: the command-line options of fer3d-train, fer3d-eval, fer3d-reproduce and fer3d-cam
+(:mod:`fer3d.cli.options`), which settings a recipe may set, which a run directory records
+and which must match to attach to a run. Values are checked and coerced in one place,
+:func:`check` (``"false"`` -> False, ``"8"`` -> 8): a flag, a ``--config`` file, a recipe
+and a :class:`TrainConfig` built from Python all go through it, and one
+:class:`~fer3d.errors.ConfigError` names every bad key.
+
+Scopes:
+    plan     fixes what a cell computes: must equal the run directory's to attach to it.
+    run      recorded in config.json; may change when attaching (more repeats, precision, ...).
+    process  how this process takes part (device, executor, cells): never recorded.
 """
 
 from __future__ import annotations
@@ -12,9 +23,9 @@ from dataclasses import dataclass, field
 
 import click
 
-from fer3d.catalog import VARIANT_NAMES
+from fer3d.errors import ConfigError
+from fer3d.paper.catalog import VARIANT_NAMES
 from fer3d_data.clibase import StrictBool, StrictFloat, StrictInt
-from fer3d_data.errors import Fer3dDataError
 
 DEFAULT_EPOCHS = 30      # the paper gives no epoch count or batch size (docs/protocol.md)
 DEFAULT_BATCH_SIZE = 32
@@ -24,18 +35,10 @@ PRESET_CHOICES = ("auto", "bu3dfe", "bosphorus")
 EXECUTORS = ("local", "ray")
 KEEP = ("weights", "none", "full")
 AUTO_ON_OFF = ("auto", "on", "off")
-# Config fields that must match between a run directory and a process attaching to it.
-RESUME_KEYS = ("variant", "folds", "epochs", "batch_size", "lr", "image_size", "seed",
-               "preset", "subjects", "val_subjects", "augment", "pretrained", "head_init")
 HEAD_INITS = ("normal", "identity")
-# Fields that describe one process, not the campaign: left out of config.json.
-PROCESS_KEYS = ("out", "device", "workers", "resume", "progress", "cells", "task_index",
-                "num_tasks", "executor", "parallel_cells", "gpus_per_cell", "ray_address",
-                "init_only", "claim_timeout", "data_on_device", "compile", "tensorboard")
-
-
-class ConfigError(Fer3dDataError, ValueError):
-    """Training settings that cannot run; one message lists every bad key."""
+DEVICES = ("auto", "cpu", "cuda")
+AMPS = ("auto", "off", "bf16", "fp16")
+SCOPES = ("plan", "run", "process")
 
 
 class AutoInt(click.ParamType):
@@ -49,97 +52,177 @@ class AutoInt(click.ParamType):
         return StrictInt(min=0).convert(value, param, ctx)
 
 
+class OptionalText(click.ParamType):
+    """Any text; ``none`` or empty (a recipe's or config file's way to say "no value") -> None."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):
+        if value is None or str(value).strip().lower() in ("", "none"):
+            return None
+        return str(value)
+
+
+def setting(default, kind: click.ParamType, help: str, *, scope: str = "process",
+            recipe: bool = False, optional: bool = False, flag: str | None = None):
+    """A :class:`TrainConfig` field: its type ``kind`` (a click ParamType that checks and
+    coerces), ``help`` for every command line, ``scope`` (see the module doc), whether a
+    recipe may set it, whether None is a valid value, and a flag other than ``--name``."""
+    assert scope in SCOPES, scope
+    meta = {"kind": kind, "help": help, "scope": scope, "recipe": recipe,
+            "optional": optional, "flag": flag}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 def _default_workers() -> int:
     return min(4, max(1, (os.cpu_count() or 2) // 2))
 
 
 @dataclass
 class TrainConfig:
-    """A campaign's settings (and this process's part in it); saved as config.json."""
+    """A campaign's settings (and this process's part in it); saved as config.json.
+
+    ``shards`` and ``out`` are the campaign's inputs and run directory; every other field
+    is a setting of the table (``dataclasses.fields(TrainConfig)``). Building one checks
+    every value (:func:`check`).
+    """
 
     shards: list[str]
-    out: str
-    variant: str = "afnet_m"
-    repeats: int = 1
-    folds: int = 10
-    epochs: int = DEFAULT_EPOCHS
-    batch_size: int = DEFAULT_BATCH_SIZE
-    lr: float = 1e-4
-    image_size: int = 224
-    device: str = "auto"
-    amp: str = "auto"
-    channels_last: bool = True
-    workers: int = field(default_factory=_default_workers)
-    seed: int = 0
-    resume: bool = False
-    preset: str = "auto"
-    subjects: int = 60
-    pretrained: str | None = None
-    head_init: str = "normal"
-    val_subjects: int = 0
-    augment: bool = True
-    progress: bool = True
-    data_on_device: str = "auto"
-    compile: str = "auto"
-    keep: str = "weights"
-    checkpoint_every: int | None = None
-    nan_check_every: int = 50
-    cells: str | None = None
-    task_index: int | None = None
-    num_tasks: int | None = None
-    init_only: bool = False
-    executor: str = "local"
-    parallel_cells: int = 1
-    gpus_per_cell: float = 1.0
-    ray_address: str | None = None
-    claim_timeout: float = 300.0
-    tensorboard: bool = False
+    out: str = setting("runs/fer3d", OptionalText(), "run directory", flag="--out")
+    variant: str = setting("afnet_m", click.Choice(VARIANT_NAMES), "model variant",
+                           scope="plan", recipe=True)
+    repeats: int = setting(1, StrictInt(min=1), "protocol repeats R (paper: 100)", scope="run",
+                           recipe=True)
+    folds: int = setting(10, StrictInt(min=2), "k of subject-independent k-fold",
+                         scope="plan", recipe=True)
+    epochs: int = setting(DEFAULT_EPOCHS, StrictInt(min=1), "fixed training epochs per cell",
+                          scope="plan", recipe=True)
+    # BatchNorm cannot train on one sample (1x1 maps at layer4 for small inputs)
+    batch_size: int = setting(DEFAULT_BATCH_SIZE, StrictInt(min=2, max=4096),
+                              "training batch (fixed: the last partial batch is dropped)",
+                              scope="plan", recipe=True)
+    lr: float = setting(1e-4, StrictFloat(min=0.0, min_open=True), "Adam learning rate, fixed",
+                        scope="plan", recipe=True)
+    image_size: int = setting(224, StrictInt(min=8, max=MAX_IMAGE_SIZE),
+                              "input size S (multiple of 4)", scope="plan", recipe=True)
+    device: str = setting("auto", click.Choice(DEVICES),
+                          "auto: cuda (cuda:LOCAL_RANK under torchrun) if present, else cpu")
+    amp: str = setting("auto", click.Choice(AMPS),
+                       "mixed precision; auto: bf16 where native, fp16+scaler on old GPUs",
+                       scope="run")
+    channels_last: bool = setting(True, StrictBool(), "channels-last memory format",
+                                  scope="run")
+    workers: int = setting(_default_workers, StrictInt(min=0),
+                           "DataLoader workers of the per-sample path")
+    seed: int = setting(0, StrictInt(min=0), "seed of subject choice, folds and every cell",
+                        scope="plan", recipe=True)
+    resume: bool = setting(False, StrictBool(),
+                           "attach to the run in --out (finished cells are kept)")
+    preset: str = setting("auto", click.Choice(PRESET_CHOICES),
+                          "sample selection; auto: the shards' dataset", scope="plan",
+                          recipe=True)
+    subjects: int = setting(60, StrictInt(min=1), "subjects to select", scope="plan",
+                            recipe=True)
+    pretrained: str | None = setting(
+        None, click.STRING, "resnet18 state dict for both branches (imagenet: torchvision's "
+        "file in the torch hub cache; never downloaded); none: from scratch", scope="plan",
+        recipe=True, optional=True)
+    head_init: str = setting("normal", click.Choice(HEAD_INITS),
+                             "MA/AF convolutions start from a normal draw (the paper) or so "
+                             "that MA is the identity", scope="plan", recipe=True)
+    val_subjects: int = setting(0, StrictInt(min=0),
+                                "training subjects held out per cell to pick the epoch",
+                                scope="plan", recipe=True)
+    augment: bool = setting(True, StrictBool(), "training flips and small affine warps",
+                            scope="plan", recipe=True)
+    progress: bool = setting(True, StrictBool(), "progress bar")
+    data_on_device: str = setting("auto", click.Choice(AUTO_ON_OFF),
+                                  "keep the samples on the device and augment in batches")
+    compile: str = setting("auto", click.Choice(AUTO_ON_OFF),
+                           "torch.compile the model (auto: off, see docs/performance.md)")
+    keep: str = setting("weights", click.Choice(KEEP), "what a finished cell keeps: weights "
+                        "(fp32), none, full (+optimizer)", scope="run")
+    checkpoint_every: int | None = setting(None, AutoInt(), "epochs between resume "
+                                           "checkpoints; 0 none; auto: < 5 % of training time",
+                                           scope="run", optional=True)
+    nan_check_every: int = setting(50, StrictInt(min=0), "steps between NaN checks (each "
+                                   "waits for the device); 0: once per epoch", scope="run")
+    cells: str | None = setting(None, OptionalText(), "cells to try, flat index "
+                                "repeat*folds+fold: 0-99,150", optional=True)
+    task_index: int | None = setting(None, StrictInt(min=0), "this task's index, from 0 "
+                                     "(default: Slurm array / torchrun rank)", optional=True)
+    num_tasks: int | None = setting(None, StrictInt(min=1), "number of tasks sharing the "
+                                    "cells (default: Slurm / torchrun)", optional=True)
+    init_only: bool = setting(False, StrictBool(), "write config.json and folds.json, train "
+                              "nothing")
+    executor: str = setting("local", click.Choice(EXECUTORS),
+                            "local (this machine) or ray (a cluster, `fer3d[ray]`)")
+    parallel_cells: int = setting(1, StrictInt(min=1), "local executor: cells trained at once "
+                                  "in separate processes")
+    gpus_per_cell: float = setting(1.0, StrictFloat(min=0.0, max=64.0),
+                                   "ray: GPUs per cell task (0.25: four cells share a GPU)")
+    ray_address: str | None = setting(None, OptionalText(), "ray: a running cluster's head "
+                                      "(default: start a local instance)", optional=True)
+    claim_timeout: float = setting(300.0, StrictFloat(min=1.0), "seconds without heartbeat "
+                                   "before a cell's claim counts as dead")
+    tensorboard: bool = setting(False, StrictBool(), "per-epoch scalars under RUN/tensorboard "
+                                "(`fer3d[tensorboard]`)")
+
+    def __post_init__(self):
+        values = check(dataclasses.asdict(self), shards=self.shards)
+        for key, value in values.items():
+            setattr(self, key, value)
 
     def campaign_settings(self) -> dict:
-        """What config.json records: the campaign's settings, not this process's."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in PROCESS_KEYS}
+        """What config.json records: the plan's and the run's settings, not this process's."""
+        return {k: getattr(self, k) for k in names("plan", "run")}
 
 
-SETTINGS: dict[str, click.ParamType] = {
-    "variant": click.Choice(VARIANT_NAMES), "repeats": StrictInt(min=1),
-    "folds": StrictInt(min=2), "epochs": StrictInt(min=1),
-    # BatchNorm cannot train on one sample (1x1 maps at layer4 for small inputs)
-    "batch_size": StrictInt(min=2, max=4096), "lr": StrictFloat(min=0.0, min_open=True),
-    "image_size": StrictInt(min=8, max=MAX_IMAGE_SIZE),
-    "device": click.Choice(("auto", "cpu", "cuda")),
-    "amp": click.Choice(("auto", "off", "bf16", "fp16")), "channels_last": StrictBool(),
-    "workers": StrictInt(min=0), "seed": StrictInt(min=0), "resume": StrictBool(),
-    "preset": click.Choice(PRESET_CHOICES), "subjects": StrictInt(min=1),
-    "val_subjects": StrictInt(min=0), "augment": StrictBool(), "progress": StrictBool(),
-    "data_on_device": click.Choice(AUTO_ON_OFF), "compile": click.Choice(AUTO_ON_OFF),
-    "keep": click.Choice(KEEP), "checkpoint_every": AutoInt(),
-    "nan_check_every": StrictInt(min=0), "task_index": StrictInt(min=0),
-    "num_tasks": StrictInt(min=1), "init_only": StrictBool(),
-    "executor": click.Choice(EXECUTORS), "parallel_cells": StrictInt(min=1),
-    "gpus_per_cell": StrictFloat(min=0.0, max=64.0), "claim_timeout": StrictFloat(min=1.0),
-    "tensorboard": StrictBool(), "head_init": click.Choice(HEAD_INITS),
-}
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig) if f.metadata}
 
 
-def validate(cfg: TrainConfig) -> TrainConfig:
-    """Check and normalise every setting (``"false"`` -> False, ``"8"`` -> 8); raise one
-    ConfigError naming each bad key. Nothing has run yet when this fails."""
-    problems = []
-    for key, kind in SETTINGS.items():
-        value = getattr(cfg, key)
-        if value is None and key in ("task_index", "num_tasks", "checkpoint_every"):
+def names(*scopes: str) -> tuple[str, ...]:
+    """Setting names of ``scopes`` (plan, run, process), in table order."""
+    return tuple(n for n, f in FIELDS.items() if f.metadata["scope"] in scopes)
+
+
+PLAN_KEYS = names("plan")
+RECIPE_KEYS = tuple(n for n, f in FIELDS.items() if f.metadata["recipe"])
+
+
+def default(name: str):
+    """The table's default of setting ``name``."""
+    f = FIELDS[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def _convert(name: str, value):
+    meta = FIELDS[name].metadata
+    if value is None and meta["optional"]:
+        return None
+    return meta["kind"].convert(value, None, None)
+
+
+def check(values: dict, *, shards=None) -> dict:
+    """``values`` (setting name -> value, any subset of the table) checked and coerced; one
+    ConfigError naming every bad key. ``shards`` given: a campaign's cross-field checks too."""
+    problems, out = [], {}
+    for key, value in values.items():
+        if key not in FIELDS:
             continue
         try:
-            setattr(cfg, key, kind.convert(value, None, None))
+            out[key] = _convert(key, value)
         except click.BadParameter as exc:
             problems.append(f"{key}: {exc.message}")
-    if isinstance(cfg.pretrained, str) and cfg.pretrained.strip().lower() in ("", "none"):
-        cfg.pretrained = None  # "none" overrides a recipe's or config file's weights
-    if isinstance(cfg.image_size, int) and cfg.image_size % 4:
-        problems.append(f"image_size: {cfg.image_size} is not a multiple of 4 (masks are S/4)")
-    if not cfg.shards:
+    if "pretrained" in out and str(out["pretrained"]).strip().lower() in ("", "none"):
+        out["pretrained"] = None  # "none" overrides a recipe's or config file's weights
+    size = out.get("image_size")
+    if isinstance(size, int) and size % 4:
+        problems.append(f"image_size: {size} is not a multiple of 4 (masks are S/4)")
+    if shards is not None and not shards:
         problems.append("shards: no shard given")
     if problems:
         raise ConfigError("invalid training settings: " + "; ".join(problems))
-    cfg.shards = [os.fspath(s) for s in cfg.shards]
-    return cfg
+    return out

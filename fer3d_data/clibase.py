@@ -19,14 +19,14 @@ from typing import Any, Callable
 
 import click
 
-from .errors import Fer3dDataError, RawFormatError
+from .errors import Fer3dDataError, RawFormatError, UserError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True,
                     "max_content_width": 100}
 
 
 class ProjectError(click.ClickException):
-    """A Fer3dDataError (or subclass) seen by a command: printed as one line, exit 2."""
+    """A UserError (fer3d_data's or fer3d's) seen by a command: printed as one line, exit 2."""
 
     exit_code = 2
 
@@ -48,7 +48,7 @@ _OS_ADVICE = {
 def _reraise(exc: BaseException) -> None:
     """Turn the project's own errors, a full disk and a system error naming a file into a
     one-line click error; anything else (a bug) keeps its traceback."""
-    if isinstance(exc, Fer3dDataError):
+    if isinstance(exc, UserError):
         raise ProjectError(str(exc)) from exc
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         where = f" writing {exc.filename}" if exc.filename else ""
@@ -70,7 +70,7 @@ class Command(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (Fer3dDataError, OSError) as exc:
+        except (UserError, OSError) as exc:
             _reraise(exc)
             raise
 

@@ -1,7 +1,7 @@
 """Facts of the two datasets, stated once: file-name codes and landmark names.
 
 Stage: shared by the raw readers, the dataset walkers, the synthetic generator and the
-command line. Source: the formats each dataset ships (docs/preprocessing.md, docs/shards.md).
+command line. Source: the file names and landmark files of each dataset (docs/formats.md).
 """
 
 from __future__ import annotations

@@ -6,7 +6,15 @@ from __future__ import annotations
 import os
 
 
-class Fer3dDataError(Exception):
+class UserError(Exception):
+    """An error the user can act on: every fer3d command prints it as one line (exit 2).
+
+    The common root of :class:`Fer3dDataError` and of ``fer3d.errors.Fer3dError`` (the
+    training side), so the shared command-line plumbing needs to know only this class.
+    """
+
+
+class Fer3dDataError(UserError):
     """Base class of every error fer3d_data raises on purpose."""
 
 

@@ -36,7 +36,7 @@ def _rows(first: int, last: int) -> tuple[str, ...]:
 
 # Region groups by point name. "left"/"right" are image sides (viewer's left/right).
 GROUPS = {
-    "bu3dfe83": {  # FORMATS.md, 1-based rows
+    "bu3dfe83": {  # 1-based .bnd rows: docs/formats.md#landmark-schemes
         "eye_left": _rows(1, 8), "eye_right": _rows(9, 16),
         "brow_left": _rows(17, 26), "brow_right": _rows(27, 36),
         "nose": _rows(37, 48), "mouth": _rows(49, 68),

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fer3d import cli as train_cli  # noqa: E402
+from fer3d.cli import train as train_cli  # noqa: E402
 from fer3d_data import cli as prep_cli  # noqa: E402
 
 EPOCHS = 20  # lr 1e-4 from scratch: 8 epochs leave BatchNorm/weights at chance on the test fold
@@ -28,7 +28,7 @@ def synth_shard(tmp_path_factory):
 
 
 def _train(shard, out, variant) -> dict:
-    code = train_cli.train_main([str(shard), "--variant", variant, "--folds", "2",
+    code = train_cli.main([str(shard), "--variant", variant, "--folds", "2",
                                  "--epochs", str(EPOCHS), "--image-size", "64",
                                  "--batch-size", "16",
                                  "--seed", "0", "--no-progress", "--out", str(out)])

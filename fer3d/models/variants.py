@@ -2,7 +2,7 @@
 
 Stage: training. Each builder is a thin function of the keyword-only arguments
 ``num_classes, pretrained, head_init`` whose docstring's first line is its one-line
-description in the registry; which paper row it reproduces lives in :mod:`fer3d.catalog`
+description in the registry; which paper row it reproduces lives in :mod:`fer3d.paper.catalog`
 (torch-free) and is returned by :func:`paper_tag`; ``create_model(name)`` is what the
 training engine and the CLI call. :func:`param_size_mib` measures a model in the paper's
 Table 4 unit (docs/model.md).
@@ -16,8 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from fer3d.catalog import VARIANT_BY_NAME
 from fer3d.models.afnet_m import LAYERS, AFNetM, load_resnet18_weights
+from fer3d.paper.catalog import VARIANT_BY_NAME
 
 _MODEL_BUILDERS: dict[str, Callable[..., AFNetM]] = {}
 
@@ -25,13 +25,13 @@ _MODEL_BUILDERS: dict[str, Callable[..., AFNetM]] = {}
 def register_model(fn: Callable[..., AFNetM]) -> Callable[..., AFNetM]:
     """Decorator: register a builder under its function name; its docstring's first line
     is the description shown by :func:`describe_models`. The name must be in
-    :data:`fer3d.catalog.VARIANT_NAMES`, where its paper row is recorded."""
+    :data:`fer3d.paper.catalog.VARIANT_NAMES`, where its paper row is recorded."""
     if not (fn.__doc__ or "").strip():
         raise ValueError(f"model builder {fn.__name__} needs a one-line docstring")
     if fn.__name__ in _MODEL_BUILDERS:
         raise ValueError(f"model {fn.__name__!r} is already registered")
     if fn.__name__ not in VARIANT_BY_NAME:
-        raise ValueError(f"model {fn.__name__!r} is not in fer3d.catalog.VARIANTS")
+        raise ValueError(f"model {fn.__name__!r} is not in fer3d.paper.catalog.VARIANTS")
     _MODEL_BUILDERS[fn.__name__] = fn
     return fn
 

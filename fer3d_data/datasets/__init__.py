@@ -1,6 +1,6 @@
 """Dataset walkers: a raw BU-3DFE or Bosphorus tree -> sorted :class:`ScanRecord` lists.
 
-Each walker parses file names (FORMATS.md) into subject, expression, intensity and the
+Each walker parses file names (docs/formats.md) into subject, expression, intensity and the
 paths of a scan's companions, accepting per-subject folders or one flat folder and noting
 missing companions instead of failing; whatever cannot be read becomes a record with a
 ``problem`` (an error row later), never a silent gap. :func:`select` keeps a protocol's

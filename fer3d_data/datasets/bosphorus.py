@@ -1,7 +1,7 @@
 """Bosphorus tree walker: ``bs000/bs000_E_ANGER_0.bnt`` ... -> one ScanRecord per scan.
 
-Stage: dataset discovery. Names follow FORMATS.md: ``bsNNN_<CLASS>_<CODE>_<k>``; only
-``E_*`` emotions and ``N_N`` carry an expression label.
+Stage: dataset discovery. Names follow docs/formats.md#bosphorus-layout:
+``bsNNN_<CLASS>_<CODE>_<k>``; only ``E_*`` emotions and ``N_N`` carry an expression label.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """BU-3DFE tree walker: ``F0001/F0001_AN01WH_F3D.wrl`` ... -> one ScanRecord per scan.
 
-Stage: dataset discovery. Names follow FORMATS.md: ``<G><NNNN>_<EX><II><RR>_<TYPE>``.
+Stage: dataset discovery. Names follow docs/formats.md#bu-3dfe-layout:
+``<G><NNNN>_<EX><II><RR>_<TYPE>``.
 """
 
 from __future__ import annotations

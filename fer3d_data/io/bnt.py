@@ -1,6 +1,6 @@
 """Bosphorus ``.bnt`` range-grid reader -> :class:`RangeGrid`.
 
-Stage: raw input. Layout (FORMATS.md, little-endian, no magic): uint16 nrows, uint16
+Stage: raw input. Layout (docs/formats.md#bnt; little-endian, no magic): uint16 nrows, uint16
 ncols, float64 zmin, uint16 L, L ASCII bytes (texture name), uint32 ndata, then ndata
 float64 = five planes X, Y, Z, U, V of nrows x ncols each, row 0 at the bottom of the face.
 """

@@ -56,9 +56,20 @@ def _attrs_digest(f: h5py.File) -> str:
     return h.hexdigest()
 
 
-def compute(f: h5py.File) -> dict[str, str]:
-    """name -> SHA-256 hex of each small dataset, and ``attributes`` -> that of the attributes."""
-    out = {name: _dataset_digest(f[name]) for name in _small_datasets(f)}
+def compute(f: h5py.File, unreadable: dict[str, str] | None = None) -> dict[str, str]:
+    """name -> SHA-256 hex of each small dataset, and ``attributes`` -> that of the attributes.
+
+    A dataset HDF5 cannot read raises, or with ``unreadable`` given is left out and recorded
+    there as name -> the error (verify names what is corrupt and checks the rest).
+    """
+    out = {}
+    for name in _small_datasets(f):
+        try:
+            out[name] = _dataset_digest(f[name])
+        except (OSError, RuntimeError, ValueError) as e:
+            if unreadable is None:
+                raise
+            unreadable[name] = f"{type(e).__name__}: {e}"
     out[ATTRS_KEY] = _attrs_digest(f)
     return out
 
@@ -77,8 +88,9 @@ def unseal(f: h5py.File) -> None:
 def digest_problems(f: h5py.File) -> list[str]:
     """Every mismatch between the stored and the recomputed digests ([] when they agree).
 
-    Raises OSError/KeyError/ValueError from h5py when a covered object cannot be read; the
-    caller reports that as corruption.
+    A covered dataset that cannot be read is one problem naming it; an attribute or a group
+    that cannot be read raises OSError/KeyError/ValueError from h5py, which the caller
+    reports as corruption.
     """
     raw = f.attrs.get(DIGESTS_ATTR)
     if raw is None:
@@ -90,13 +102,15 @@ def digest_problems(f: h5py.File) -> list[str]:
         return [f"root attribute {DIGESTS_ATTR} is not valid JSON ({e})"]
     if not isinstance(stored, dict):
         return [f"root attribute {DIGESTS_ATTR} is not a JSON mapping"]
-    now = compute(f)
+    unreadable: dict[str, str] = {}
+    now = compute(f, unreadable)
     changed = [name for name in sorted(set(now) & set(stored)) if now[name] != stored[name]]
-    problems = [("attributes" if name == ATTRS_KEY else f"/{name}")
-                + ": SHA-256 digest differs from the one stored at close (changed bytes)"
-                for name in changed]
+    problems = [f"/{name}: cannot be read (corrupt: {e})" for name, e in unreadable.items()]
+    problems += [("attributes" if name == ATTRS_KEY else f"/{name}")
+                 + ": SHA-256 digest differs from the one stored at close (changed bytes)"
+                 for name in changed]
     problems += [f"/{name}: covered by a stored digest but missing"
-                 for name in sorted(set(stored) - set(now))]
+                 for name in sorted(set(stored) - set(now) - set(unreadable))]
     problems += [f"/{name}: present but not covered by the stored digests"
                  for name in sorted(set(now) - set(stored))]
     return problems

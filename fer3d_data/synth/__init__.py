@@ -1,4 +1,4 @@
-"""Synthetic raw BU-3DFE and Bosphorus trees, byte for byte in the formats of FORMATS.md.
+"""Synthetic raw BU-3DFE and Bosphorus trees, byte for byte in the formats of docs/formats.md.
 
 Stage: test fixtures, the demo and users' dry runs. A parametric face (analytic height
 field, albedo, landmarks; :mod:`.face`) with seeded identities and six expressions whose

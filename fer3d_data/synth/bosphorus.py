@@ -1,5 +1,5 @@
 """Synthetic Bosphorus scans: ``.bnt`` range grid, ``.png`` texture, ``.lm3``/``.lm2``
-named landmarks, in the formats of FORMATS.md."""
+named landmarks, in the formats of docs/formats.md (#bnt, #lm3-and-lm2, #images)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Synthetic BU-3DFE scans: F3D VRML mesh with seamed per-corner UVs, 83-point ``.bnd``,
-``_F3D.bmp`` texture and ``_F2D.bmp`` frontal picture, in the formats of FORMATS.md."""
+``_F3D.bmp`` texture and ``_F2D.bmp`` frontal picture, in the formats of docs/formats.md
+(#wrl, #bnd, #images)."""
 
 from __future__ import annotations
 

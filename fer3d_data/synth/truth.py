@@ -50,7 +50,8 @@ def _xy_lip(p, u, which):
 
 
 def _raw_bu3dfe_xy(p: FaceParams) -> np.ndarray:
-    """(83, 2) raw-frame (x, y) of the BU-3DFE landmarks, rows in FORMATS.md order."""
+    """(83, 2) raw-frame (x, y) of the BU-3DFE landmarks, rows in .bnd order
+    (docs/formats.md#landmark-schemes)."""
     i = p.identity
     t5 = np.linspace(0, 1, 5)
     parts = [
@@ -97,7 +98,7 @@ def _raw_bosphorus_xy(p: FaceParams) -> np.ndarray:
 
 def face_landmarks(p: FaceParams, scheme: str) -> Landmarks:
     """Landmarks in the face frame, z on the surface: scheme "bu3dfe83" (83 rows, names
-    "1".."83") or "bosphorus" (the 22 names of FORMATS.md)."""
+    "1".."83") or "bosphorus" (the 22 facial names of docs/formats.md#landmark-schemes)."""
     if scheme == "bu3dfe83":
         xy, names = _raw_bu3dfe_xy(p), BU3DFE_NAMES
     elif scheme == "bosphorus":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer3d.campaign import summarise
+from fer3d.campaign.summary import summarise
 
 
 def write_run(out: Path, variant: str, dataset: str = "bu3dfe", *, repeats: int = 2,

@@ -13,9 +13,10 @@ from click.testing import CliRunner
 
 pytest.importorskip("pytorch_grad_cam")
 
-from fer3d import cam
-from fer3d.cli_paper import cam_command
+from fer3d.cli.cam import cam_command
 from fer3d.models import create_model
+from fer3d.paper import cam
+from fer3d.train.checkpoint import load_model
 
 S = 64
 IDS = ["F0001_AN03WH", "F0001_HA04WH", "F0002_SU03WH"]
@@ -45,7 +46,7 @@ def cells(tmp_path_factory):
 
 
 def test_branch_cams_size_finite_not_constant_and_sample_dependent(cells, shard):
-    model, meta = cam.load_model(cells["afnet_m"])
+    model, meta = load_model(cells["afnet_m"])
     assert meta["variant"] == "afnet_m"
     batch = cam.load_samples([shard], IDS, S)
     maps = cam.branch_cams(model, batch)
@@ -64,13 +65,13 @@ def test_plain_state_dicts_load_and_infer_their_variant(cells, tmp_path):
     torch.save(state, tmp_path / "weights.pt")
     save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "weights.safetensors")
     for path in ("weights.pt", "weights.safetensors"):
-        model, meta = cam.load_model(tmp_path / path)
+        model, meta = load_model(tmp_path / path)
         assert meta["variant"] == "afnet_m_no_ma"
         assert torch.equal(model.fc.weight, state["fc.weight"])
 
 
 def test_fusion_weights_per_expression(cells, shard):
-    model, _ = cam.load_model(cells["afnet_m"])
+    model, _ = load_model(cells["afnet_m"])
     weights = cam.fusion_weights_by_expression(model, cam.load_samples([shard], IDS, S))
     assert set(weights) == {"layer3", "layer4"}
     counts = [len(g) for g in weights["layer3"]["texture"]]
@@ -93,7 +94,7 @@ def test_cam_command_errors_are_one_line(cells, shard, tmp_path):
     bad = tmp_path / "notes.pt"
     bad.write_text("not a checkpoint")
     result = CliRunner().invoke(cam_command, [str(bad), shard, "--samples", IDS[0]])
-    assert result.exit_code == 2 and "notes.pt: not a torch checkpoint" in result.output
+    assert result.exit_code == 2 and "notes.pt: not a PyTorch checkpoint" in result.output
     result = CliRunner().invoke(cam_command, [str(cells["afnet_m"]), shard, "--samples",
                                               "F0009_AN03WH", "-o", str(tmp_path / "x.png")])
     assert result.exit_code == 2 and "sample ids are not in the shards" in result.output
@@ -107,7 +108,7 @@ def test_one_per_expression_takes_expressions_in_turn():
 
 
 def test_true_class_maps_and_bad_class(cells, shard):
-    model, _ = cam.load_model(cells["afnet_m"])
+    model, _ = load_model(cells["afnet_m"])
     batch = cam.load_samples([shard], IDS, S)
     maps = cam.branch_cams(model, batch, "true")
     assert all(m.shape == (len(IDS), S, S) and np.isfinite(m).all() for m in maps.values())

@@ -14,15 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from fer3d import claims
-from fer3d.campaign import (
-    TrainConfig,
-    parse_cells,
-    run_campaign,
-    summarize_run,
-    task_slot,
-)
-from fer3d.settings import ConfigError
+from fer3d.campaign import claims
+from fer3d.campaign.plan import parse_cells, task_slot
+from fer3d.campaign.run import run_campaign
+from fer3d.campaign.rundir import RunDir
+from fer3d.campaign.summary import summarize_run
+from fer3d.errors import ConfigError
+from fer3d.settings import TrainConfig
 
 ROOT = Path(__file__).parents[2]
 TINY = ["--folds", "2", "--subjects", "2", "--epochs", "2", "--batch-size", "6",
@@ -77,18 +75,18 @@ def test_init_only_then_attach_and_refusals(bu3dfe_shard, tmp_path):
 
 def test_ray_address_that_does_not_answer(bu3dfe_shard, tmp_path):
     pytest.importorskip("ray")
-    from fer3d_data.errors import Fer3dDataError
+    from fer3d.errors import Fer3dError
 
-    with pytest.raises(Fer3dDataError, match="--ray-address 127.0.0.1:9: no Ray head answers"):
+    with pytest.raises(Fer3dError, match="--ray-address 127.0.0.1:9: no Ray head answers"):
         run_campaign(tiny(bu3dfe_shard, tmp_path / "run", executor="ray",
                           ray_address="127.0.0.1:9"))
     assert not list((tmp_path / "run").glob("cells/*/fold.json"))
 
 
 def test_claims_are_exclusive_and_stale_ones_are_taken_over(tmp_path):
-    first = claims.try_claim(tmp_path, 3, stale_after=60, heartbeat=0.05)
+    first = claims.try_claim(RunDir(tmp_path).claim(3), stale_after=60, heartbeat=0.05)
     assert first is not None
-    assert claims.try_claim(tmp_path, 3, stale_after=60) is None      # live: held
+    assert claims.try_claim(RunDir(tmp_path).claim(3), stale_after=60) is None      # live: held
     time.sleep(0.2)
     assert claims.age(first.path) < 0.2                                # heartbeat ran
     first.release()
@@ -98,22 +96,22 @@ def test_claims_are_exclusive_and_stale_ones_are_taken_over(tmp_path):
 def test_claim_of_a_dead_local_process_is_taken_over_at_once(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    path = claims.claim_path(tmp_path, 0)
+    path = RunDir(tmp_path).claim(0)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"host": os.uname().nodename, "pid": dead.pid}))
-    claim = claims.try_claim(tmp_path, 0, stale_after=3600)
+    claim = claims.try_claim(RunDir(tmp_path).claim(0), stale_after=3600)
     assert claim is not None and claims.read_owner(path)["pid"] == os.getpid()
     claim.release()
     assert list(tmp_path.glob("claims/*")) == []
 
 
 def test_stale_claim_from_another_host(tmp_path):
-    path = claims.claim_path(tmp_path, 4)
+    path = RunDir(tmp_path).claim(4)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"host": "elsewhere", "pid": 1}))
-    assert claims.try_claim(tmp_path, 4, stale_after=60) is None       # fresh: held
+    assert claims.try_claim(RunDir(tmp_path).claim(4), stale_after=60) is None       # fresh: held
     os.utime(path, (time.time() - 120, time.time() - 120))
-    taken = claims.try_claim(tmp_path, 4, stale_after=60)
+    taken = claims.try_claim(RunDir(tmp_path).claim(4), stale_after=60)
     assert taken is not None and claims.read_owner(path)["host"] != "elsewhere"
     taken.release()
 
@@ -126,7 +124,7 @@ def _env() -> dict:
 
 
 def _train(shard, run, *extra, prefix=(), check=True) -> subprocess.CompletedProcess:
-    cmd = [*prefix, *(() if prefix else (sys.executable,)), "-m", "fer3d.cli", str(shard),
+    cmd = [*prefix, *(() if prefix else (sys.executable,)), "-m", "fer3d.cli.train", str(shard),
            *TINY, "--out", str(run), *extra]
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     if check:
@@ -137,7 +135,7 @@ def _train(shard, run, *extra, prefix=(), check=True) -> subprocess.CompletedPro
 def _killing(shard, run, patch: str) -> subprocess.CompletedProcess:
     """fer3d-train in a subprocess that SIGKILLs itself where ``patch`` says."""
     code = ("import os, signal, sys, torch\n" + patch +
-            "\nfrom fer3d import cli\nsys.exit(cli.train_main(sys.argv[1:]))")
+            "\nfrom fer3d.cli.train import main\nsys.exit(main(sys.argv[1:]))")
     return subprocess.run([sys.executable, "-c", code, str(shard), *TINY, "--out", str(run)],
                           env=_env(), capture_output=True, text=True, timeout=300)
 
@@ -160,7 +158,8 @@ def _trained_once(run: Path) -> None:
 def test_two_concurrent_tasks(reference, tmp_path):
     shard, summary = reference
     run = tmp_path / "run"
-    procs = [subprocess.Popen([sys.executable, "-m", "fer3d.cli", shard, *TINY, "--out", str(run),
+    procs = [subprocess.Popen([sys.executable, "-m", "fer3d.cli.train", shard, *TINY,
+                               "--out", str(run),
                                "--task-index", str(i), "--num-tasks", "2"], env=_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in (0, 1)]
@@ -209,7 +208,7 @@ def test_local_ray(reference, tmp_path, local_ray):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where, patch", [
-    ("training", "import fer3d.engine as e\nreal = e.train_epoch\n"
+    ("training", "import fer3d.train.cell as e\nreal = e.train_epoch\n"
                  "def kill(*a, where, **k):\n"
                  "    if where == 'repeat 0, fold 1, epoch 2':\n"
                  "        os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -1,11 +1,11 @@
-"""fer3d.catalog: the paper's numbering, which campaigns each target needs, and the
+"""fer3d.paper.catalog: the paper's numbering, which campaigns each target needs, and the
 published numbers (only those we are certain of)."""
 
 from __future__ import annotations
 
 import pytest
 
-from fer3d import catalog
+from fer3d.paper import catalog
 
 
 def test_targets_need_the_papers_campaigns():

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from fer3d import cli, runfiles
+from fer3d.campaign import atomic
+from fer3d.cli import eval as eval_cli
+from fer3d.cli import train as train_cli
 from fer3d_data.schema import FORMAT_VERSION
 
 TINY = ["--folds", "2", "--subjects", "2", "--epochs", "1", "--batch-size", "12",
@@ -24,7 +26,7 @@ def _fail(main, argv, capsys, code=2) -> str:
 
 
 def _params(argv: list[str]) -> dict:
-    return cli.train_command.make_context("fer3d-train", list(argv)).params
+    return train_cli.train_command.make_context("fer3d-train", list(argv)).params
 
 
 def test_defaults_and_config_file_then_flags(tmp_path):
@@ -44,7 +46,7 @@ def test_config_file_errors_one_message_per_key(tmp_path, capsys):
     (tmp_path / "c.json").write_text(json.dumps({
         "epochs": 1.5, "batch_size": 0, "repeats": 0, "image_size": 100000,
         "augment": "maybe", "epoch": 3}))
-    err = _fail(cli.train_main, ["x.h5", "--config", str(tmp_path / "c.json")], capsys)
+    err = _fail(train_cli.main, ["x.h5", "--config", str(tmp_path / "c.json")], capsys)
     for part in ("epochs: 1.5 is not an integer", "batch_size: 0 is smaller than the minimum 2",
                  "repeats: 0 is smaller than the minimum 1",
                  "image_size: 100000 is larger than the maximum 1024",
@@ -55,18 +57,18 @@ def test_config_file_errors_one_message_per_key(tmp_path, capsys):
 
 def test_augment_false_in_a_config_file_turns_augmentation_off(bu3dfe_shard, tmp_path):
     (tmp_path / "c.yaml").write_text("augment: 'false'\nresume: 'no'\n")
-    assert cli.train_main([bu3dfe_shard, *TINY, "--config", str(tmp_path / "c.yaml"),
+    assert train_cli.main([bu3dfe_shard, *TINY, "--config", str(tmp_path / "c.yaml"),
                            "--init-only", "--out", str(tmp_path / "r")]) == 0
     saved = json.loads((tmp_path / "r/config.json").read_text())["config"]
     assert saved["augment"] is False
 
 
 def test_help_without_torch():
-    code = ("import sys; from fer3d import cli; r = cli.train_main(['--help']); "
-            "e = cli.eval_main(['--help']); assert 'torch' not in sys.modules, 'torch'; "
+    code = ("import sys; from fer3d.cli import eval, train; r = train.main(['--help']); "
+            "e = eval.main(['--help']); assert 'torch' not in sys.modules, 'torch'; "
             "sys.exit(r or e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={"PYTHONPATH": str(Path(cli.__file__).parents[1])})
+                         env={"PYTHONPATH": str(Path(train_cli.__file__).parents[2])})
     assert out.returncode == 0, out.stderr
     for text in ("afnet_m_no_ma_layer234", "[auto|on|off]", "[weights|none|full]", "[local|ray]",
                  "[auto|bu3dfe|bosphorus]", "[default: 30]"):
@@ -74,7 +76,7 @@ def test_help_without_torch():
 
 
 def test_unknown_variant_lists_names(bu3dfe_shard, tmp_path, capsys):
-    err = _fail(cli.train_main, [bu3dfe_shard, "--variant", "resnet99", "--out",
+    err = _fail(train_cli.main, [bu3dfe_shard, "--variant", "resnet99", "--out",
                                  str(tmp_path / "r")], capsys)
     assert "'resnet99' is not one of" in err and "afnet_m" in err
     assert not (tmp_path / "r").exists()
@@ -82,28 +84,28 @@ def test_unknown_variant_lists_names(bu3dfe_shard, tmp_path, capsys):
 
 def test_other_schema_version(make_shard, tmp_path, capsys):
     shard = make_shard("v99.h5", format_version=99)
-    err = _fail(cli.train_main, [shard, "--out", str(tmp_path / "r")], capsys)
+    err = _fail(train_cli.main, [shard, "--out", str(tmp_path / "r")], capsys)
     assert (f"v99.h5: fer3d-shard format_version 99 but this fer3d_data reads version "
             f"{FORMAT_VERSION}") in err
 
 
 def test_missing_datasets(make_shard, tmp_path, capsys):
     shard = make_shard("nomask.h5", drop=("mask56", "depth"))
-    err = _fail(cli.train_main, [shard, "--out", str(tmp_path / "r")], capsys)
+    err = _fail(train_cli.main, [shard, "--out", str(tmp_path / "r")], capsys)
     assert "nomask.h5: missing datasets: depth, mask56" in err
 
 
 def test_too_few_subjects_for_folds(bu3dfe_shard, tmp_path, capsys):
-    err = _fail(cli.train_main, [bu3dfe_shard, "--out", str(tmp_path / "r")], capsys)
+    err = _fail(train_cli.main, [bu3dfe_shard, "--out", str(tmp_path / "r")], capsys)
     assert "10-fold cross-validation needs at least 10 subjects; the selection has 6" in err
     assert not (tmp_path / "r").exists()
 
 
 def test_missing_shard_and_bad_pretrained(tmp_path, bu3dfe_shard, capsys):
-    err = _fail(cli.train_main, [str(tmp_path / "none.h5"), "--out", str(tmp_path / "r")],
+    err = _fail(train_cli.main, [str(tmp_path / "none.h5"), "--out", str(tmp_path / "r")],
                 capsys)
     assert "none.h5: no such shard" in err
-    err = _fail(cli.train_main, [bu3dfe_shard, "--pretrained", str(tmp_path / "w.pth"),
+    err = _fail(train_cli.main, [bu3dfe_shard, "--pretrained", str(tmp_path / "w.pth"),
                                  "--out", str(tmp_path / "r")], capsys)
     assert "w.pth: no such resnet18 state dict file" in err
 
@@ -111,7 +113,7 @@ def test_missing_shard_and_bad_pretrained(tmp_path, bu3dfe_shard, capsys):
 def test_eval_of_a_file_that_is_no_checkpoint(bu3dfe_shard, tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text("# fer3d\n")
-    err = _fail(cli.eval_main, [str(readme), bu3dfe_shard], capsys)
+    err = _fail(eval_cli.main, [str(readme), bu3dfe_shard], capsys)
     assert f"{readme}: not a PyTorch checkpoint" in err and "Traceback" not in err
 
 
@@ -121,7 +123,7 @@ def test_tensorboard_missing_is_a_clear_error(bu3dfe_shard, tmp_path, capsys, mo
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "tensorboard" else real(name, *a))
-    err = _fail(cli.train_main, [bu3dfe_shard, *TINY, "--tensorboard", "--out",
+    err = _fail(train_cli.main, [bu3dfe_shard, *TINY, "--tensorboard", "--out",
                                  str(tmp_path / "r")], capsys)
     assert "--tensorboard needs the 'tensorboard' package: pip install 'fer3d[tensorboard]'" in err
 
@@ -129,7 +131,7 @@ def test_tensorboard_missing_is_a_clear_error(bu3dfe_shard, tmp_path, capsys, mo
 def test_disk_full_one_line_keeps_finished_cells_and_resumes(bu3dfe_shard, tmp_path, capsys,
                                                               monkeypatch):
     run = tmp_path / "r"
-    real = runfiles.json.dump
+    real = atomic.json.dump
 
     def full_at_second_fold(obj, fh, **kw):
         if "r0_f1/fold.json" in str(fh.name):
@@ -137,30 +139,30 @@ def test_disk_full_one_line_keeps_finished_cells_and_resumes(bu3dfe_shard, tmp_p
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(obj, fh, **kw)
 
-    monkeypatch.setattr(runfiles.json, "dump", full_at_second_fold)
+    monkeypatch.setattr(atomic.json, "dump", full_at_second_fold)
     argv = [bu3dfe_shard, *TINY, "--variant", "texture_only", "--out", str(run)]
-    err = _fail(cli.train_main, argv, capsys)
+    err = _fail(train_cli.main, argv, capsys)
     # one error line (after the start-up list of settings that differ from the paper's)
     errors = [line for line in err.splitlines() if not line.startswith(("settings ", "  - "))]
     assert len(errors) == 1 and "no space left on device" in errors[0]
     assert str(run / "cells/r0_f1/fold.json") in err
     assert not list(run.rglob("*.tmp"))
     assert (run / "cells/r0_f0/fold.json").exists()
-    monkeypatch.setattr(runfiles.json, "dump", real)
-    assert cli.train_main([*argv, "--resume"]) == 0
+    monkeypatch.setattr(atomic.json, "dump", real)
+    assert train_cli.main([*argv, "--resume"]) == 0
     assert json.loads((run / "summary.json").read_text())["n_predictions"] == 24
 
 
 def test_summarize_lists_missing_cells_and_partial(bu3dfe_shard, tmp_path, capsys):
     run = tmp_path / "r"
-    assert cli.train_main([bu3dfe_shard, *TINY, "--variant", "texture_only", "--cells", "1",
+    assert train_cli.main([bu3dfe_shard, *TINY, "--variant", "texture_only", "--cells", "1",
                            "--tensorboard", "--out", str(run)]) == 0
     capsys.readouterr()
-    assert cli.train_main(["--summarize", str(run)]) == 0
+    assert train_cli.main(["--summarize", str(run)]) == 0
     out = capsys.readouterr().out
     assert "1 of 2 cells done" in out and "missing: 0 (r0 f0)" in out
     assert not (run / "summary.json").exists()
-    assert cli.train_main(["--summarize", str(run), "--partial"]) == 0
+    assert train_cli.main(["--summarize", str(run), "--partial"]) == 0
     partial = json.loads((run / "summary.partial.json").read_text())
     assert partial["cells_done"] == 1 and partial["n_predictions"] == 12
     assert list((run / "tensorboard/r0_f1").glob("events.out.tfevents.*"))
@@ -169,7 +171,7 @@ def test_summarize_lists_missing_cells_and_partial(bu3dfe_shard, tmp_path, capsy
 @pytest.mark.slow
 def test_train_then_eval_and_variant_checks(bu3dfe_shard, tmp_path, capsys):
     run = tmp_path / "run"
-    assert cli.train_main([bu3dfe_shard, *TINY, "--out", str(run)]) == 0
+    assert train_cli.main([bu3dfe_shard, *TINY, "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "accuracy over 1 repeat(s) x 2 folds:" in out and "confusion matrix" in out
     summary = json.loads((run / "summary.json").read_text())
@@ -177,7 +179,7 @@ def test_train_then_eval_and_variant_checks(bu3dfe_shard, tmp_path, capsys):
 
     ckpt = run / "cells" / "r0_f0" / "weights.pt"
     test_subjects = json.loads((run / "folds.json").read_text())["folds"][0][0]
-    assert cli.eval_main([str(ckpt), bu3dfe_shard, "--out", str(tmp_path / "e.json")]) == 0
+    assert eval_cli.main([str(ckpt), bu3dfe_shard, "--out", str(tmp_path / "e.json")]) == 0
     result = json.loads((tmp_path / "e.json").read_text())
     fold = json.loads((run / "cells" / "r0_f0" / "fold.json").read_text())
     assert result["subjects"] == test_subjects
@@ -186,20 +188,20 @@ def test_train_then_eval_and_variant_checks(bu3dfe_shard, tmp_path, capsys):
     assert result["outside_test_fold"] == []
     assert "per-class accuracy" in capsys.readouterr().out
     train_subject = sorted(set(json.loads((run / "folds.json").read_text())["folds"][0][1]))[0]
-    assert cli.eval_main([str(ckpt), bu3dfe_shard, "--subjects", train_subject,
+    assert eval_cli.main([str(ckpt), bu3dfe_shard, "--subjects", train_subject,
                           "--out", str(tmp_path / "t.json")]) == 0
     assert json.loads((tmp_path / "t.json").read_text())["outside_test_fold"] == [train_subject]
 
-    assert cli.eval_main([str(ckpt), bu3dfe_shard, "--subjects", "F0003,F0004"]) == 0
+    assert eval_cli.main([str(ckpt), bu3dfe_shard, "--subjects", "F0003,F0004"]) == 0
     assert "24 samples" in capsys.readouterr().out
 
-    err = _fail(cli.eval_main, [str(ckpt), bu3dfe_shard, "--variant", "texture_only"], capsys)
+    err = _fail(eval_cli.main, [str(ckpt), bu3dfe_shard, "--variant", "texture_only"], capsys)
     assert "checkpoint of variant 'afnet_m', but variant 'texture_only' was asked" in err
-    err = _fail(cli.train_main, [bu3dfe_shard, *TINY, "--out", str(run), "--resume",
+    err = _fail(train_cli.main, [bu3dfe_shard, *TINY, "--out", str(run), "--resume",
                                  "--variant", "texture_only"], capsys)
     assert "its checkpoints are of variant 'afnet_m', asked 'texture_only'" in err
-    err = _fail(cli.train_main, [bu3dfe_shard, *TINY, "--out", str(run)], capsys)
+    err = _fail(train_cli.main, [bu3dfe_shard, *TINY, "--out", str(run)], capsys)
     assert "already holds a run; pass --resume" in err
     # a finished campaign resumes to the same summary without training
-    assert cli.train_main([bu3dfe_shard, *TINY, "--out", str(run), "--resume"]) == 0
+    assert train_cli.main([bu3dfe_shard, *TINY, "--out", str(run), "--resume"]) == 0
     assert json.loads((run / "summary.json").read_text()) == summary

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 
-from fer3d import cli
+from fer3d.cli import train as cli
 
 
 def test_recipe_under_config_under_flags(bu3dfe_shard, tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("subjects: 2\nfolds: 2\nepochs: 3\n")
     run = tmp_path / "r"
-    assert cli.train_main([bu3dfe_shard, "--recipe", "paper", "--config", str(tmp_path / "c.yaml"),
+    assert cli.main([bu3dfe_shard, "--recipe", "paper", "--config", str(tmp_path / "c.yaml"),
                            "--epochs", "1", "--repeats", "2", "--image-size", "32",
                            "--pretrained", "none", "--head-init", "identity",
                            "--init-only", "--out", str(run), "--no-progress"]) == 0
@@ -27,7 +27,7 @@ def test_recipe_under_config_under_flags(bu3dfe_shard, tmp_path, capsys):
 
 
 def test_plain_run_says_it_is_not_the_papers_setup(bu3dfe_shard, tmp_path, capsys):
-    assert cli.train_main([bu3dfe_shard, "--subjects", "2", "--folds", "2", "--image-size", "32",
+    assert cli.main([bu3dfe_shard, "--subjects", "2", "--folds", "2", "--image-size", "32",
                            "--init-only", "--out", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
     assert "differ from the paper" in err
@@ -35,6 +35,6 @@ def test_plain_run_says_it_is_not_the_papers_setup(bu3dfe_shard, tmp_path, capsy
 
 
 def test_unknown_recipe_is_one_line(bu3dfe_shard, tmp_path, capsys):
-    assert cli.train_main([bu3dfe_shard, "--recipe", "papr", "--init-only",
+    assert cli.main([bu3dfe_shard, "--recipe", "papr", "--init-only",
                            "--out", str(tmp_path / "r")]) == 2
     assert "unknown recipe 'papr'" in capsys.readouterr().err

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from fer3d.data import (
+from fer3d.train.dataset import ShardDataset
+from fer3d.train.sources import DeviceData, make_source
+from fer3d.train.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     NO_AUGMENT,
     Augment,
-    ShardDataset,
     normalise_depth,
 )
-from fer3d.device_data import DeviceData, make_source
 from fer3d_data.errors import Fer3dDataError
 from fer3d_data.schema import FORMAT_VERSION
 from fer3d_data.shard_index import read_shard_index
@@ -246,7 +246,7 @@ def test_device_batches_fixed_shape_and_independent_of_batch_layout(bu3dfe_shard
 
 def test_augmentation_distribution(bu3dfe_shard):
     """Per-sample draws follow the Augment ranges: flip rate, angle, zoom and shift."""
-    from fer3d.data import epoch_draws
+    from fer3d.train.transforms import epoch_draws
 
     aug = Augment()
     _, flip, theta = epoch_draws(4000, 5, aug)
@@ -259,7 +259,7 @@ def test_augmentation_distribution(bu3dfe_shard):
 
 
 def test_data_path_choice(monkeypatch):
-    from fer3d import device_data
+    from fer3d.train import sources as device_data
 
     cpu = torch.device("cpu")
     assert device_data.use_device_data("on", cpu, 10 ** 9, 224)

@@ -12,11 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from fer3d import checkpoint, engine, runfiles
-from fer3d.campaign import TrainConfig, run_campaign, summarise
-from fer3d.checkpoint import CellCheckpoints, CheckpointError, load_checkpoint
-from fer3d.engine import DivergedError
-from fer3d.runtime import (
+from fer3d.campaign import atomic as runfiles
+from fer3d.campaign.run import run_campaign
+from fer3d.campaign.rundir import CellDir
+from fer3d.campaign.summary import summarise
+from fer3d.errors import CheckpointError, ConfigError, DivergedError
+from fer3d.settings import TrainConfig
+from fer3d.train import checkpoint
+from fer3d.train import step as engine
+from fer3d.train.checkpoint import CellCheckpoints, load_checkpoint
+from fer3d.train.runtime import (
     AmpMode,
     cell_seed,
     resolve_amp,
@@ -24,7 +29,6 @@ from fer3d.runtime import (
     seed_everything,
     set_rng_state,
 )
-from fer3d.settings import ConfigError
 
 
 def tiny(shard, out, **kw) -> TrainConfig:
@@ -46,7 +50,7 @@ def test_resolve_amp_on_cpu():
 
 
 def test_device_follows_torchrun_local_rank(monkeypatch):
-    from fer3d.runtime import resolve_device
+    from fer3d.train.runtime import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
@@ -108,9 +112,7 @@ def test_every_bad_key_in_one_message(bu3dfe_shard, tmp_path):
 
 
 def test_strings_become_booleans_and_numbers(bu3dfe_shard, tmp_path):
-    from fer3d.settings import validate
-
-    cfg = validate(tiny(bu3dfe_shard, tmp_path, augment="false", resume="no", epochs="3"))
+    cfg = tiny(bu3dfe_shard, tmp_path, augment="false", resume="no", epochs="3")
     assert (cfg.augment, cfg.resume, cfg.epochs) == (False, False, 3)
 
 
@@ -152,8 +154,8 @@ def test_learns_separable_shard(make_shard, tmp_path):
 def test_no_host_sync_inside_a_training_step(bu3dfe_shard, tmp_path, monkeypatch):
     """Count .item()/.cpu()/.tolist()/bool()/float() issued by the engine during an epoch
     of 6 steps: only the end-of-epoch read (and no NaN check at this cadence)."""
-    from fer3d.device_data import DeviceData, make_source
-    from fer3d.runtime import make_optimizer
+    from fer3d.train.runtime import make_optimizer
+    from fer3d.train.sources import DeviceData, make_source
     from fer3d_data.shard_index import read_shard_index
 
     index = read_shard_index([bu3dfe_shard])
@@ -278,14 +280,14 @@ def test_keep_policy(bu3dfe_shard, tmp_path, keep, files):
 
 def test_auto_checkpoint_cadence_keeps_saving_under_5_percent(tmp_path):
     model = torch.nn.Linear(1000, 1000)          # 4 MB: ~60 ms at the assumed 200 MB/s
-    ck = CellCheckpoints(tmp_path, None, "weights", {"variant": "x"})
+    ck = CellCheckpoints(CellDir(tmp_path, 0, 0), None, "weights", {"variant": "x"})
     assert not ck.due(1, 0.1, model)             # 0.1 s of training: saving would dominate
     assert ck.due(2, 2.0, model)                 # 2.1 s: a 60 ms save is under 5 %
     ck.save_seconds, ck.train_seconds = 1.0, 0.0  # measured: 1 s per save
     assert not ck.due(3, 10.0, model) and ck.due(4, 10.0, model)
-    fixed = CellCheckpoints(tmp_path, 2, "weights", {})
+    fixed = CellCheckpoints(CellDir(tmp_path, 0, 0), 2, "weights", {})
     assert [fixed.due(e, 0.0, model) for e in (1, 2, 3, 4)] == [False, True, False, True]
-    assert not CellCheckpoints(tmp_path, 0, "weights", {}).due(1, 1e9, model)
+    assert not CellCheckpoints(CellDir(tmp_path, 0, 0), 0, "weights", {}).due(1, 1e9, model)
 
 
 def _truncated(path):

@@ -404,7 +404,7 @@ def test_unknown_model_lists_available_names():
 
 
 def test_registry_equals_the_torch_free_catalog():
-    from fer3d import catalog
+    from fer3d.paper import catalog
 
     assert list_models() == list(catalog.VARIANT_NAMES)
     for variant in catalog.VARIANTS:
@@ -414,7 +414,7 @@ def test_registry_equals_the_torch_free_catalog():
 
 
 def test_table2_and_fig5_variants_carry_no_mask_attention():
-    from fer3d import catalog
+    from fer3d.paper import catalog
 
     without_ma = [v for t in ("table2", "fig5") for v, _ in catalog.TARGETS[t].rows]
     for name in without_ma:

@@ -8,7 +8,8 @@ import logging
 import numpy as np
 import pytest
 
-from fer3d import protocol
+from fer3d.campaign import protocol
+from fer3d.campaign.rundir import RunDir
 from fer3d_data.errors import Fer3dDataError
 from fer3d_data.shard_index import read_shard_index as read_index
 
@@ -43,7 +44,7 @@ def test_select_subjects_seeded_and_sized(index):
 
 
 def test_fewer_subjects_than_asked_uses_all_and_logs(index, caplog):
-    with caplog.at_level(logging.WARNING, logger="fer3d.protocol"):
+    with caplog.at_level(logging.WARNING, logger="fer3d.campaign.protocol"):
         got = protocol.select_subjects(index, "bu3dfe", n_subjects=60)
     assert got == [f"F{i:04d}" for i in range(1, 13)]
     assert "only 12 subjects" in caplog.text
@@ -104,8 +105,8 @@ def test_validation_carved_from_training_subjects(index):
 
 def test_folds_json_roundtrip_and_extension(index, tmp_path):
     plan = protocol.make_plan(index, "bu3dfe", n_subjects=10, k=5, repeats=1, seed=2)
-    protocol.save_folds(plan, tmp_path / "folds.json")
-    again = protocol.load_folds(tmp_path / "folds.json")
+    RunDir(tmp_path).write_plan(dataclasses.asdict(plan))
+    again = RunDir(tmp_path).read_plan()
     assert again == plan
     longer = protocol.extend_plan(again, 3)
     assert longer.repeats == 3 and longer.folds[0] == plan.folds[0]

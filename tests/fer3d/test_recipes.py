@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from fer3d.recipes import PAPER, RECIPE_KEYS, paper_differences, recipe_values
-from fer3d_data.errors import Fer3dDataError
+from fer3d.errors import ConfigError
+from fer3d.paper.recipes import PAPER, paper_differences, recipe_values
+from fer3d.settings import RECIPE_KEYS
 
 
 @pytest.mark.parametrize("dataset", ["bu3dfe", "bosphorus"])
@@ -23,7 +24,7 @@ def test_paper_recipe_holds_the_papers_settings(dataset):
 
 def test_recipe_keys_are_train_config_fields():
     """Every recipe key but head_init (wired by fer3d-train) is a TrainConfig field."""
-    from fer3d.campaign import TrainConfig
+    from fer3d.settings import TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(RECIPE_KEYS) - fields <= {"head_init"}
@@ -58,22 +59,22 @@ def test_user_recipe_file_and_its_errors(tmp_path):
     good = tmp_path / "mine.yaml"
     good.write_text("preset: bu3dfe\nrepeats: 3\nepochs: 5\n")
     assert recipe_values(str(good), "bu3dfe") == {"preset": "bu3dfe", "repeats": 3, "epochs": 5}
-    with pytest.raises(Fer3dDataError, match=r"mine\.yaml: preset 'bu3dfe' but dataset"):
+    with pytest.raises(ConfigError, match=r"mine\.yaml: preset 'bu3dfe' but dataset"):
         recipe_values(str(good), "bosphorus")
     bad = tmp_path / "bad.yaml"
     bad.write_text("repeat: 3\nbatchsize: 8\n")
-    with pytest.raises(Fer3dDataError, match=r"bad\.yaml: unknown setting 'repeat' "
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown setting 'repeat' "
                                              r"\(did you mean 'repeats'\?\).*'batch_size'"):
         recipe_values(str(bad), "bu3dfe")
-    with pytest.raises(Fer3dDataError, match="no such recipe file"):
+    with pytest.raises(ConfigError, match="no such recipe file"):
         recipe_values(str(tmp_path / "missing.yaml"), "bu3dfe")
-    with pytest.raises(Fer3dDataError, match="unknown recipe 'fast'"):
+    with pytest.raises(ConfigError, match="unknown recipe 'fast'"):
         recipe_values("fast", "bu3dfe")
 
 
 def test_recipes_catalog_and_reporting_never_import_torch():
-    code = ("import sys; from fer3d.recipes import recipe_values, paper_differences; "
-            "import fer3d.catalog, fer3d.reporting, fer3d.reproduce, fer3d.cli_paper; "
+    code = ("import sys; from fer3d.paper.recipes import recipe_values, paper_differences; "
+            "import fer3d.paper.catalog, fer3d.report, fer3d.paper.reproduce, fer3d.cli.reproduce; "
             "recipe_values('paper', 'bosphorus'); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,4 @@
-"""fer3d-report and fer3d.reporting on run directories in the engine's layout: numbers equal
+"""fer3d-report and fer3d.report on run directories in the engine's layout: numbers equal
 summary.json, the paper's number beside ours, std over folds for one repeat, every file
 written, unreadable runs recorded and skipped."""
 
@@ -15,8 +15,10 @@ from click.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_runs import write_run
 
-from fer3d.cli_paper import report_command
-from fer3d.reporting import RunError, build_target, load_run, tables
+from fer3d.cli.report import report_command
+from fer3d.errors import RunError
+from fer3d.paper.targets import build_target
+from fer3d.report import load_run, tables
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_runs import write_run
 
-from fer3d import reproduce as rep
-from fer3d.catalog import TARGETS, target_variants
-from fer3d.cli_paper import reproduce_command
-from fer3d_data.errors import Fer3dDataError
+from fer3d.cli.reproduce import reproduce_command
+from fer3d.errors import Fer3dError
+from fer3d.paper import reproduce as rep
+from fer3d.paper.catalog import TARGETS, target_variants
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "reproduce_small.py"
 SMALL = ["--repeats", "2", "--folds", "2", "--epochs", "1", "--image-size", "64",
@@ -40,8 +40,7 @@ def fake_engine(monkeypatch):
         return write_run(Path(cfg.out), cfg.variant, cfg.preset, repeats=cfg.repeats,
                          folds=cfg.folds, seed=len(calls))
 
-    TrainConfig, _ = rep._engine()
-    monkeypatch.setattr(rep, "_engine", lambda: (TrainConfig, run_campaign))
+    monkeypatch.setattr("fer3d.campaign.run.run_campaign", run_campaign)
     return calls, fail
 
 
@@ -76,7 +75,7 @@ def test_figure_failure_is_recorded_and_named(fake_engine, bu3dfe_shard, tmp_pat
                                                     *SMALL])
     assert result.exit_code == 2, result.output
     assert "fig6: 1 part(s) failed" in result.output
-    assert "fig6 bu3dfe: Fer3dDataError:" in result.output and "no checkpoint" in result.output
+    assert "fig6 bu3dfe: RunError:" in result.output and "no weights here" in result.output
     assert [c.variant for c in fake_engine[0]] == ["afnet_m", "afnet_m_no_ma"]
 
 
@@ -121,7 +120,7 @@ def test_bad_inputs_are_named(bu3dfe_shard, tmp_path, monkeypatch):
     assert result.exit_code == 2 and "table2 trains models: give the shard file(s)" in result.output
     notes = tmp_path / "notes.h5"
     notes.write_text("x")
-    with pytest.raises(Fer3dDataError, match="notes.h5: cannot open as an HDF5 shard"):
+    with pytest.raises(Fer3dError, match="notes.h5: cannot open as an HDF5 shard"):
         rep.shards_by_dataset([str(notes)])
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     result = CliRunner().invoke(reproduce_command, ["table1", bu3dfe_shard, "-o", str(tmp_path)])
@@ -130,16 +129,16 @@ def test_bad_inputs_are_named(bu3dfe_shard, tmp_path, monkeypatch):
     values = rep.campaign_values("paper", "bu3dfe", {"head_init": "identity"})
     assert (rep.train_config(values, [bu3dfe_shard], tmp_path / "x", "afnet_m").head_init
             == "identity")
-    with pytest.raises(Fer3dDataError, match="has no setting"):
+    with pytest.raises(Fer3dError, match="has no setting"):
         rep.train_config({**values, "warmup": 3}, [bu3dfe_shard], tmp_path / "x", "afnet_m")
 
 
 def test_help_without_torch():
     code = ("import sys; sys.modules['torch'] = None; "
-            "from fer3d.cli_paper import reproduce_command, report_command, cam_command; "
+            "from fer3d.cli import cam, report, reproduce; "
             "from click.testing import CliRunner; "
             "[print(CliRunner().invoke(c, ['--help']).output) "
-            "for c in (reproduce_command, report_command, cam_command)]")
+            "for c in (reproduce.reproduce_command, report.report_command, cam.cam_command)]")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert "table1|table2|table3|table4|fig4|fig5|fig6|all" in out

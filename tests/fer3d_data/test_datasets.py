@@ -176,17 +176,23 @@ def _as_unprivileged(fn) -> None:
     assert result == "ok", result
 
 
-def test_mode_000_subject_folder_becomes_a_record():
-    # pytest's tmp_path lies in a folder only root may enter: use a traversable one
-    root = Path(tempfile.mkdtemp(prefix="fer3d-mode000-"))
-    try:
-        root.chmod(0o755)
-        two_subjects(root)
-        (root / "F0002").chmod(0)
-        _as_unprivileged(lambda: check_unreadable_folder(walk_bu3dfe(root), root))
-    finally:
-        (root / "F0002").chmod(0o755)
-        shutil.rmtree(root)
+@pytest.fixture
+def open_tmp():
+    """A temporary folder anyone may enter, for checks run by :func:`_as_unprivileged`
+    (pytest's tmp_path lies in a folder only its owner may enter)."""
+    root = Path(tempfile.mkdtemp(prefix="fer3d-unprivileged-"))
+    root.chmod(0o755)
+    yield root
+    for path in (root, *root.rglob("*")):  # a mode-000 folder could not be emptied
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
+    shutil.rmtree(root)
+
+
+def test_mode_000_subject_folder_becomes_a_record(open_tmp):
+    two_subjects(open_tmp)
+    (open_tmp / "F0002").chmod(0)
+    _as_unprivileged(lambda: check_unreadable_folder(walk_bu3dfe(open_tmp), open_tmp))
 
 
 def test_unlistable_root_and_only_unlistable_folders_are_errors(tmp_path, monkeypatch,
@@ -219,20 +225,22 @@ def test_linked_folder_becomes_a_record(tmp_path):
     assert records[1].subject == "bs001"
 
 
-def test_unreadable_scan_files_set_the_problem(tmp_path, monkeypatch):
-    touch(tmp_path, *bu_scan("F0001_AN03WH", "F0001"), *bu_scan("F0001_AN04WH", "F0001"))
-    folder = tmp_path / "F0001"
+def test_unreadable_scan_files_set_the_problem(open_tmp):
+    touch(open_tmp, *bu_scan("F0001_AN03WH", "F0001"), *bu_scan("F0001_AN04WH", "F0001"))
+    folder = open_tmp / "F0001"
     os.mkfifo(folder / "F0001_SU04WH_F3D.wrl")
     (folder / "F0001_AN03WH_F3D.bmp").unlink()
-    (folder / "F0001_AN03WH_F3D.bmp").symlink_to(tmp_path / "gone.bmp")
+    (folder / "F0001_AN03WH_F3D.bmp").symlink_to(open_tmp / "gone.bmp")
     locked = folder / "F0001_AN04WH_F3D.bnd"
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
-    broken, unreadable, fifo = walk_bu3dfe(tmp_path)
-    assert fifo.problem == f"{folder / 'F0001_SU04WH_F3D.wrl'}: not a regular file"
-    assert broken.problem == f"{folder / 'F0001_AN03WH_F3D.bmp'}: broken symbolic link"
-    assert unreadable.problem == f"{locked}: not readable (permission denied)"
-    assert broken.labels_known and select([broken, unreadable], intensities=[4]) == [unreadable]
+    locked.chmod(0)
+
+    def check():
+        broken, unreadable, fifo = walk_bu3dfe(open_tmp)
+        assert fifo.problem == f"{folder / 'F0001_SU04WH_F3D.wrl'}: not a regular file"
+        assert broken.problem == f"{folder / 'F0001_AN03WH_F3D.bmp'}: broken symbolic link"
+        assert unreadable.problem == f"{locked}: not readable (permission denied)"
+        assert broken.labels_known and select([broken, unreadable], intensities=[4]) == [unreadable]
+    _as_unprivileged(check)
 
 
 def test_select_refuses_a_subject_no_scan_has(tmp_path):

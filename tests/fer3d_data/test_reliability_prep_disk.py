@@ -4,6 +4,8 @@ finished one. Injected ENOSPC, and real tmpfs file systems where mounting is per
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import os
 import subprocess
@@ -14,7 +16,7 @@ import h5py
 import pytest
 
 from fer3d_data import shards
-from fer3d_data.errors import Fer3dDataError
+from fer3d_data.errors import Fer3dDataError, ScanError
 from fer3d_data.prep import PrepConfig, run_prep, runner
 from fer3d_data.shards import writer as shard_writer
 from fer3d_data.shards.space import SpaceGuard
@@ -22,6 +24,7 @@ from fer3d_data.shards.space import SpaceGuard
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cli import fake_process_scan, records  # noqa: E402
 from test_shards import fake_sample, write_interrupted, writer  # noqa: E402
+from test_verify_reliability import corrupt_error_message  # noqa: E402
 
 
 def run_fake(recs, out, **kw):
@@ -130,18 +133,75 @@ def test_a_tmp_deleted_under_a_writer_is_a_clear_error(tmp_path):
         w.close()
 
 
-def mount_tmpfs(path, size: str) -> bool:
+@pytest.mark.parametrize("fails_again", [True, False])
+def test_an_unreadable_errors_table_is_emptied_and_its_scans_retried(tmp_path, monkeypatch,
+                                                                     fails_again):
+    """A full disk while /errors is rewritten can leave it unreadable: the resume starts it
+    afresh (the failed scans are not in the index, so they are retried and recorded again)."""
+    recs = records(4, tmp_path)
+    failing = {recs[1].scan_id: ScanError("gridfit", "singular matrix")}
+    out = tmp_path / "out.h5"
+    w = writer(out)  # a killed run: samples 0 and 2 and scan 1's error row written
+    for i in (0, 2):
+        w.append(fake_sample(i))
+    w.add_error(runner.source_of(recs[1], None), "gridfit", "singular matrix")
+    w.close(complete=False)
+    corrupt_error_message(shards.tmp_path(out))
+    monkeypatch.setattr(runner, "process_scan", fake_process_scan(failing if fails_again else {}))
+    summary = run_fake(recs, out)
+    assert (summary.skipped, summary.written) == (2, 1 if fails_again else 2)
+    with shards.open_shard(out) as shard:
+        assert [e["message"] for e in shard.errors()] == (["singular matrix"] if fails_again
+                                                          else [])
+    assert shards.verify(out) == []
+
+
+_MS_REMOUNT = 32  # <sys/mount.h>
+
+
+def _mount(path: Path, size: str, flags: int = 0) -> None:
+    """mount(2) of a tmpfs of ``size`` on ``path`` (flags: remount); OSError with its errno."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", flags, f"size={size}".encode()):
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(path))
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str):
+    """A tmpfs of ``size`` on ``path``; yields ``resize(new_size)``. Skips the test only where
+    mounting is not permitted (EPERM: not root, or a container without CAP_SYS_ADMIN); any
+    other failure fails it."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("tmpfs and mount(2) are Linux")
     path.mkdir(exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, check=False)
-    return done.returncode == 0
+    try:
+        _mount(path, size)
+    except OSError as e:
+        if e.errno == errno.EPERM:
+            pytest.skip(f"mounting a tmpfs is not permitted here ({e})")
+        raise
+    try:
+        yield lambda new_size: _mount(path, new_size, _MS_REMOUNT)
+    finally:
+        ctypes.CDLL(None, use_errno=True).umount2(os.fsencode(path), 0)
+
+
+def test_tmpfs_tests_skip_only_where_mounting_is_not_permitted(tmp_path):
+    with tmpfs(tmp_path / "ok", "1m"):  # skips here where mounting is not permitted
+        pass
+    with pytest.raises(OSError) as e:
+        try:
+            with tmpfs(tmp_path / "bad", "4 megabytes"):
+                pass
+        except pytest.skip.Exception:
+            pytest.fail("a mount failing for another reason than EPERM skipped the test")
+    assert e.value.errno == errno.EINVAL
 
 
 def test_full_tmpfs_stops_cleanly_and_resumes_after_space_is_freed(tmp_path, monkeypatch):
     disk = tmp_path / "disk"
-    if not mount_tmpfs(disk, "4m"):
-        pytest.skip("mounting a tmpfs is not permitted here")
-    try:
+    with tmpfs(disk, "4m") as resize:
         recs = records(200, tmp_path)
         monkeypatch.setattr(runner, "process_scan", fake_process_scan({}))
         out = disk / "out.h5"
@@ -151,13 +211,10 @@ def test_full_tmpfs_stops_cleanly_and_resumes_after_space_is_freed(tmp_path, mon
         with shards.open_shard(shards.tmp_path(out)) as shard:
             kept = len(shard)
         assert 0 < kept < len(recs)
-        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+        resize("16m")
         summary = run_fake(recs, out)
         assert (summary.skipped, summary.n_samples) == (kept, len(recs))
         assert shards.verify(out) == []
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
-
 
 
 FILL_SCRIPT = """
@@ -182,9 +239,7 @@ def test_a_write_failing_inside_hdf5_on_a_full_disk_is_clean(tmp_path):
     the free-space check disabled the write fails inside HDF5: one OSError(ENOSPC), a clean
     close (the ballast makes room for HDF5's flush), and a resume."""
     disk = tmp_path / "disk"
-    if not mount_tmpfs(disk, "2m"):
-        pytest.skip("mounting a tmpfs is not permitted here")
-    try:
+    with tmpfs(disk, "2m") as resize:
         out = disk / "out.h5"
         script = tmp_path / "fill.py"
         script.write_text(FILL_SCRIPT.format(tests=str(Path(__file__).parent), out=str(out)))
@@ -197,15 +252,13 @@ def test_a_write_failing_inside_hdf5_on_a_full_disk_is_clean(tmp_path):
         _, code, filename, kept = done.stdout.split()
         assert (int(code), filename) == (errno.ENOSPC, str(shards.tmp_path(out)))
         assert not (disk / "out.h5.tmp.spare").exists()
-        subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+        resize("8m")
         with writer(out) as w:
             # the row being written may be whole once the close could flush it: kept, not lost
             assert len(w) in (int(kept), int(kept) + 1) and int(kept) > 0
             assert w.existing_ids() == {fake_sample(i).sample_id for i in range(len(w))}
             w.append(fake_sample(len(w)))
         assert shards.verify(out) == []
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_no_room_for_the_ballast_is_enospc_before_any_sample(tmp_path, monkeypatch):

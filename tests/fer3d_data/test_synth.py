@@ -52,7 +52,7 @@ def test_nose_tip_is_the_surface_maximum_at_the_origin():
 def test_bu3dfe_landmark_regions_follow_formats_md():
     pts = synth.face_landmarks(synth.scan_truth("bu3dfe", "F0001", "neutral", 0).params,
                                "bu3dfe83").points
-    r = lambda k: pts[k - 1]  # noqa: E731  1-based rows as in FORMATS.md
+    r = lambda k: pts[k - 1]  # noqa: E731  1-based rows: docs/formats.md#landmark-schemes
     assert np.all(pts[0:8, 0] < 0) and np.all(pts[8:16, 0] > 0)            # eyes by side
     assert r(1)[0] > r(5)[0] and r(9)[0] < r(13)[0]                        # inner corners nearer 0
     assert np.all(pts[16:26, 0] < 0) and np.all(pts[26:36, 0] > 0)         # brows by side

@@ -3,8 +3,11 @@ and a seeded byte-flip/truncation fuzz suite (more cases with ``-m fuzz``)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
+import resource
+import signal
 import sys
 import time
 from pathlib import Path
@@ -15,6 +18,8 @@ import pytest
 
 from fer3d_data import shards
 from fer3d_data.errors import Fer3dDataError
+
+verify_module = importlib.import_module("fer3d_data.shards.verify")  # the name is the function
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_shards import write_shard  # noqa: E402
@@ -55,6 +60,25 @@ def test_a_file_without_digests_is_reported(tmp_path):
     assert any("no stored digests" in p for p in shards.verify(out))
 
 
+def corrupt_error_message(path: Path) -> None:
+    """Point row 0 of /errors/message at a heap object that does not exist: HDF5 cannot read
+    the column (``bad heap index``) while everything else reads."""
+    with h5py.File(path, "r") as f:
+        offset = f["errors/message"].id.get_chunk_info(0).byte_offset
+    with open(path, "r+b") as fh:  # a string is (length u32, heap address u64, object u32)
+        fh.seek(offset + 12)
+        fh.write((0xFFFF).to_bytes(4, "little"))
+
+
+def test_unreadable_errors_are_reported(tmp_path):
+    out = write_shard(tmp_path / "a.h5", n=2, errors=[("F9/x.wrl", "gridfit", "singular matrix")])
+    corrupt_error_message(out)
+    problems = shards.verify(out)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{out}: /errors/message: cannot be read (corrupt: OSError: ")
+    assert "bad heap index" in problems[0]
+
+
 def test_depth_reading_as_zeros_is_caught(tmp_path):
     """Issue 9: a flip that leaves /depth of a sample reading as all zeros passed verify.
     A chunk whose index entry is lost reads as the fill value, past Fletcher-32."""
@@ -80,6 +104,66 @@ def test_merged_part_missing_or_replaced_by_a_shorter_shard(tmp_path):
     with pytest.raises(Fer3dDataError, match="parts are missing: parts/b.h5"):
         shards.open_shard(out)
     assert "parts are missing: parts/b.h5" in shards.verify(out)[0]
+
+
+# ------------------------------------------------- the forked reader: crash and stall
+
+
+def in_child_at(monkeypatch, sample: int, act) -> None:
+    """verify's child runs ``act()`` when it reaches ``sample`` (as HDF5 does when it crashes
+    or loops on a damaged chunk); the calling process must never read (it would die too)."""
+    parent, real = os.getpid(), verify_module._sample_problems
+
+    def sample_problems(f, spec, i, config):
+        assert os.getpid() != parent, "verify read the shard in the calling process"
+        if i == sample:
+            act()
+        return real(f, spec, i, config)
+    monkeypatch.setattr(verify_module, "_sample_problems", sample_problems)
+
+
+def segfault() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file left behind
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_a_crash_of_the_reader_is_reported(tmp_path, monkeypatch):
+    out = write_shard(tmp_path / "a.h5", n=4)
+    in_child_at(monkeypatch, 2, segfault)
+    assert shards.verify(out) == [f"{out}: corrupt: the HDF5 library crashed reading it "
+                                  f"(child exit {-signal.SIGSEGV})"]
+
+
+def test_a_reader_that_stops_making_progress_is_killed_and_reported(tmp_path, monkeypatch):
+    out, pid_file = write_shard(tmp_path / "a.h5", n=4), tmp_path / "child.pid"
+
+    def loop_forever():
+        pid_file.write_text(str(os.getpid()))
+        time.sleep(3600)
+
+    in_child_at(monkeypatch, 1, loop_forever)
+    t0 = time.monotonic()
+    problems = shards.verify(out, stall_s=0.5)
+    assert time.monotonic() - t0 < 10
+    assert problems == [f"{out}: corrupt: reading it made no progress for 0.5 s (the HDF5 "
+                        "library loops on a damaged structure)"]
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left looping
+        os.kill(int(pid_file.read_text()), 0)
+
+
+def test_a_slow_reader_that_makes_progress_is_not_a_stall(tmp_path, monkeypatch):
+    """Progress is one step per sample: 6 samples of 0.25 s each take longer than stall_s."""
+    out = write_shard(tmp_path / "a.h5", n=6)
+    parent, real = os.getpid(), verify_module._sample_problems
+
+    def slow(f, spec, i, config):
+        assert os.getpid() != parent
+        time.sleep(0.25)
+        return real(f, spec, i, config)
+    monkeypatch.setattr(verify_module, "_sample_problems", slow)
+    t0 = time.monotonic()
+    assert shards.verify(out, stall_s=1.0) == []
+    assert time.monotonic() - t0 > 1.0
 
 
 # ---------------------------------------------------------------- fuzz
@@ -130,16 +214,20 @@ def mutate(data: bytes, rng: np.random.Generator, ranges) -> tuple[bytes, str, b
     else:
         buf[pos] ^= 1 << int(rng.integers(8))
         what = f"flip a bit at {pos}"
-    in_chunk = any(lo <= pos < hi for lo, hi in ranges) and bytes(buf) != data
+    # a zero run starting before a range can still end inside it; zeros over zeros change nothing
+    in_chunk = any(buf[lo:hi] != data[lo:hi] for lo, hi in ranges)
     return bytes(buf), what, in_chunk
 
 
-def run_fuzz(pristine, tmp_path, cases: int, seed: int) -> None:
+def run_fuzz(pristine, tmp_path, cases: int, seed: int) -> int:
+    """Run ``cases`` mutations; the number of them that changed a checksummed byte."""
     _, data, ranges = pristine
     rng = np.random.default_rng(seed)
     target = tmp_path / "m.h5"
+    changed = 0
     for case in range(cases):
         mutated, what, in_chunk = mutate(data, rng, ranges)
+        changed += in_chunk
         target.write_bytes(mutated)
         t0 = time.monotonic()
         problems = shards.verify(target, stall_s=1.0)  # must not raise; HDF5 can loop forever
@@ -148,16 +236,20 @@ def run_fuzz(pristine, tmp_path, cases: int, seed: int) -> None:
         assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
         if in_chunk:
             assert problems, f"case {case}: {what} changed a checksummed chunk, verify said OK"
+    return changed
 
 
 def test_fuzz_verify_never_raises_and_never_misses_a_checksummed_change(pristine, tmp_path):
-    run_fuzz(pristine, tmp_path, cases=40, seed=0)
+    # a quarter of the cases flip a bit inside a checksummed range and a quarter truncate:
+    # at least half must change a covered byte, or the check above hardly ever runs
+    assert run_fuzz(pristine, tmp_path, cases=40, seed=0) >= 20
 
 
 @pytest.mark.fuzz
 @pytest.mark.slow
 def test_fuzz_verify_many(pristine, tmp_path):
-    run_fuzz(pristine, tmp_path, cases=int(os.environ.get("FER3D_FUZZ_CASES", "1000")), seed=1)
+    cases = int(os.environ.get("FER3D_FUZZ_CASES", "1000"))
+    assert run_fuzz(pristine, tmp_path, cases=cases, seed=1) >= cases // 2
 
 
 def test_a_sample_without_a_stored_chunk_is_caught(tmp_path):

@@ -1,0 +1,96 @@
+"""A campaign's state and summary: which cells are done, running or missing, and the
+accuracy over the finished ones.
+
+Stage: run directory -> summary.json (torch-free). The summary is computed from the cells'
+fold.json records alone, so any process (or ``fer3d-train --summarize``) can write it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from fer3d import metrics
+from fer3d.campaign.claims import is_live, read_owner
+from fer3d.campaign.rundir import RunDir
+from fer3d.report.confusion import save_confusion_png
+from fer3d_data.schema import EXPRESSIONS
+
+
+def summarise(records: list[dict], repeats: int) -> dict:
+    """Fold records -> accuracy mean ± std over repeats, per-class accuracy, pooled
+    confusion matrix (rows true, columns predicted). std uses ddof=1 (0 for one repeat)."""
+    per_repeat = []
+    for r in sorted({x["repeat"] for x in records}):
+        mine = [x for x in records if x["repeat"] == r]
+        per_repeat.append(sum(x["correct"] for x in mine) / max(sum(x["total"] for x in mine), 1))
+    labels = np.array([y for x in records for y in x["labels"]], dtype=np.int64)
+    preds = np.array([p for x in records for p in x["predictions"]], dtype=np.int64)
+    cm = metrics.confusion_matrix(labels, preds, len(EXPRESSIONS))
+    acc = np.array(per_repeat)
+    return {"variant": records[0]["variant"] if records else None,
+            "repeats": repeats, "folds": len({x["fold"] for x in records}),
+            "accuracy_mean": float(acc.mean()) if len(acc) else float("nan"),
+            "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "repeat_accuracies": [float(a) for a in acc],
+            "class_names": list(EXPRESSIONS),
+            "per_class_accuracy": dict(zip(EXPRESSIONS, metrics.per_class_accuracy(cm))),
+            "confusion_matrix": cm.tolist(), "n_predictions": len(labels)}
+
+
+def cell_status(run: RunDir, repeats: int, k: int, stale_after: float) -> dict:
+    """Cells of ``run`` by state: done, running (live claim), missing."""
+    done, running, missing = [], [], []
+    for cell in range(repeats * k):
+        if run.cell_at(cell, k).done:
+            done.append(cell)
+        elif is_live(run.claim(cell), stale_after):
+            running.append(cell)
+        else:
+            missing.append(cell)
+    return {"done": done, "running": running, "missing": missing}
+
+
+def summarize_run(run_dir: str | os.PathLike, *, partial: bool = False,
+                  stale_after: float = 300.0) -> dict:
+    """Status of a run; writes summary.json (and confusion.png) once every cell is done,
+    or summary.partial.json over the finished cells with ``partial``."""
+    run = RunDir(run_dir)
+    cfg = run.read_config()
+    plan = run.read_plan()
+    repeats, k = int(cfg["repeats"]), plan.k
+    status = cell_status(run, repeats, k, stale_after)
+    status.update(cells=repeats * k, k=k,
+                  complete=not status["running"] and not status["missing"])
+    if status["complete"] or (partial and status["done"]):
+        records = [run.cell_at(c, k).read_record() for c in status["done"]]
+        summary = summarise(records, repeats)
+        summary.update(preset=plan.preset, n_samples=len(plan.sample_ids),
+                       cells_done=len(status["done"]), cells=repeats * k)
+        run.write_summary(summary, partial=not status["complete"])
+        if status["complete"]:
+            save_confusion_png(np.array(summary["confusion_matrix"]), EXPRESSIONS,
+                               run.confusion)
+        status["summary"] = summary
+    return status
+
+
+def running_owner(run: RunDir, cell: int) -> str:
+    owner = read_owner(run.claim(cell))
+    return f"{owner.get('host', '?')}:{owner.get('pid', '?')}" if owner else "?"
+
+
+def describe_status(status: dict, run: RunDir) -> str:
+    """Lines for --summarize: done / running (by whom) / missing cells."""
+    k = status["k"]
+
+    def name(c: int) -> str:
+        return f"{c} (r{c // k} f{c % k})"
+    lines = [f"{run.path}: {len(status['done'])} of {status['cells']} cells done"]
+    if status["running"]:
+        lines.append("running: " + ", ".join(f"{name(c)} on {running_owner(run, c)}"
+                                             for c in status["running"]))
+    if status["missing"]:
+        lines.append("missing: " + ", ".join(name(c) for c in status["missing"]))
+    return "\n".join(lines)

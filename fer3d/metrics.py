@@ -1,0 +1,30 @@
+"""Classification metrics of test predictions: confusion matrix and per-class recall.
+
+Stage: predictions -> numbers (numpy only, torch-free). Used by campaign summaries,
+fer3d-eval and reports alike, so a number means the same wherever it is printed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """(N,) true codes, (N,) predicted codes -> (n_classes, n_classes) int64 counts,
+    rows true, columns predicted."""
+    labels, preds = np.asarray(labels, np.int64), np.asarray(preds, np.int64)
+    if labels.shape != preds.shape or labels.ndim != 1:
+        raise ValueError(f"labels {labels.shape} and preds {preds.shape} must be equal (N,)")
+    if labels.size and (min(labels.min(), preds.min()) < 0
+                        or max(labels.max(), preds.max()) >= n_classes):
+        raise ValueError(f"class codes must lie in 0..{n_classes - 1}")
+    return np.bincount(labels * n_classes + preds,
+                       minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def per_class_accuracy(cm: np.ndarray) -> list[float]:
+    """Recall of each class (diagonal / row sum); NaN for a class never shown."""
+    cm = np.asarray(cm, dtype=np.float64)
+    rows = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return [float(x) for x in np.where(rows > 0, np.diag(cm) / rows, np.nan)]

@@ -1,0 +1,273 @@
+"""Grad-CAM of each branch (the paper's Fig. 6) and the adaptive-fusion weights per expression.
+
+Stage: checkpoints + shard samples -> figures. pytorch-grad-cam (``fer3d[cam]``) computes the
+maps; :class:`StackedInputs` lets it drive the three-input model through one tensor. Each
+branch's map is taken at its last block (``branches[name].layer4[-1]``) for the class the
+model predicts (as pytorch-grad-cam does by default: the map explains the decision; for the
+true class, often all-zero on a wrong prediction, pass ``cam_class="true"``), and scaled to
+[0, 1] per image by the library.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer3d.campaign.rundir import CellDir, RunDir, parse_cell_name
+from fer3d.errors import Fer3dError
+from fer3d.paper.catalog import DATASET_TITLES, VARIANT_BY_NAME
+from fer3d.train.checkpoint import load_model
+from fer3d.train.dataset import ShardDataset
+from fer3d_data.schema import EXPRESSIONS
+from fer3d_data.shard_index import read_shard_index
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+
+
+# --------------------------------------------------------------------------- samples
+
+def load_samples(shards: list[str], sample_ids: list[str], image_size: int) -> dict:
+    """Stacked model inputs of ``sample_ids`` (in that order) and their labels."""
+    index = read_shard_index(shards)
+    ds = ShardDataset(index, index.rows_of(sample_ids), image_size=image_size)
+    try:
+        items = [ds[i] for i in range(len(ds))]
+    finally:
+        ds.close()
+    batch = {k: torch.stack([it[k] for it in items]) for k in ("texture", "depth", "mask",
+                                                               "label")}
+    batch["sample_id"] = list(sample_ids)
+    return batch
+
+
+# --------------------------------------------------------------------------- Grad-CAM
+
+class StackedInputs(nn.Module):
+    """One-tensor front of the three-input model, for pytorch-grad-cam.
+
+    Input ``(B, 7, S, S)``: texture (3), depth (3), mask (1) upsampled to S by nearest
+    neighbour (the model area-resizes it back to S/4 and S/8 exactly).
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    @staticmethod
+    def stack(batch: dict) -> torch.Tensor:
+        size = batch["texture"].shape[-1]
+        mask = F.interpolate(batch["mask"], size=(size, size), mode="nearest")
+        return torch.cat([batch["texture"], batch["depth"], mask], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x[:, :3], x[:, 3:6], x[:, 6:7])
+
+
+CAM_CLASSES = ("predicted", "true")
+
+
+def branch_cams(model: nn.Module, batch: dict, cam_class: str = "predicted"
+                ) -> dict[str, np.ndarray]:
+    """Per branch, Grad-CAM ``(B, S, S)`` in [0, 1] at its last block for ``cam_class``."""
+    if cam_class not in CAM_CLASSES:
+        raise ValueError(f"cam_class must be one of {CAM_CLASSES}, got {cam_class!r}")
+    from fer3d_data.clibase import require
+
+    require("pytorch_grad_cam", "cam", "Grad-CAM")
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    wrapper = StackedInputs(model).eval()
+    x = StackedInputs.stack(batch)
+    classes = predict(model, batch) if cam_class == "predicted" else batch["label"].numpy()
+    targets = [ClassifierOutputTarget(int(y)) for y in classes]
+    cams = {}
+    for name, branch in model.branches.items():
+        with GradCAM(model=wrapper, target_layers=[branch.layer4[-1]]) as cam:
+            cams[name] = cam(input_tensor=x, targets=targets)
+    return cams
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batch: dict) -> np.ndarray:
+    return model(batch["texture"], batch["depth"], batch["mask"]).argmax(1).numpy()
+
+
+def display_images(batch: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Texture ``(B, S, S, 3)`` and depth ``(B, S, S)`` in [0, 1], undoing the normalisation."""
+    tex = (batch["texture"] * IMAGENET_STD + IMAGENET_MEAN).clamp(0, 1)
+    dep = (batch["depth"] * IMAGENET_STD + IMAGENET_MEAN).clamp(0, 1)[:, 0]
+    return tex.permute(0, 2, 3, 1).numpy(), dep.numpy()
+
+
+# --------------------------------------------------------------------------- figures
+
+def _figure(width: float, height: float):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=120)
+
+
+def _overlay(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    return show_cam_on_image(rgb.astype(np.float32), cam, use_rgb=True, image_weight=0.5)
+
+
+def save_cam_montage(models: list[tuple[str, nn.Module]], batch: dict,
+                     path: str | os.PathLike, title: str = "", cam_class: str = "predicted"
+                     ) -> dict:
+    """Rows: samples; columns: texture, depth, then each model's branch Grad-CAMs.
+
+    Returns the maps as ``{model label: {branch: (B, S, S)}}``.
+    """
+    tex, dep = display_images(batch)
+    maps = {label: branch_cams(model, batch, cam_class) for label, model in models}
+    preds = {label: predict(model, batch) for label, model in models}
+    columns = [("texture", None, None), ("depth", None, None)]
+    columns += [(f"{label}\n{branch} Grad-CAM", label, branch)
+                for label, _ in models for branch in maps[label]]
+    n = len(batch["sample_id"])
+    fig = _figure(1.9 * len(columns), 2.0 * n + 0.6)
+    for i in range(n):
+        truth = EXPRESSIONS[int(batch["label"][i])]
+        guesses = ", ".join(f"{label}: {EXPRESSIONS[int(preds[label][i])]}" for label, _ in models)
+        for j, (head, label, branch) in enumerate(columns):
+            ax = fig.add_subplot(n, len(columns), i * len(columns) + j + 1)
+            if label is None:
+                image = tex[i] if head == "texture" else dep[i]
+                ax.imshow(image, cmap=None if head == "texture" else "gray", vmin=0, vmax=1)
+            else:
+                base = tex[i] if branch == "texture" else dep[i]
+                ax.imshow(_overlay(base, maps[label][branch][i]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(head, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{batch['sample_id'][i]}\ntrue: {truth}", fontsize=7)
+            if j == 2:
+                ax.set_xlabel(f"predicted: {guesses}", fontsize=6, loc="left")
+    fig.suptitle(f"{title or 'Grad-CAM at the last block of each branch'} (red: high; "
+                 f"for the {cam_class} class)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    return maps
+
+
+@torch.no_grad()
+def fusion_weights_by_expression(model: nn.Module, batch: dict) -> dict:
+    """``{layer: {"texture"|"depth": (6, n_per_class) list of channel-mean weights}}``."""
+    model(batch["texture"], batch["depth"], batch["mask"])
+    weights = model.fusion_weights()
+    if not weights:
+        raise Fer3dError("this model has no adaptive fusion: no weights to plot")
+    labels = batch["label"].numpy()
+    out = {}
+    for layer, (w_t, w_d) in weights.items():
+        out[layer] = {m: [w.mean(dim=(1, 2, 3)).numpy()[labels == c].tolist()
+                          for c in range(len(EXPRESSIONS))]
+                      for m, w in (("texture", w_t), ("depth", w_d))}
+    return out
+
+
+def save_fusion_weights_plot(weights: dict, path: str | os.PathLike, title: str) -> None:
+    """Grouped bars per expression: mean (± std over samples) texture and depth weight."""
+    layers = list(weights)
+    fig = _figure(5.0 * len(layers), 3.8)
+    x = np.arange(len(EXPRESSIONS))
+    for k, layer in enumerate(layers):
+        ax = fig.add_subplot(1, len(layers), k + 1)
+        for shift, modality in ((-0.2, "texture"), (0.2, "depth")):
+            groups = weights[layer][modality]
+            means = [np.mean(g) if g else np.nan for g in groups]
+            stds = [np.std(g) if g else 0.0 for g in groups]
+            ax.bar(x + shift, means, width=0.4, yerr=stds, capsize=3, label=modality)
+        ax.set_xticks(x, EXPRESSIONS, rotation=30, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("fusion weight (mean over channels)")
+        ax.set_title(f"after {layer}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def fold_sample_ids(checkpoint: Path) -> list[str] | None:
+    """The test samples of the cell a checkpoint belongs to (its fold.json), if known."""
+    key = parse_cell_name(checkpoint.parent.name)
+    cell = CellDir(checkpoint.parent, *key) if key else None
+    return [str(s) for s in cell.read_record()["sample_ids"]] if cell and cell.done else None
+
+
+def one_per_expression(sample_ids: list[str], labels: list[int], n: int) -> list[str]:
+    """Up to ``n`` samples, taking the expressions in turn (first sample of each first)."""
+    queues = [[s for s, y in zip(sample_ids, labels) if y == c] for c in range(len(EXPRESSIONS))]
+    chosen = []
+    while len(chosen) < n and any(queues):
+        for q in queues:
+            if q and len(chosen) < n:
+                chosen.append(q.pop(0))
+    return chosen
+
+
+def model_label(meta: dict) -> str:
+    known = VARIANT_BY_NAME.get(meta["variant"])
+    return known.label if known else meta["variant"]
+
+
+def make_figures(checkpoints: list[str | os.PathLike], shards: list[str], samples: list[str],
+                 out: str | os.PathLike, *, fusion_out: str | os.PathLike | None = None,
+                 image_size: int | None = None, title: str = "", cam_class: str = "predicted"
+                 ) -> list[Path]:
+    """Grad-CAM montage of ``samples`` for each checkpoint side by side; with ``fusion_out``,
+    the first adaptive-fusion model's weights per expression on its test fold."""
+    loaded = [load_model(c) for c in checkpoints]
+    size = image_size or int(loaded[0][1].get("image_size", 224))
+    batch = load_samples(shards, samples, size)
+    save_cam_montage([(model_label(meta), m) for m, meta in loaded], batch, out, title,
+                     cam_class)
+    written = [Path(out)]
+    if fusion_out is not None:
+        from fer3d.models import AdaptiveFusion
+
+        model, meta = next(((m, meta) for m, meta in loaded if any(
+            isinstance(b, AdaptiveFusion) for b in m.fusions.values())), (None, None))
+        if model is None:
+            raise Fer3dError("fusion weights: no checkpoint of a model with adaptive fusion")
+        fold = fold_sample_ids(Path(meta["path"]))
+        ids = fold or samples
+        weights = fusion_weights_by_expression(model, load_samples(shards, ids, size))
+        where = "its test fold" if fold else "the given samples"
+        save_fusion_weights_plot(weights, fusion_out, f"Adaptive-fusion weights per expression: "
+                                 f"{model_label(meta)}, {len(ids)} samples of {where} "
+                                 "(bars: std over samples)")
+        written.append(Path(fusion_out))
+    return written
+
+
+def fig6_from_runs(runs: list, shards: list[str], out: Path, dataset: str, n_samples: int
+                   ) -> list[Path]:
+    """Fig. 6 of a reproduction: the runs' first cells, samples of that cell's test fold."""
+    out.mkdir(parents=True, exist_ok=True)
+    cell = runs[0].cells[0]
+    samples = one_per_expression(cell["sample_ids"], cell["labels"], n_samples)
+    cells = [RunDir(r.path).cell(cell["repeat"], cell["fold"]).path for r in runs]
+    name = DATASET_TITLES.get(dataset, dataset)
+    return make_figures(cells, shards, samples,
+                        out / f"fig6-gradcam-{dataset}.png",
+                        fusion_out=out / f"fig6-fusion-weights-{dataset}.png",
+                        image_size=int(runs[0].config.get("image_size", 224)),
+                        title=f"Fig. 6: Grad-CAM at each branch's last block, {name}, test fold "
+                              f"r{cell['repeat']} f{cell['fold']}")

@@ -1,0 +1,176 @@
+"""Reproducing the paper's tables and figures: every campaign a target needs, then the target.
+
+Stage: shards -> campaigns -> tables and figures. For each dataset found in the shards and
+each variant the target needs (:func:`fer3d.paper.catalog.target_variants`), one campaign in
+``OUT/runs/<dataset>/<variant>`` with the recipe's settings and the caller's overrides. A
+finished campaign with the asked number of repeats is reused; any other is resumed
+(finished cells skipped, unfinished ones continued from their checkpoint). A campaign that
+fails is recorded and the others go on; the target is then built from what finished.
+Layout and costs: docs/reproduce.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+
+from fer3d.campaign.rundir import RunDir
+from fer3d.errors import ConfigError, Fer3dError, ReproduceError
+from fer3d.paper.catalog import DATASETS, TARGETS, target_variants
+from fer3d.paper.recipes import paper_differences, recipe_values
+from fer3d.paper.targets import build_target
+from fer3d.report import load_runs, write_report
+from fer3d.settings import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What a reproduction wrote and what it could not make."""
+
+    files: list[Path] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    runs: list[Path] = field(default_factory=list)
+
+
+def shards_by_dataset(shards: list[str]) -> dict[str, list[str]]:
+    """Group shard files by their ``dataset`` attribute (bu3dfe, bosphorus)."""
+    groups: dict[str, list[str]] = {}
+    for path in shards:
+        try:
+            with h5py.File(path, "r") as f:
+                name = f.attrs.get("dataset", "")
+        except (OSError, FileNotFoundError) as exc:
+            raise Fer3dError(f"{path}: cannot open as an HDF5 shard ({exc})") from None
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        if name not in DATASETS:
+            raise Fer3dError(f"{path}: dataset attribute {name!r}, expected one of "
+                                 f"{', '.join(DATASETS)}")
+        groups.setdefault(name, []).append(str(path))
+    return groups
+
+
+def campaign_values(recipe: str, dataset: str, overrides: dict) -> dict:
+    """The recipe's values for ``dataset`` with every non-None override on top."""
+    values = recipe_values(recipe, dataset)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if str(values.get("pretrained")).lower() == "none":
+        values["pretrained"] = None
+    return values
+
+
+def train_config(values: dict, shards: list[str], out: Path, variant: str) -> TrainConfig:
+    """A resuming TrainConfig; a setting the engine does not take is an error."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unused = sorted(k for k in values if k not in names)
+    if unused:
+        raise ConfigError(f"fer3d-train has no setting {unused}")
+    kept = {k: v for k, v in values.items() if k in names and k != "variant"}
+    return TrainConfig(shards=shards, out=str(out), variant=variant, resume=True, **kept)
+
+
+def check_pretrained(value) -> None:
+    """Fail once, before any campaign, when the weights file is not there."""
+    if value is None:
+        return
+    if value == "imagenet":
+        from fer3d.models import imagenet_weights_path  # needs torch: only for "imagenet"
+
+        path = imagenet_weights_path()
+        hint = " (the torch hub cache; fer3d never downloads: see docs/model.md)"
+    else:
+        path, hint = Path(value), ""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no resnet18 weights file{hint}; or pass --pretrained "
+                             "PATH, or --pretrained none to train from scratch")
+
+
+def _finished(run_dir: Path, repeats: int) -> bool:
+    run = RunDir(run_dir)
+    return run.summary.is_file() and int(run.read_summary().get("repeats", -1)) == repeats
+
+
+def run_campaigns(target: str, shards: list[str], out: Path, *, recipe: str = "paper",
+                  overrides: dict | None = None) -> Outcome:
+    """Run (or reuse, or resume) every campaign ``target`` needs, per dataset."""
+    from fer3d.campaign.run import run_campaign  # torch: imported only when training
+
+    outcome = Outcome()
+    for dataset, files in shards_by_dataset(shards).items():
+        values = campaign_values(recipe, dataset, overrides or {})
+        check_pretrained(values.get("pretrained"))
+        for line in paper_differences(values, dataset):
+            log.info("%s: %s", dataset, line)
+        for variant in target_variants(target):
+            run_dir = out / "runs" / dataset / variant
+            if _finished(run_dir, int(values["repeats"])):
+                log.info("%s %s: finished run reused (%s)", dataset, variant, run_dir)
+                outcome.runs.append(run_dir)
+                continue
+            try:
+                log.info("%s %s: campaign in %s", dataset, variant, run_dir)
+                run_campaign(train_config(values, files, run_dir, variant))
+                outcome.runs.append(run_dir)
+            except Exception as exc:  # one campaign's failure must not stop the others
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    raise  # every later campaign would fail the same way
+                outcome.failures.append(f"{dataset} {variant}: {type(exc).__name__}: {exc}")
+                log.exception("%s %s failed", dataset, variant)
+    return outcome
+
+
+def reproduce(target: str, shards: list[str], out: str | Path, *, recipe: str = "paper",
+              overrides: dict | None = None, cam_samples: int = 6) -> Outcome:
+    """Campaigns, then the target's files under ``OUT/<target>/`` (``all``: every target
+    and ``OUT/report/report.md``). Raises ReproduceError at the end if anything failed."""
+    out = Path(out)
+    targets = list(TARGETS) if target == "all" else [target]
+    outcome = Outcome()
+    if target_variants(target):
+        if not shards:
+            raise ConfigError(f"{target} needs training: give the shard file(s)")
+        outcome = run_campaigns(target, shards, out, recipe=recipe, overrides=overrides)
+    runs, unreadable = load_runs(outcome.runs)
+    outcome.failures += unreadable
+    size = (overrides or {}).get("image_size") or 224
+    for name in targets:
+        if name == "fig6":
+            outcome.files += _fig6(runs, shards, out / "fig6", cam_samples, outcome.failures)
+        else:
+            outcome.files += build_target(name, runs, out / name, params_size=size)
+    if target == "all":
+        from fer3d.paper.params import measure_table4
+
+        outcome.files.append(write_report(runs, out / "report", problems=outcome.failures,
+                                          table4=measure_table4(size)))
+    if outcome.failures:
+        raise ReproduceError(f"{target}: {len(outcome.failures)} part(s) failed (the rest is "
+                             f"in {out}): " + "; ".join(outcome.failures))
+    return outcome
+
+
+def _fig6(runs, shards: list[str], out: Path, n_samples: int, failures: list[str]
+          ) -> list[Path]:
+    """Grad-CAM montage and adaptive-fusion weights per dataset, from fold 0 of repeat 0."""
+    from fer3d.paper import cam
+
+    written = []
+    for dataset, files in shards_by_dataset(shards).items():
+        pair = {r.variant: r for r in runs if r.dataset == dataset}
+        missing = [v for v, _ in TARGETS["fig6"].rows if v not in pair]
+        if missing:
+            failures.append(f"fig6 {dataset}: no finished run of {', '.join(missing)}")
+            continue
+        try:
+            written += cam.fig6_from_runs([pair[v] for v, _ in TARGETS["fig6"].rows], files,
+                                          out, dataset, n_samples)
+        except Exception as exc:  # a figure's failure must not lose the tables
+            failures.append(f"fig6 {dataset}: {type(exc).__name__}: {exc}")
+            log.exception("fig6 %s failed", dataset)
+    return written

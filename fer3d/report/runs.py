@@ -1,0 +1,109 @@
+"""Reading finished campaigns for reports: settings, summary, cell records, epoch logs.
+
+Stage: run directories -> reports (torch-free). Every file is found and read through
+:class:`fer3d.campaign.rundir.RunDir` (docs/protocol.md). A directory that cannot be read
+raises :class:`~fer3d.errors.RunError` naming it and the problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fer3d.campaign.rundir import RunDir
+from fer3d.errors import RunError
+from fer3d.paper.catalog import DATASET_TITLES, VARIANT_BY_NAME
+
+
+@dataclass
+class Run:
+    """One finished campaign: its settings, summary, per-cell records and epoch logs."""
+
+    path: Path
+    config: dict
+    summary: dict
+    cells: list[dict]
+    epochs: dict[tuple[int, int], list[dict]] = field(default_factory=dict)
+
+    @property
+    def variant(self) -> str:
+        return str(self.summary.get("variant") or self.config.get("variant"))
+
+    @property
+    def dataset(self) -> str:
+        return str(self.summary.get("preset") or self.config.get("preset"))
+
+    @property
+    def repeats(self) -> int:
+        return int(self.summary["repeats"])
+
+    @property
+    def folds(self) -> int:
+        return int(self.summary["folds"])
+
+    @property
+    def label(self) -> str:
+        """Human name: the paper's row label when the variant has one, else its name."""
+        known = VARIANT_BY_NAME.get(self.variant)
+        return known.label if known else self.variant
+
+    @property
+    def title(self) -> str:
+        return f"{self.label} ({self.variant}), {DATASET_TITLES.get(self.dataset, self.dataset)}"
+
+    def accuracy(self) -> tuple[float, float, str]:
+        """(mean %, std %, over what): std over repeats, or over folds with one repeat."""
+        mean = 100 * float(self.summary["accuracy_mean"])
+        if self.repeats > 1:
+            return mean, 100 * float(self.summary["accuracy_std"]), "repeats"
+        accs = [c["accuracy"] for c in self.cells if c["total"]]
+        std = 100 * float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
+        return mean, std, "folds"
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a finished run directory; RunError if it has no summary or a cell is missing."""
+    run = RunDir(path)
+    if not run.path.is_dir():
+        raise RunError(f"{run.path}: not a run directory")
+    config = run.read_config()
+    if not run.summary.is_file():
+        raise RunError(f"{run.path}: no summary.json, the campaign has not finished "
+                       f"({len(run.finished_cells())} cell(s) done); resume it first")
+    summary = run.read_summary()
+    for key in ("accuracy_mean", "accuracy_std", "repeats", "folds", "confusion_matrix",
+                "per_class_accuracy", "class_names"):
+        if key not in summary:
+            raise RunError(f"{run.summary}: no {key!r}")
+    # cells of more repeats than summarised (a resume still under way) are left out
+    cells = [c for c in run.finished_cells() if c.repeat < int(summary["repeats"])]
+    expected = int(summary["repeats"]) * int(summary["folds"])
+    if len(cells) != expected:
+        raise RunError(f"{run.path}: summary.json covers {expected} cells but {len(cells)} "
+                       "finished cells were found")
+    return Run(run.path, config, summary, [c.read_record() for c in cells],
+               {(c.repeat, c.fold): c.read_epochs() for c in cells})
+
+
+def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
+    """Every readable run, and one line per directory that could not be read."""
+    runs, problems = [], []
+    for p in paths:
+        try:
+            runs.append(load_run(p))
+        except RunError as exc:
+            problems.append(str(exc))
+    return runs, problems
+
+
+def unique_names(runs: list[Run]) -> list[str]:
+    """File-name stem per run, ``variant-dataset``, numbered where two runs share one."""
+    stems = [f"{r.variant}-{r.dataset}" for r in runs]
+    seen: dict[str, int] = {}
+    out = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        out.append(stem if stems.count(stem) == 1 else f"{stem}-{seen[stem]}")
+    return out
