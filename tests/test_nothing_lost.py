@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fer3d_data import cli, synth
-from fer3d_data.datasets import walkers
+from fer3d_data.datasets import ADAPTERS
 from fer3d_data.shards import open_shard, verify
 
 SELECT = ["--expressions", "anger", "--intensities", "3", "--workers", "0", "--quiet",
@@ -107,10 +107,10 @@ def test_file_names_in_another_case_are_scans(tmp_path, dataset, rename):
     else:
         synth.make_bosphorus(raw, subjects=1, grid=(92, 76), texture_scale=1.0,
                              expressions=("neutral", "anger"))
-    ids = sorted(r.scan_id for r in walkers[dataset](raw))
+    ids = sorted(r.scan_id for r in ADAPTERS[dataset].walk(raw))
     for path in [p for p in raw.rglob("*") if p.is_file()]:
         path.rename(path.with_name(rename(path.name)))
-    records = walkers[dataset](raw)
+    records = ADAPTERS[dataset].walk(raw)
     assert sorted(r.scan_id for r in records) == ids
     assert all(r.problem is None and not r.missing for r in records), records
     out = tmp_path / "out.h5"

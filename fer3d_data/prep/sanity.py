@@ -16,7 +16,8 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..landmarks import GROUPS, group_points
+from ..landmarks import group_points
+from ..schemes import Scheme, find_scheme
 from ..surface.grid import Grid
 
 # The one table of sanity thresholds: PrepConfig key -> (default, what it bounds: the help of
@@ -44,6 +45,7 @@ THRESHOLDS = {
     "max_edge_ratio": (4.0, "largest median triangle edge over the median point spacing "
                             "(a scan: ~1.2; random connectivity: ~30)"),
 }
+_DLIB, _NO_MASKS = 1, 2  # mask_source of dlib's masks and of --masks none (shards.MASK_SOURCES)
 
 
 def thresholds(cfg: Mapping) -> dict[str, float]:
@@ -51,32 +53,45 @@ def thresholds(cfg: Mapping) -> dict[str, float]:
     return {k: float(cfg.get(k, default)) for k, (default, _) in THRESHOLDS.items()}
 
 
-def sanity_problems(s: Mapping[str, np.ndarray], scheme: str, grid: Grid,
-                    cfg: Mapping) -> list[str]:
+def sanity_problems(s: Mapping[str, np.ndarray], mask_source: int, scheme: str | Scheme,
+                    grid: Grid, cfg: Mapping, *, textured: bool = True) -> list[str]:
     """Every failed check of one sample, as readable strings; [] when it is sane.
 
-    s       the sample's arrays (``texture`` (S, S, 3), ``depth``, ``coverage``, ``mask``
-            (S, S), ``landmarks`` (K, 2), ``landmarks68`` (68, 2)).
-    scheme  the landmark scheme the masks came from: the dataset's native scheme (rows of
-            ``landmarks``) or "dlib68" (``landmarks68``).
-    grid    the S x S grid (its centre is the nose tip).
-    cfg     a config dict (or PrepConfig.to_dict()) holding the thresholds.
+    s            the sample's arrays (``texture`` (S, S, 3), ``depth``, ``coverage``, ``mask``
+                 (S, S), ``landmarks`` (K, 2), ``landmarks68`` (68, 2)).
+    mask_source  0: the masks came from ``landmarks``; 1: from ``landmarks68`` (dlib); 2: no
+                 masks (``--masks none``: neither masks nor landmarks are checked).
+    scheme       the landmark scheme of ``landmarks`` (the config's).
+    grid         the S x S grid (its centre is the nose tip).
+    cfg          a config dict (or PrepConfig.to_dict()) holding the thresholds.
+    textured     False for a scan without texture image or colours: its black texture is
+                 not checked.
     """
     t = thresholds(cfg)
     covered = np.asarray(s["coverage"], dtype=bool)
     problems = depth_problems(s["depth"], covered, cfg) or _face_depth(s["depth"], covered, t)
-    texture = np.asarray(s["texture"])
-    texels = texture[covered] if covered.any() else texture.reshape(-1, texture.shape[-1])
-    spread = float(texels.std()) if texels.size else 0.0
-    if spread < t["min_texture_std"]:
-        problems.append(f"texture: standard deviation {spread:.2f} is below min_texture_std "
-                        f"{t['min_texture_std']:g} (a constant image)")
+    if textured:
+        problems += _texture_problems(np.asarray(s["texture"]), covered, t["min_texture_std"])
+    if mask_source == _NO_MASKS:
+        return problems
     if not np.asarray(s["mask"]).any():
         problems.append("mask: empty (no salient region on the grid)")
-    which = "dlib landmarks68" if scheme == "dlib68" else "landmarks"
-    points = np.asarray(s["landmarks68" if scheme == "dlib68" else "landmarks"], np.float64)
+    dlib = mask_source == _DLIB
+    which = "dlib landmarks68" if dlib else "landmarks"
+    points = np.asarray(s["landmarks68" if dlib else "landmarks"], np.float64)
     problems += _on_grid(points, grid.size, t["min_landmark_fraction"], which)
-    return problems + [f"{which}: {p}" for p in _layout(grid.to_mm(points), scheme, t)]
+    layout = _layout(grid.to_mm(points), "dlib68" if dlib else scheme, t)
+    return problems + [f"{which}: {p}" for p in layout]
+
+
+def _texture_problems(texture: np.ndarray, covered: np.ndarray, min_std: float) -> list[str]:
+    """The texture over covered cells must not be constant."""
+    texels = texture[covered] if covered.any() else texture.reshape(-1, texture.shape[-1])
+    spread = float(texels.std()) if texels.size else 0.0
+    if spread < min_std:
+        return [f"texture: standard deviation {spread:.2f} is below min_texture_std "
+                f"{min_std:g} (a constant image)"]
+    return []
 
 
 def depth_problems(depth: np.ndarray, covered: np.ndarray, cfg: Mapping) -> list[str]:
@@ -120,7 +135,8 @@ def _layout(xy: np.ndarray, scheme: str, t: dict) -> list[str]:
 
     xy (K, 2) mm, y up. A check whose groups the scan lacks (occluded points) is skipped.
     """
-    if scheme not in GROUPS:
+    scheme = find_scheme(scheme) if isinstance(scheme, str) else scheme
+    if scheme is None:  # a scheme without regions (bu3dfe_pse)
         return []
     left, right, mouth = (group_points(xy, scheme, g) for g in ("eye_left", "eye_right", "mouth"))
     if not (len(left) and len(right)):
@@ -154,14 +170,18 @@ def _radius(points: np.ndarray) -> float:
     return float(np.linalg.norm(points - points.mean(axis=0), axis=1).max())
 
 
-def surface_problems(vertices: np.ndarray, faces: np.ndarray, uv_corners: np.ndarray,
-                     image_shape: tuple, cfg: Mapping) -> list[str]:
+def surface_problems(vertices: np.ndarray, faces: np.ndarray, uv_corners: np.ndarray | None,
+                     image_shape: tuple | None, cfg: Mapping) -> list[str]:
     """Every failed check of a scan's cropped, posed surface before it is sampled on the grid.
 
     vertices (V, 3) mm, faces (F, 3) the kept triangles, uv_corners (..., 2) the texture
-    coordinates of their corners, image_shape (H, W, ...) of the texture image.
+    coordinates of their corners, image_shape (H, W, ...) of the texture image; both None
+    for a scan textured otherwise (vertex colours) or not at all.
     """
     t = thresholds(cfg)
+    connectivity = _connectivity(vertices, faces, t["max_edge_ratio"])
+    if image_shape is None or uv_corners is None:
+        return connectivity
     problems, uv_corners = [], np.asarray(uv_corners, dtype=np.float64).reshape(-1, 2)
     inside = float(np.mean(np.all((uv_corners >= -1e-6) & (uv_corners <= 1 + 1e-6), axis=1))
                    if len(uv_corners) else 0.0)
@@ -173,7 +193,7 @@ def surface_problems(vertices: np.ndarray, faces: np.ndarray, uv_corners: np.nda
         problems.append(f"texture image: {w}x{h} pixels, a side under min_texture_side "
                         f"{t['min_texture_side']:g} or sides further apart than "
                         f"max_texture_aspect {t['max_texture_aspect']:g}")
-    return problems + _connectivity(vertices, faces, t["max_edge_ratio"])
+    return problems + connectivity
 
 
 def _connectivity(vertices: np.ndarray, faces: np.ndarray, max_ratio: float) -> list[str]:

@@ -13,7 +13,7 @@ import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import h5py
 
@@ -53,12 +53,12 @@ def refuse_if_locked(path: Path) -> None:
 
 
 def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
-              overwrite: bool = False) -> Path | None:
+              label_names: Iterable[str] | None = None, overwrite: bool = False) -> Path | None:
     """The existing file a writer would resume (``<out>.tmp`` first, then ``<out>``), or None.
 
     Raises :class:`Fer3dDataError` before any work when that file cannot be resumed: not a
     shard, another ``format_version``, a merged file, another config (its run-only keys
-    aside) or landmark scheme.
+    aside), landmark scheme or (unless None) label names.
     With ``overwrite`` nothing is checked and None is returned (the writer starts afresh).
     """
     path = Path(path)
@@ -81,12 +81,16 @@ def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
                                      f"appended to{hint}")
             old = {k: v for k, v in _read_config(f, candidate).items() if k not in run_only}
             scheme = _attr(f["landmarks"].attrs.get("scheme")) if "landmarks" in f else None
+            names = tuple(_attr(f.attrs.get("class_names", [])))
         if old != config:
             raise Fer3dDataError(f"{candidate}: was written with another config "
                                  f"({_diff(old, config)}){hint}")
         if scheme != landmark_scheme:
             raise Fer3dDataError(f"{candidate}: landmark scheme {scheme!r}, "
                                  f"expected {landmark_scheme!r}{hint}")
+        if label_names is not None and names != tuple(label_names):
+            raise Fer3dDataError(f"{candidate}: labels {list(names)}, this run has "
+                                 f"{list(label_names)}{hint}")
         return candidate
     return None
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fer3d_data import shards, synth
-from fer3d_data.datasets import walkers
+from fer3d_data.datasets import ADAPTERS
 from fer3d_data.errors import ScanError
 from fer3d_data.prep import PrepConfig, process_scan, run_prep
 from fer3d_data.prep.sanity import THRESHOLDS, sanity_problems
@@ -35,8 +35,10 @@ def sane_arrays(size: int = 32) -> dict:
 
 
 def problems_of(s: dict, scheme: str = "bu3dfe83", **cfg) -> list[str]:
-    size = s["depth"].shape[0]
-    return sanity_problems(s, scheme, Grid(size, 90.0), {**PrepConfig().to_dict(), **cfg})
+    """The sample's problems; masks from ``scheme`` (dlib68: from dlib's landmarks68)."""
+    size, dlib = s["depth"].shape[0], scheme == "dlib68"
+    return sanity_problems(s, int(dlib), "bu3dfe83" if dlib else scheme, Grid(size, 90.0),
+                           {**PrepConfig().to_dict(), **cfg})
 
 
 def rotated90(px: np.ndarray, size: int = 32) -> np.ndarray:
@@ -165,7 +167,7 @@ def prepared(dataset: str, scan, root, **cfg):
     """process_scan of one synthetic scan written under ``root``."""
     write = synth.write_bu3dfe_scan if dataset == "bu3dfe" else synth.write_bosphorus_scan
     write(scan, root)
-    (record,) = walkers[dataset](root)
+    (record,) = ADAPTERS[dataset].walk(root)
     return process_scan(record, PrepConfig(dataset=dataset, image_size=48, **cfg))
 
 
@@ -220,7 +222,7 @@ def good_trees(root) -> list:
                          texture_scale=2.0, markers=True, expressions=("fear", "sadness"))
     return [r for dataset, folder in (("bu3dfe", "bu"), ("bu3dfe", "bu_small"),
                                       ("bosphorus", "bs"), ("bosphorus", "bs_markers"))
-            for r in walkers[dataset](root / folder)]
+            for r in ADAPTERS[dataset].walk(root / folder)]
 
 
 @pytest.mark.parametrize("pose", [True, False])
@@ -240,7 +242,7 @@ def test_dlib_landmarks_pass_strict_thresholds(tmp_path):
     pytest.importorskip("dlib")
     synth.make_bu3dfe(tmp_path, subjects=1, vertices=3000, texture_size=256, f2d_size=8,
                       expressions=("neutral", "surprise"))
-    for record in walkers["bu3dfe"](tmp_path)[:2]:
+    for record in ADAPTERS["bu3dfe"].walk(tmp_path)[:2]:
         cfg = PrepConfig(image_size=64, landmarks="dlib", **STRICT)
         assert process_scan(record, cfg).mask_source == 1
 
@@ -251,7 +253,7 @@ def test_wrong_scans_become_sanity_rows_not_samples(tmp_path):
 
     synth.make_bu3dfe(tmp_path / "raw", subjects=1, vertices=3000, texture_size=128,
                       f2d_size=8, expressions=("neutral", "anger"))
-    off, flat, good = walkers["bu3dfe"](tmp_path / "raw")[:3]
+    off, flat, good = ADAPTERS["bu3dfe"].walk(tmp_path / "raw")[:3]
     lines = off.landmarks.read_text().splitlines()
     off.landmarks.write_text("\n".join(
         " ".join([c[0], *(f"{float(v) + 500:.4f}" for v in c[1:])])
