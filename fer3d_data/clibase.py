@@ -204,7 +204,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
     try:
         data = (json.loads(text, object_pairs_hook=_unique_keys) if kind == "JSON"
-                else _yaml_load(text))
+                else load_yaml(text))
     except Exception as e:  # yaml and json raise several types; all mean "not parseable"
         mark = getattr(e, "problem_mark", None)  # yaml's errors: say where, on one line
         why = f"{e.problem}, line {mark.line + 1}" if getattr(e, "problem", None) and mark else e
@@ -225,7 +225,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _yaml_load(text: str) -> Any:
+def load_yaml(text: str) -> Any:
+    """YAML a user wrote (config, landmark scheme), with yaml's safe types; a duplicate key
+    or aliases expanding past ``MAX_CONFIG_VALUES`` values raise yaml.YAMLError."""
     return _yaml_loader()(text).get_single_data()
 
 

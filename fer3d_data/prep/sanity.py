@@ -136,7 +136,7 @@ def _layout(xy: np.ndarray, scheme: str, t: dict) -> list[str]:
     xy (K, 2) mm, y up. A check whose groups the scan lacks (occluded points) is skipped.
     """
     scheme = find_scheme(scheme) if isinstance(scheme, str) else scheme
-    if scheme is None:  # a scheme without regions (bu3dfe_pse)
+    if scheme is None:  # a scheme without regions
         return []
     left, right, mouth = (group_points(xy, scheme, g) for g in ("eye_left", "eye_right", "mouth"))
     if not (len(left) and len(right)):

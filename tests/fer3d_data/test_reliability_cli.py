@@ -69,6 +69,18 @@ def test_a_yaml_alias_bomb_is_refused_after_reading_it(tmp_path, levels):
     one_line_error(r, "not valid YAML (expands to over 10000 values (aliases?), line")
 
 
+def test_a_landmark_scheme_file_is_read_the_same_way(tmp_path):
+    """A scheme YAML (--landmark-scheme) is a file the user names too."""
+    from fer3d_data.errors import Fer3dDataError
+    from fer3d_data.schemes import get_scheme
+
+    bomb = tmp_path / "scheme.yaml"
+    bomb.write_text(alias_bomb(6).replace("smoothness:", "points:"))
+    with within(10), pytest.raises(Fer3dDataError) as e:
+        get_scheme(str(bomb))
+    assert "expands to over 10000 values" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_a_nested_list_in_a_config_is_one_line(tmp_path):
     (tmp_path / "c.yaml").write_text("subjects: [[F0001, F0002]]\nexpressions: [anger]\n")
     one_line_error(prep(tmp_path, "--config", tmp_path / "c.yaml"),
