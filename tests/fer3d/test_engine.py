@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import errno
 import json
+import os
 import re
+import shlex
 
 import numpy as np
 import pytest
@@ -309,6 +311,33 @@ def test_checkpoint_load_errors_name_file_and_problem(tmp_path, make, problem):
     with pytest.raises(CheckpointError, match=re.escape(problem)) as err:
         load_checkpoint(path)
     assert str(err.value).startswith(f"{path}: ")
+
+
+class _Hostile:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+def test_a_hostile_pickle_never_runs(tmp_path):
+    """A well-formed torch.save archive of a checkpoint that would run code when unpickled:
+    every reader refuses it in one line naming the file, and the code does not run."""
+    marker, path = tmp_path / "code-ran", tmp_path / "hostile.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "variant": "texture_only",
+                "extra": _Hostile(marker)}, path)
+    for load in (load_checkpoint, checkpoint.load_model):
+        with pytest.raises(CheckpointError) as err:
+            load(path)
+        assert not marker.exists()
+        assert str(err.value) == (f"{path}: refused: unpickling it would import posix.system "
+                                  "(only tensors and plain types are loaded; nothing in the "
+                                  "file was run)")
+    torch.load(path, weights_only=False)  # the file is really hostile: a plain load runs it
+    assert marker.exists()
 
 
 def test_disk_full_leaves_no_temp_file(tmp_path, monkeypatch):
