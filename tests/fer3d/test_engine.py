@@ -4,6 +4,7 @@ step, checkpoint policy and errors, run-dir contents, full disk."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import json
 import os
@@ -217,6 +218,40 @@ def test_resume_mid_cell_gives_identical_summary(bu3dfe_shard, tmp_path, monkeyp
         assert not (tmp_path / "b/cells" / cell / "checkpoint.pt").exists()
     with open(tmp_path / "b/cells/r0_f1/epochs.csv") as fh:
         assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
+
+
+def test_resume_trains_only_what_is_unfinished(bu3dfe_shard, tmp_path, monkeypatch):
+    """Counts what runs: after an interrupt in the second cell's second epoch, a resume
+    trains that epoch only, not the finished first cell (comparing summaries cannot tell:
+    a full retrain reproduces them)."""
+    import fer3d.campaign.run as campaign
+    import fer3d.train.cell as cell
+
+    cells, epochs = [], []
+    real_cell, real_epoch, real_save = (campaign.train_one_cell, cell.train_epoch,
+                                        CellCheckpoints.save_resume)
+    monkeypatch.setattr(campaign, "train_one_cell", lambda run, r, f: (
+        cells.append((r, f)), real_cell(run, r, f))[1])
+    monkeypatch.setattr(cell, "train_epoch", lambda *a, where, **k: (
+        epochs.append(where), real_epoch(*a, where=where, **k))[1])
+
+    def interrupt_after_first_epoch_of_second_cell(self, state):
+        real_save(self, state)
+        if "r0_f1" in str(self.resume_path):
+            raise KeyboardInterrupt
+
+    cfg = tiny(bu3dfe_shard, tmp_path / "run", variant="texture_only", checkpoint_every=1)
+    monkeypatch.setattr(CellCheckpoints, "save_resume", interrupt_after_first_epoch_of_second_cell)
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(cfg)
+    monkeypatch.setattr(CellCheckpoints, "save_resume", real_save)
+    assert cells == [(0, 0), (0, 1)] and len(epochs) == 3
+    finished = (tmp_path / "run/cells/r0_f0/fold.json").stat()
+    cells.clear(), epochs.clear()
+    run_campaign(dataclasses.replace(cfg, resume=True))
+    assert cells == [(0, 1)] and epochs == ["repeat 0, fold 1, epoch 2"]
+    again = (tmp_path / "run/cells/r0_f0/fold.json").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (finished.st_ino, finished.st_mtime_ns)
 
 
 @pytest.mark.slow
