@@ -27,6 +27,7 @@ from fer3d.train.checkpoint import CellCheckpoints, load_checkpoint
 from fer3d.train.runtime import (
     AmpMode,
     cell_seed,
+    cpu_bf16_supported,
     resolve_amp,
     rng_state,
     seed_everything,
@@ -46,10 +47,36 @@ def test_resolve_amp_on_cpu():
     cpu = torch.device("cpu")
     assert resolve_amp("off", cpu) == AmpMode(None)
     assert resolve_amp("bf16", cpu) == AmpMode(torch.bfloat16)
-    assert resolve_amp("auto", cpu).dtype in (None, torch.bfloat16)
-    assert resolve_amp("auto", cpu).scaler is False
     with pytest.raises(ConfigError, match="fp16 needs a CUDA"):
         resolve_amp("fp16", cpu)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_on_cpu_follows_the_bf16_probe(monkeypatch, native):
+    """oneDNN's probe patched: native bf16 kernels (AVX512-BF16/AMX) -> bf16, none -> fp32;
+    a probe that says yes while autocast gives no bf16 -> fp32."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    assert cpu_bf16_supported() is native
+    assert resolve_amp("auto", torch.device("cpu")) == AmpMode(torch.bfloat16 if native else None)
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda x, w: torch.zeros(1))
+    assert resolve_amp("auto", torch.device("cpu")) == AmpMode(None)
+
+
+def test_the_real_bf16_probe_agrees_with_onednn():
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert cpu_bf16_supported() is native
+    assert resolve_amp("auto", torch.device("cpu")) == AmpMode(torch.bfloat16 if native else None)
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, AmpMode(torch.bfloat16)),
+                                            (False, AmpMode(torch.float16, scaler=True))])
+def test_amp_auto_on_cuda_follows_the_gpus_bf16_support(monkeypatch, bf16, expected):
+    """The CUDA branch (no GPU needed: only the device's type is read); the CPU's probe,
+    patched to say the opposite, must not decide."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: not bf16)
+    assert resolve_amp("auto", torch.device("cuda", 1)) == expected
+    assert resolve_amp("fp16", torch.device("cuda")) == AmpMode(torch.float16, scaler=True)
 
 
 def test_device_follows_torchrun_local_rank(monkeypatch):
