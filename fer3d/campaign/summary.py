@@ -18,9 +18,19 @@ from fer3d.report.confusion import save_confusion_png
 from fer3d_data.schema import EXPRESSIONS
 
 
+def accuracy_spread(repeat_accuracies: list[float], fold_accuracies: list[float]) -> dict:
+    """The one figure of spread of a campaign's accuracy, with its name: the std (ddof 1)
+    of the repeats' accuracies when there are several repeats, else of the folds' (one
+    repeat's folds still vary); None when a single value is all there is."""
+    over, values = (("repeats", repeat_accuracies) if len(repeat_accuracies) > 1
+                    else ("folds", fold_accuracies))
+    return {"accuracy_spread": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            "accuracy_spread_name": f"std over {over}"}
+
+
 def summarise(records: list[dict], repeats: int) -> dict:
-    """Fold records -> accuracy mean ± std over repeats, per-class accuracy, pooled
-    confusion matrix (rows true, columns predicted). std uses ddof=1 (0 for one repeat)."""
+    """Fold records -> accuracy mean over repeats and its spread (:func:`accuracy_spread`),
+    per-class accuracy, pooled confusion matrix (rows true, columns predicted)."""
     per_repeat = []
     for r in sorted({x["repeat"] for x in records}):
         mine = [x for x in records if x["repeat"] == r]
@@ -32,7 +42,8 @@ def summarise(records: list[dict], repeats: int) -> dict:
     return {"variant": records[0]["variant"] if records else None,
             "repeats": repeats, "folds": len({x["fold"] for x in records}),
             "accuracy_mean": float(acc.mean()) if len(acc) else float("nan"),
-            "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            **accuracy_spread(per_repeat, [x["correct"] / x["total"] for x in records
+                                           if x["total"]]),
             "repeat_accuracies": [float(a) for a in acc],
             "class_names": list(EXPRESSIONS),
             "per_class_accuracy": dict(zip(EXPRESSIONS, metrics.per_class_accuracy(cm))),

@@ -20,14 +20,22 @@ def format_confusion(cm: np.ndarray, class_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def format_accuracy(mean: float, spread: float | None, name: str) -> str:
+    """``93.75 ± 8.84 % (std over folds)``: percentages, the spread named as summary.json
+    names it (:func:`fer3d.campaign.summary.accuracy_spread`); n/a for a single value."""
+    return f"{mean:.2f} ± {'n/a' if spread is None else f'{spread:.2f}'} % ({name})"
+
+
 def format_summary(summary: dict) -> str:
     """The summary.json of a campaign (or fer3d-eval's result) as printable text."""
     names = summary["class_names"]
     lines = []
     if "accuracy_mean" in summary:
+        spread = summary["accuracy_spread"]
         lines.append(f"accuracy over {summary['repeats']} repeat(s) x {summary['folds']} "
-                     f"folds: {100 * summary['accuracy_mean']:.2f} ± "
-                     f"{100 * summary['accuracy_std']:.2f} %")
+                     "folds: " + format_accuracy(100 * summary["accuracy_mean"],
+                                                 None if spread is None else 100 * spread,
+                                                 summary["accuracy_spread_name"]))
     else:
         lines.append(f"accuracy: {100 * summary['accuracy']:.2f} % "
                      f"({len(summary['labels'])} samples)")
