@@ -239,7 +239,7 @@ def run_command(cfg: PrepConfig, raw: Path, out: Path, selection: dict, *, walk:
                 workers, executor, strict, overwrite, quiet) -> int:
     """Walk, select, check, then run_prep; the exit status."""
     from .. import shards
-    from ..datasets.select import walk_and_select
+    from ..datasets.select import unlabelled, walk_and_select
     from .runner import default_workers, run_prep
 
     check_output(out)
@@ -251,8 +251,11 @@ def run_command(cfg: PrepConfig, raw: Path, out: Path, selection: dict, *, walk:
     if not quiet:
         shown = (workers if workers is not None
                  else default_workers() if executor == "local" else "2 x cluster CPUs")
-        click.echo(f"{PROG} {cfg.dataset}: {len(chosen)} of {len(records)} scans selected, "
-                   f"{shown} workers ({executor}), S={cfg.image_size} -> {out}", err=True)
+        left = sum(map(unlabelled, records))
+        skipped = f" ({left} without a label left out: not expression scans)" if left else ""
+        click.echo(f"{PROG} {cfg.dataset}: {len(chosen)} of {len(records)} scans selected"
+                   f"{skipped}, {shown} workers ({executor}), S={cfg.image_size} -> {out}",
+                   err=True)
     try:
         summary = run_prep(chosen, out, cfg, workers=workers, strict=strict, overwrite=overwrite,
                            progress=not quiet, raw_root=raw, label_names=names,
