@@ -58,7 +58,7 @@ def walk_bosphorus(root: str | os.PathLike) -> list[ScanRecord]:
         >>> records[0].scan_id, records[0].capture, records[0].expression  # doctest: +SKIP
         ('bs000_E_ANGER_0', 'E_ANGER', 'anger')
     """
-    scans, unwalked = group_files(root, parse_name, "bosphorus")
+    scans, unwalked = group_files(root, parse_name, "bosphorus", mesh_suffix=".bnt")
     records = [ScanRecord(dataset="bosphorus", scan_id=scan_id, subject=f["subject"],
                           expression=f["expression"], intensity=INTENSITY_UNGRADED,
                           capture=f["capture"], mesh=roles.get("mesh"),

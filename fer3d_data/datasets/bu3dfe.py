@@ -64,7 +64,7 @@ def walk_bu3dfe(root: str | os.PathLike) -> list[ScanRecord]:
         >>> records[0].scan_id, records[0].expression, records[0].intensity  # doctest: +SKIP
         ('F0001_AN01WH', 'anger', 1)
     """
-    scans, unwalked = group_files(root, parse_name, "bu3dfe")
+    scans, unwalked = group_files(root, parse_name, "bu3dfe", mesh_suffix=".wrl")
     records = [ScanRecord(dataset="bu3dfe", scan_id=scan_id, subject=f["subject"],
                           expression=f["expression"], intensity=f["intensity"], capture="F3D",
                           mesh=roles.get("mesh"), texture=roles.get("texture"),
