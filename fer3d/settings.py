@@ -183,7 +183,7 @@ class TrainConfig:
                                "grouped K ways (auto: from free GPU memory on CUDA, 1 on a CPU)",
                                optional=True)
     gpus_per_cell: float = setting(1.0, StrictFloat(min=0.0, max=64.0),
-                                   "ray: GPUs per cell task (0.25: four cells share a GPU)")
+                                   "ray: GPUs per worker actor (0.25: four actors share a GPU)")
     ray_address: str | None = setting(None, OptionalText(), "ray: a running cluster's head "
                                       "(default: start a local instance)", optional=True)
     claim_timeout: float = setting(300.0, StrictFloat(min=1.0), "seconds without heartbeat "

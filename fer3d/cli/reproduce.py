@@ -24,6 +24,8 @@ OVERRIDES = [setting_option(name, default=None, help=f"{help} ({FROM_RECIPE})") 
     ("subjects", "subjects to select"),
     ("pretrained", "resnet18 weights of both branches, never downloaded"))] + [
     setting_option("device"),
+    setting_option("pack", default=None, help="cells trained at once as one network "
+                   "(default: fer3d-train's, auto)"),
     setting_option("workers", default=None, help="DataLoader workers (default: fer3d-train's)"),
     setting_option("progress", help="per-cell progress bars"),
 ]
