@@ -181,31 +181,36 @@ def campaign_stage(args, state, device, tmp: str) -> dict:
     wall = time.perf_counter() - t0
     folds = [json.load(open(os.path.join(cfg.out, "cells", c, "fold.json"), encoding="utf-8"))
              for c in sorted(os.listdir(os.path.join(cfg.out, "cells")))]
-    steady, train = [], 0.0
+    steady, train, trained = [], 0.0, []
     for rec in folds:
         cell = os.path.join(cfg.out, "cells", f"r{rec['repeat']}_f{rec['fold']}", "epochs.csv")
-        times = _epoch_times(cell)
+        rows = _epochs(cell)
+        times = [r["time"] for r in rows]
         train += sum(times) / rec["pack"]
         steady += [t / rec["pack"] for t in times[1:]] or [times[0] / rec["pack"]]
+        trained.append(rows[0]["samples_per_s"] * rows[0]["time"])  # after the dropped batch
     return {"campaign": {"cells": len(folds), "epochs": args.epochs, "wall_s": round(wall, 1),
                          "pack": max(r["pack"] for r in folds), "train_s": round(train, 1),
                          "cell_epoch_s": float(np.mean(steady)),
+                         "cell_epoch_samples": round(float(np.mean(trained))),
                          "overhead_per_cell_s": max(0.0, (wall - train) / len(folds))}}
 
 
-def _epoch_times(path: str) -> list[float]:
+def _epochs(path: str) -> list[dict[str, float]]:
+    """A cell's epochs.csv: time and samples_per_s of each epoch."""
     import csv
 
     with open(path, newline="", encoding="utf-8") as fh:
-        return [float(row["time"]) for row in csv.DictReader(fh)]
+        return [{k: float(row[k]) for k in ("time", "samples_per_s")}
+                for row in csv.DictReader(fh)]
 
 
 def projection(args, device, result: dict) -> dict:
-    """Hours of the paper's campaigns at the mini-campaign's steady rate (variants other
-    than AFNet-M scaled by their FLOPs: an estimate)."""
+    """Hours of the paper's campaigns at the mini-campaign's steady rate per training
+    sample (variants other than AFNet-M scaled by their FLOPs: an estimate)."""
     camp = result["campaign"]
     cell_s = camp["cell_epoch_s"] * CAMPAIGN["epochs"] * CAMPAIGN["train_samples"] / (
-        args.epoch_samples_of_cell) + camp["overhead_per_cell_s"]
+        camp["cell_epoch_samples"]) + camp["overhead_per_cell_s"]
     bu3dfe = cell_s * CAMPAIGN["cells"] / 3600
     units = sum(gflop_per_sample(v, args.size, device) for v in target_variants("all")) / \
         result["gflop_per_sample"]
@@ -240,7 +245,6 @@ def main(argv=None) -> dict:
     configure(device)
     amp = resolve_amp("auto", device)
     run, state = Run(args.out, args.budget), {}
-    args.epoch_samples_of_cell = 0.9 * 12 * args.subjects  # 9 of 10 folds train
     with tempfile.TemporaryDirectory() as tmp:
         run.stage("machine", machine_stage, args, device)
         run.result["amp"] = amp.name

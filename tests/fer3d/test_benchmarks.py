@@ -123,6 +123,7 @@ def test_gpu_check_smoke_on_cpu_with_only_the_gpu_machines_packages(tmp_path):
         assert result["step"][k]["sps"] > 0 and 0 < result["step"][k]["mfu"] < 1
     camp = result["campaign"]
     assert camp["cells"] == 2 and camp["wall_s"] >= camp["train_s"] > 0
+    assert camp["cell_epoch_samples"] == 12                      # 24 samples, 2 folds
     assert result["projected_bu3dfe_hours"] > 0
     assert result["projected_reproduce_all_hours"] > result["projected_bu3dfe_hours"]
     assert result["machine"]["device"] == "cpu" and result["peak"]["sku"] == "given"
@@ -165,3 +166,29 @@ def test_gpu_check_on_a_fake_cuda_device_named_cuda_0(monkeypatch, tmp_path, cap
         capsys.readouterr().err
     assert written["errors"] == {"step": "RuntimeError: CUDA error: an illegal memory access "
                                          "was encountered"}
+
+
+def test_gpu_check_configures_the_device_before_any_stage(monkeypatch):
+    """cuDNN autotuning and TF32 are on (and the GPU current) before anything is timed."""
+    gpu_check, seen = _gpu_check(), []
+    monkeypatch.setattr(gpu_check, "configure", lambda device: seen.append(("configure",
+                                                                              str(device))))
+    monkeypatch.setattr(gpu_check.Run, "stage", lambda self, name, *a: seen.append(name))
+    monkeypatch.setattr(gpu_check, "emit", lambda result, out, device: result)
+    gpu_check.main(["--device", "cpu", "--no-compile"])
+    assert seen == [("configure", "cpu"), "machine", "data", "step", "campaign", "projection"]
+
+
+def test_gpu_check_projects_from_the_samples_each_cell_trained():
+    """The mini-campaign's steady seconds per trained sample, scaled to the paper's 648
+    training samples x 30 epochs x 1,000 cells, whatever fold count the mini-campaign had."""
+    gpu_check = _gpu_check()
+    args = gpu_check.parse(["--size", "32"])
+    result = {"gflop_per_sample": gpu_check.gflop_per_sample("afnet_m", 32),
+              "campaign": {"cell_epoch_s": 2.0, "cell_epoch_samples": 324,
+                           "overhead_per_cell_s": 0.5}}
+    out = gpu_check.projection(args, torch.device("cpu"), result)
+    assert out["projected_bu3dfe_hours"] == round((2.0 * 30 * 648 / 324 + 0.5) * 1000 / 3600, 2)
+    assert 9 < out["reproduce_all_afnet_units"] < 11           # 13 variants, 5 single-branch
+    assert out["projected_reproduce_all_hours"] == pytest.approx(
+        out["projected_bu3dfe_hours"] * out["reproduce_all_afnet_units"] * 1.5, rel=0.01)
