@@ -46,14 +46,13 @@ def fake_engine(monkeypatch):
 
 def test_target_campaigns_then_reuse_and_resume(fake_engine, bu3dfe_shard, tmp_path):
     calls, _ = fake_engine
-    args = ["table3", bu3dfe_shard, "-o", str(tmp_path), *SMALL, "--pack", "2"]
+    args = ["table3", bu3dfe_shard, "-o", str(tmp_path), *SMALL]
     result = CliRunner().invoke(reproduce_command, args)
     assert result.exit_code == 0, result.output
     assert [c.variant for c in calls] == target_variants("table3")
     cfg = calls[0]
     assert (cfg.resume, cfg.repeats, cfg.folds, cfg.epochs, cfg.image_size, cfg.pretrained,
             cfg.lr, cfg.batch_size, cfg.subjects) == (True, 2, 2, 1, 64, None, 1e-4, 32, 60)
-    assert {c.pack for c in calls} == {2}  # --pack reaches every campaign
     assert cfg.out == str(tmp_path / "runs" / "bu3dfe" / "texture_only")
     assert sorted(p.name for p in (tmp_path / "table3").iterdir()) == [
         "table3.csv", "table3.md", "table3.tex"]
@@ -68,7 +67,7 @@ def test_target_campaigns_then_reuse_and_resume(fake_engine, bu3dfe_shard, tmp_p
         assert result.exit_code == 0, result.output
     assert [c.variant for c in calls] == ["afnet_m", "fusion_s1_data", "fusion_s2_decision",
                                           "fusion_s3_fc", "fusion_s4_sum"]
-    assert all(c.resume and c.pack is None for c in calls)  # a process setting: auto again
+    assert all(c.resume for c in calls)
 
 
 def _table_has_every_number_and_its_paired_differences(out: Path, target: str) -> None:
@@ -206,3 +205,15 @@ def test_reproduce_all_end_to_end_through_the_example(shard_factory, tmp_path):
     assert "AFNet-M" in proc.stdout and "90.08" in proc.stdout
     for target in ("table2", "table3"):
         _table_has_every_number_and_its_paired_differences(out / target, target)
+
+
+def test_pack_reaches_every_campaign(fake_engine, bu3dfe_shard, tmp_path):
+    """--pack (cells trained at once, a process setting) goes to each campaign of the
+    target; without it each campaign packs as fer3d-train does (auto: None)."""
+    calls, _ = fake_engine
+    for out, extra in (("a", ["--pack", "2"]), ("b", [])):
+        result = CliRunner().invoke(reproduce_command, ["table1", bu3dfe_shard, "-o",
+                                                        str(tmp_path / out), *SMALL, *extra])
+        assert result.exit_code == 0, result.output
+    n = len(target_variants("table1"))
+    assert [c.pack for c in calls] == [2] * n + [None] * n
