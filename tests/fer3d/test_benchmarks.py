@@ -179,6 +179,7 @@ def test_gpu_check_configures_the_device_before_any_stage(monkeypatch):
     assert seen == [("configure", "cpu"), "machine", "data", "step", "campaign", "projection"]
 
 
+@pytest.mark.slow  # FLOPs of 13 variants: ~7 s
 def test_gpu_check_projects_from_the_samples_each_cell_trained():
     """The mini-campaign's steady seconds per trained sample, scaled to the paper's 648
     training samples x 30 epochs x 1,000 cells, whatever fold count the mini-campaign had."""
