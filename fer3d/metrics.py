@@ -28,3 +28,25 @@ def per_class_accuracy(cm: np.ndarray) -> list[float]:
     rows = cm.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return [float(x) for x in np.where(rows > 0, np.diag(cm) / rows, np.nan)]
+
+
+def sequence_votes(logits: np.ndarray, labels: np.ndarray, sequences: np.ndarray,
+                   sample_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames (N, C) logits, (N,) codes -> one vote per sequence: (ids, labels, predictions).
+
+    A sequence predicts the class of the mean of its frames' softmaxes; a sample outside
+    any sequence (``sequences`` "") votes alone under its sample id. A sequence's label is
+    its frames' (the most common, should they differ). Ids are sorted.
+    """
+    logits = np.asarray(logits, np.float64)
+    labels = np.asarray(labels, np.int64)
+    groups = np.where(np.asarray(sequences) != "", np.char.add("sequence:", sequences),
+                      np.char.add("sample:", np.asarray(sample_ids).astype(str)))
+    keys, where = np.unique(groups, return_inverse=True)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    votes = np.zeros((len(keys), logits.shape[1]))
+    np.add.at(votes, where, probs)
+    counts = np.zeros((len(keys), logits.shape[1]), np.int64)
+    np.add.at(counts, (where, labels), 1)
+    return keys, counts.argmax(1), votes.argmax(1)

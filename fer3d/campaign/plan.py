@@ -89,13 +89,15 @@ def _plan(cfg: TrainConfig, index, run: RunDir) -> protocol.FoldPlan:
     if run.folds.exists():
         plan = run.read_plan()
         grown = cfg.repeats > plan.repeats
-        plan = protocol.extend_plan(plan, cfg.repeats)
         index.rows_of(plan.sample_ids)  # the shards must still hold every sample
+        protocol.plan_classes(index, plan.preset, plan.class_names)  # and every class
+        plan = protocol.extend_plan(plan, cfg.repeats, index)
         if grown:
             run.write_plan(dataclasses.asdict(plan))
         return plan
-    plan = protocol.make_plan(index, cfg.preset, n_subjects=cfg.subjects, k=cfg.folds,
-                              repeats=cfg.repeats, seed=cfg.seed, val_subjects=cfg.val_subjects)
+    plan = protocol.make_plan(index, cfg.preset, classes=cfg.classes, n_subjects=cfg.subjects,
+                              k=cfg.folds, repeats=cfg.repeats, seed=cfg.seed,
+                              val_subjects=cfg.val_subjects)
     plan.shards = [os.path.abspath(p) for p in cfg.shards]
     return run.publish_plan(dataclasses.asdict(plan))  # whoever won the race, all use its plan
 

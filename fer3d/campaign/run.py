@@ -20,7 +20,7 @@ import torch
 from fer3d.campaign import executors
 from fer3d.campaign.claims import HEARTBEAT_S, try_claim
 from fer3d.campaign.plan import open_run, selected_cells
-from fer3d.campaign.protocol import resolve_preset
+from fer3d.campaign.protocol import plan_classes, relabel, resolve_preset
 from fer3d.campaign.rundir import RunDir
 from fer3d.campaign.summary import summarize_run
 from fer3d.errors import ConfigError, DivergedError
@@ -28,7 +28,7 @@ from fer3d.settings import TrainConfig
 from fer3d.train.cell import CellRun, train_one_cell
 from fer3d.train.runtime import configure, resolve_amp, resolve_device, versions
 from fer3d.train.sources import DeviceData, use_device_data
-from fer3d.train.step import check_variant, model_from_config
+from fer3d.train.step import check_masks, check_variant, model_from_config
 from fer3d_data.shard_index import read_shard_index
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def eta_line(stats: dict, n_train: int, epochs: int, cells: int) -> str:
 
 @dataclass
 class Context:
-    """What every cell of this process shares; samples go to the device on first use."""
+    """What every cell of this process shares; samples go to the device on first use.
+    ``index`` labels its rows with the plan's class codes (:func:`relabel`)."""
 
     cfg: TrainConfig
     index: object
@@ -94,13 +95,15 @@ def prepare(cfg: TrainConfig) -> Context:
     """Every check that can fail before training, then the run directory (created or
     attached) and this process's device."""
     check_variant(cfg.variant)
-    if cfg.pretrained is not None:
-        try:  # a missing or mismatched weights file fails now, not in the first cell
-            model_from_config(cfg)
-        except (FileNotFoundError, ValueError) as exc:
-            raise ConfigError(f"--pretrained: {exc}") from None
     index = read_shard_index(cfg.shards)
     cfg.preset = resolve_preset(cfg.preset, index)
+    check_masks(cfg.variant, index)
+    classes = plan_classes(index, cfg.preset, cfg.classes)
+    if cfg.pretrained is not None:
+        try:  # a missing or mismatched weights file fails now, not in the first cell
+            model_from_config(cfg, len(classes))
+        except (FileNotFoundError, ValueError) as exc:
+            raise ConfigError(f"--pretrained: {exc}") from None
     if cfg.image_size > index.image_size:
         log.warning("--image-size %d is larger than the shards' %d px grid: inputs are "
                     "upsampled and hold no more detail", cfg.image_size, index.image_size)
@@ -110,10 +113,11 @@ def prepare(cfg: TrainConfig) -> Context:
     resolved = {"resolved": {"device": str(device), "amp": amp.name, "grid": index.image_size},
                 "versions": versions(device)}
     plan = open_run(cfg, index, resolved)
-    log.info("%s: %d subjects, %d samples, %d repeat(s) x %d folds, device %s, amp %s",
-             plan.preset, len(plan.subjects), len(plan.sample_ids), cfg.repeats, plan.k,
-             device, amp.name)
-    return Context(cfg, index, plan, device, amp)
+    log.info("%s: %d classes (%s), %d subjects, %d samples, %d repeat(s) x %d folds, "
+             "device %s, amp %s", plan.preset, len(plan.class_names),
+             ", ".join(plan.class_names), len(plan.subjects), len(plan.sample_ids),
+             cfg.repeats, plan.k, device, amp.name)
+    return Context(cfg, relabel(index, plan.class_names), plan, device, amp)
 
 
 def run_cell(ctx: Context, cell: int) -> str:

@@ -15,28 +15,43 @@ from fer3d import metrics
 from fer3d.campaign.claims import is_live, read_owner
 from fer3d.campaign.rundir import RunDir
 from fer3d.report.confusion import save_confusion_png
-from fer3d_data.schema import EXPRESSIONS
 
 
-def summarise(records: list[dict], repeats: int) -> dict:
-    """Fold records -> accuracy mean ± std over repeats, per-class accuracy, pooled
-    confusion matrix (rows true, columns predicted). std uses ddof=1 (0 for one repeat)."""
-    per_repeat = []
+def _repeat_accuracies(records: list[dict], prefix: str = "") -> np.ndarray:
+    """Per repeat, correct / total over its folds (``prefix`` "sequence_": of the votes)."""
+    out = []
     for r in sorted({x["repeat"] for x in records}):
         mine = [x for x in records if x["repeat"] == r]
-        per_repeat.append(sum(x["correct"] for x in mine) / max(sum(x["total"] for x in mine), 1))
+        out.append(sum(x[prefix + "correct"] for x in mine)
+                   / max(sum(x[prefix + "total"] for x in mine), 1))
+    return np.array(out)
+
+
+def _spread(acc: np.ndarray, name: str) -> dict:
+    return {f"{name}_mean": float(acc.mean()) if len(acc) else float("nan"),
+            f"{name}_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0}
+
+
+def summarise(records: list[dict], repeats: int, class_names: list[str]) -> dict:
+    """Fold records -> accuracy mean ± std over repeats, per-class accuracy, pooled
+    confusion matrix (rows true, columns predicted) of ``class_names``; the same accuracy
+    of the per-sequence votes when the records have them. std uses ddof=1 (0 for one
+    repeat)."""
     labels = np.array([y for x in records for y in x["labels"]], dtype=np.int64)
     preds = np.array([p for x in records for p in x["predictions"]], dtype=np.int64)
-    cm = metrics.confusion_matrix(labels, preds, len(EXPRESSIONS))
-    acc = np.array(per_repeat)
-    return {"variant": records[0]["variant"] if records else None,
-            "repeats": repeats, "folds": len({x["fold"] for x in records}),
-            "accuracy_mean": float(acc.mean()) if len(acc) else float("nan"),
-            "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-            "repeat_accuracies": [float(a) for a in acc],
-            "class_names": list(EXPRESSIONS),
-            "per_class_accuracy": dict(zip(EXPRESSIONS, metrics.per_class_accuracy(cm))),
-            "confusion_matrix": cm.tolist(), "n_predictions": len(labels)}
+    cm = metrics.confusion_matrix(labels, preds, len(class_names))
+    acc = _repeat_accuracies(records)
+    summary = {"variant": records[0]["variant"] if records else None,
+               "repeats": repeats, "folds": len({x["fold"] for x in records}),
+               **_spread(acc, "accuracy"), "repeat_accuracies": [float(a) for a in acc],
+               "class_names": list(class_names),
+               "per_class_accuracy": dict(zip(class_names, metrics.per_class_accuracy(cm))),
+               "confusion_matrix": cm.tolist(), "n_predictions": len(labels)}
+    if records and all("sequence_total" in x for x in records):
+        seq = _repeat_accuracies(records, "sequence_")
+        summary.update(**_spread(seq, "sequence_accuracy"),
+                       n_sequences=sum(x["sequence_total"] for x in records))
+    return summary
 
 
 def cell_status(run: RunDir, repeats: int, k: int, stale_after: float) -> dict:
@@ -65,12 +80,12 @@ def summarize_run(run_dir: str | os.PathLike, *, partial: bool = False,
                   complete=not status["running"] and not status["missing"])
     if status["complete"] or (partial and status["done"]):
         records = [run.cell_at(c, k).read_record() for c in status["done"]]
-        summary = summarise(records, repeats)
+        summary = summarise(records, repeats, plan.class_names)
         summary.update(preset=plan.preset, n_samples=len(plan.sample_ids),
                        cells_done=len(status["done"]), cells=repeats * k)
         run.write_summary(summary, partial=not status["complete"])
         if status["complete"]:
-            save_confusion_png(np.array(summary["confusion_matrix"]), EXPRESSIONS,
+            save_confusion_png(np.array(summary["confusion_matrix"]), plan.class_names,
                                run.confusion)
         status["summary"] = summary
     return status

@@ -39,7 +39,7 @@ def _reproduce_pair(root: Path, shards: list[str]) -> list[Path]:
               help="a second checkpoint shown beside (e.g. the without-MA variant)")
 @click.option("--output", "-o", default="cams.png", type=click.Path(dir_okay=False))
 @click.option("--fusion-weights", type=click.Path(dir_okay=False), metavar="PNG",
-              help="also plot the adaptive-fusion weights per expression on the test fold")
+              help="also plot the adaptive-fusion weights per class on the test fold")
 @setting_option("image_size", default=None, help="default: the size the weights were trained at")
 @click.option("--cam-class", type=click.Choice(["predicted", "true"]), default="predicted",
               help="class whose score the maps explain")

@@ -31,8 +31,11 @@ EVAL_OPTIONS = [
 @click.option("--subjects", default=None, metavar="A,B,...|@FILE",
               help="subjects to test (default: the weights' test subjects)")
 @apply(EVAL_OPTIONS)
+@click.option("--per-sequence", is_flag=True, default=False,
+              help="also vote per sequence: the mean of its frames' softmaxes (a sample "
+                   "outside any sequence votes alone)")
 @click.option("--out", default=None, metavar="JSON", help="write the result here")
-def eval_command(checkpoint, shards, subjects, out, **kw):
+def eval_command(checkpoint, shards, subjects, per_sequence, out, **kw):
     """Evaluate saved weights (a cell's weights.pt or checkpoint.pt, a cell directory or a
     run directory's first cell) on shard samples (default: the test subjects stored with
     the weights)."""
@@ -43,7 +46,7 @@ def eval_command(checkpoint, shards, subjects, out, **kw):
     setup_logging(False)
     values = check({k: v for k, v in kw.items() if v is not None})
     result = evaluate_checkpoint(checkpoint, list(shards), subjects=split_list(subjects),
-                                 **values)
+                                 per_sequence=per_sequence, **values)
     click.echo(format_summary(result))
     if out:
         write_json(result, out)

@@ -39,7 +39,7 @@ OVERRIDES = [setting_option(name, default=None, help=f"{help} ({FROM_RECIPE})") 
               help="shipped recipe name or a YAML file of fer3d-train settings")
 @apply(OVERRIDES)
 @click.option("--cam-samples", type=StrictInt(min=1), default=6,
-              help="Fig. 6: test samples in the Grad-CAM montage (one per expression first)")
+              help="Fig. 6: test samples in the Grad-CAM montage (one per class first)")
 @click.option("-v", "--verbose", is_flag=True)
 def reproduce_command(target, shards, out, recipe, cam_samples, verbose, **overrides):
     """Run every campaign TARGET needs on SHARDS (one or both datasets), reusing finished runs

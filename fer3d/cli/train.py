@@ -18,7 +18,7 @@ from fer3d_data.clibase import CONTEXT_SETTINGS, Command, config_option, require
 
 # Options in the order --help lists them; the rest of the table follows.
 FIRST = ("variant", "repeats", "folds", "epochs", "batch_size", "lr", "image_size", "preset",
-         "subjects", "val_subjects", "augment", "pretrained", "head_init")
+         "classes", "subjects", "val_subjects", "augment", "pretrained", "head_init")
 METAVARS = {"variant": "NAME", "pretrained": "PATH|imagenet|none", "out": "RUN_DIR",
             "cells": "LIST", "ray_address": "HOST:PORT"}
 
@@ -111,9 +111,12 @@ def _layer_recipe(ctx: click.Context, kw: dict, recipe: str, dataset: str) -> No
 
 
 def _print_paper_differences(cfg: TrainConfig, dataset: str) -> None:
+    from fer3d.paper.catalog import DATASETS
     from fer3d.paper.recipes import paper_differences
     from fer3d.settings import RECIPE_KEYS
 
+    if dataset not in DATASETS:  # a collection of the user's: no paper to differ from
+        return
     lines = paper_differences({k: getattr(cfg, k) for k in RECIPE_KEYS}, dataset)
     if lines:
         click.echo("settings that differ from the paper (Sui et al., 2022) or that it leaves "

@@ -63,6 +63,14 @@ class Run:
         return mean, std, "folds"
 
 
+    def sequence_accuracy(self) -> tuple[float, float] | None:
+        """(mean %, std % over repeats) of the per-sequence votes; None without sequences."""
+        if "sequence_accuracy_mean" not in self.summary:
+            return None
+        return (100 * float(self.summary["sequence_accuracy_mean"]),
+                100 * float(self.summary["sequence_accuracy_std"]))
+
+
 def load_run(path: str | Path) -> Run:
     """Read a finished run directory; RunError if it has no summary or a cell is missing."""
     run = RunDir(path)

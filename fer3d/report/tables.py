@@ -91,16 +91,27 @@ def _accuracy_cells(run: Run) -> list:
     return [mean, std, over, f"{run.repeats} × {run.folds}", paper, diff]
 
 
+SEQUENCE_COLUMNS = ["sequence accuracy (%)", "sequence std (%)"]
+
+
 def runs_table(runs: list[Run]) -> Table:
-    """One row per run: accuracy mean ± std and the paper's number where it has one."""
+    """One row per run: accuracy mean ± std and the paper's number where it has one; the
+    per-sequence votes' accuracy too when a run has sequences."""
+    votes = any(run.sequence_accuracy() for run in runs)
     table = Table("Accuracy of every run", ["run", "variant", "paper row", "dataset",
-                                            *ACCURACY_COLUMNS])
+                                            *ACCURACY_COLUMNS,
+                                            *(SEQUENCE_COLUMNS if votes else [])])
     for run in runs:
         tag = VARIANT_BY_NAME[run.variant].paper if run.variant in VARIANT_BY_NAME else ""
         table.rows.append([run.path.name, run.variant, tag or "extra",
-                           DATASET_TITLES.get(run.dataset, run.dataset), *_accuracy_cells(run)])
+                           DATASET_TITLES.get(run.dataset, run.dataset), *_accuracy_cells(run),
+                           *((run.sequence_accuracy() or (None, None)) if votes else ())])
     table.notes.append("std over repeats (ddof 1); with one repeat, std of the fold accuracies. "
                        f"{BLANK}: no published number we are certain of (docs/reproduce.md).")
+    if votes:
+        table.notes.append("accuracy: per frame (scan); sequence accuracy: one vote per "
+                           "sequence (mean of its frames' softmaxes) or lone scan, std over "
+                           "repeats.")
     return table
 
 
@@ -124,13 +135,15 @@ def target_table(target: str, runs: list[Run]) -> Table:
 
 
 def per_class_table(runs: list[Run]) -> Table:
-    names = list(runs[0].summary["class_names"]) if runs else []
+    """Columns: every class of the runs, in the order first met (blank: not a class of
+    that run's)."""
+    names = list(dict.fromkeys(n for run in runs for n in run.summary["class_names"]))
     table = Table("Per-class accuracy (%), pooled over repeats and folds",
                   ["variant", "dataset", *names])
     for run in runs:
         per = run.summary["per_class_accuracy"]
         table.rows.append([run.variant, DATASET_TITLES.get(run.dataset, run.dataset),
-                           *[100 * float(per[n]) for n in names]])
+                           *[100 * float(per[n]) if n in per else None for n in names]])
     return table
 
 

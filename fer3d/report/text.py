@@ -20,17 +20,33 @@ def format_confusion(cm: np.ndarray, class_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _sequence_lines(summary: dict) -> list[str]:
+    """The accuracy of the per-sequence votes, when the summary has them."""
+    if "sequence_accuracy_mean" in summary:
+        return [f"sequence accuracy ({summary['n_sequences']} votes: one per sequence or "
+                f"lone scan): {100 * summary['sequence_accuracy_mean']:.2f} ± "
+                f"{100 * summary['sequence_accuracy_std']:.2f} %"]
+    if "sequence_accuracy" in summary:
+        return [f"sequence accuracy: {100 * summary['sequence_accuracy']:.2f} % "
+                f"({len(summary['sequence_ids'])} sequences and lone scans)"]
+    return []
+
+
 def format_summary(summary: dict) -> str:
-    """The summary.json of a campaign (or fer3d-eval's result) as printable text."""
+    """The summary.json of a campaign (or fer3d-eval's result) as printable text; "frame
+    accuracy" beside the sequence accuracy when there is one."""
     names = summary["class_names"]
+    sequences = _sequence_lines(summary)
+    what = "frame accuracy" if sequences else "accuracy"
     lines = []
     if "accuracy_mean" in summary:
-        lines.append(f"accuracy over {summary['repeats']} repeat(s) x {summary['folds']} "
+        lines.append(f"{what} over {summary['repeats']} repeat(s) x {summary['folds']} "
                      f"folds: {100 * summary['accuracy_mean']:.2f} ± "
                      f"{100 * summary['accuracy_std']:.2f} %")
     else:
-        lines.append(f"accuracy: {100 * summary['accuracy']:.2f} % "
+        lines.append(f"{what}: {100 * summary['accuracy']:.2f} % "
                      f"({len(summary['labels'])} samples)")
+    lines += sequences
     lines.append("per-class accuracy:")
     for name in names:
         acc = summary["per_class_accuracy"][name]

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from fer3d.campaign.atomic import atomic_write
 from fer3d.campaign.rundir import RunDir
+from fer3d.metrics import sequence_votes
 from fer3d.train.checkpoint import CellCheckpoints
 from fer3d.train.runtime import (
     AmpMode,
@@ -31,9 +32,8 @@ from fer3d.train.runtime import (
     set_rng_state,
 )
 from fer3d.train.sources import DeviceData, make_source
-from fer3d.train.step import NUM_CLASSES, model_from_config, place_model, predict, train_epoch
+from fer3d.train.step import model_from_config, place_model, predict, train_epoch
 from fer3d.train.transforms import NO_AUGMENT, Augment
-from fer3d_data.schema import EXPRESSIONS
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class CellRun:
 
     cfg: object
     run: RunDir
-    index: object
+    index: object      # labels in the plan's class codes
     plan: object
     device: torch.device
     amp: AmpMode
@@ -69,14 +69,16 @@ class _Trainer:
         self.seed = cell_seed(cfg.seed, repeat, fold)
         seed_everything(self.seed)
         # raw: the module whose state dict is saved; model: what runs (compiled or not)
-        self.raw = place_model(model_from_config(cfg), run.device, cfg.channels_last)
+        classes = list(run.plan.class_names)
+        self.raw = place_model(model_from_config(cfg, len(classes)), run.device,
+                               cfg.channels_last)
         self.model = torch.compile(self.raw) if run.compile else self.raw
         self.optimizer = make_optimizer(self.raw.parameters(), cfg.lr, run.device)
         self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.amp.scaler)
         self.test_subjects = [str(s) for s in run.plan.folds[repeat][fold]]
         self.ckpt = CellCheckpoints(self.cell, cfg.checkpoint_every, cfg.keep, {
-            "variant": cfg.variant, "num_classes": NUM_CLASSES, "image_size": cfg.image_size,
-            "class_names": list(EXPRESSIONS), "test_subjects": self.test_subjects})
+            "variant": cfg.variant, "num_classes": len(classes), "image_size": cfg.image_size,
+            "class_names": classes, "test_subjects": self.test_subjects})
         self.start, self.best = 0, {"val_acc": -1.0, "epoch": 0}
 
     def state(self, epoch: int) -> dict:
@@ -156,7 +158,8 @@ class _Trainer:
         logits, y, pos = predict(self.model, src.eval_batches(), self.run.amp, self.run.device,
                                  cfg.channels_last)
         src.close()
-        ids = np.array([str(s) for s in self.run.index.sample_id[self.rows["test"][pos]]])
+        index, rows = self.run.index, self.rows["test"][pos]
+        ids = np.array([str(s) for s in index.sample_id[rows]])
         atomic_write(self.cell.logits, lambda tmp: _save_npz(
             tmp, logits=logits, labels=y, sample_ids=ids))
         p = logits.argmax(1).astype(np.int64)
@@ -165,7 +168,17 @@ class _Trainer:
                 "labels": y.tolist(), "predictions": p.tolist(),
                 "correct": int((p == y).sum()), "total": len(y),
                 "accuracy": float((p == y).mean()) if len(y) else float("nan"),
-                "epochs": cfg.epochs, "selected_epoch": self.best["epoch"] or cfg.epochs}
+                "epochs": cfg.epochs, "selected_epoch": self.best["epoch"] or cfg.epochs,
+                **self.sequence_record(logits, y, rows)}
+
+    def sequence_record(self, logits: np.ndarray, y: np.ndarray, rows: np.ndarray) -> dict:
+        """Per-sequence votes of the test samples when the campaign has sequences."""
+        index = self.run.index
+        if not (index.sequence[np.concatenate(list(self.rows.values()))] != "").any():
+            return {}
+        _, labels, preds = sequence_votes(logits, y, index.sequence[rows],
+                                          index.sample_id[rows])
+        return {"sequence_correct": int((preds == labels).sum()), "sequence_total": len(labels)}
 
 
 def _save_npz(path: str, **arrays) -> None:

@@ -30,7 +30,6 @@ from fer3d.campaign.atomic import atomic_write
 from fer3d.campaign.rundir import CellDir, find_weights
 from fer3d.errors import CheckpointError
 from fer3d.settings import KEEP
-from fer3d_data.schema import EXPRESSIONS
 
 SAVE_SHARE = 0.05            # auto: saving at most this share of training time
 ASSUMED_WRITE_BPS = 200e6    # auto's guess of write speed until the first save is timed
@@ -177,13 +176,32 @@ def _state_shapes(name: str, num_classes: int) -> tuple:
     return tuple(sorted((k, tuple(v.shape)) for k, v in model.state_dict().items()))
 
 
+def _num_classes(state: dict, path: Path) -> int:
+    """Outputs of the classifier (``fc.weight``, or one ``fc.<branch>.weight`` per branch)."""
+    heads = [v for k, v in state.items() if k.startswith("fc.") and k.endswith("weight")]
+    if not heads:
+        raise CheckpointError(f"{path}: no classifier (fc) weights: not a fer3d model")
+    return int(heads[0].shape[0])
+
+
+def class_names_of(meta: dict, shard_names) -> list[str]:
+    """The classes a model loaded by :func:`load_model` predicts, in output order: as its
+    weights record them; else (plain state dicts, weights from before labels were data)
+    the shards' first ``num_classes`` labels, as training used them then."""
+    names = list(meta.get("class_names") or list(shard_names)[:meta["num_classes"]])
+    if len(names) != meta["num_classes"]:
+        raise CheckpointError(f"{meta['path']}: {meta['num_classes']} outputs but "
+                              f"{len(names)} class names {names}")
+    return names
+
+
 def _infer_variant(state: dict, path: Path) -> str:
     """The one registered variant whose parameter names and shapes match ``state``."""
     from fer3d.models import list_models
 
     shapes = tuple(sorted((k, tuple(v.shape)) for k, v in state.items()))
-    n = state["fc.weight"].shape[0] if "fc.weight" in state else len(EXPRESSIONS)
-    found = [name for name in list_models() if _state_shapes(name, int(n)) == shapes]
+    found = [name for name in list_models()
+             if _state_shapes(name, _num_classes(state, path)) == shapes]
     if len(found) != 1:
         raise CheckpointError(f"{path}: a plain state dict matching {found or 'no variant'}; "
                               "pass --variant")
@@ -192,19 +210,21 @@ def _infer_variant(state: dict, path: Path) -> str:
 
 def load_model(path: str | os.PathLike, variant: str | None = None
                ) -> tuple[torch.nn.Module, dict]:
-    """Model in eval mode on the CPU and its metadata (``variant``, ``path``, and
-    ``image_size``, ``test_subjects``, ... when the file records them). ``path`` is a weights
-    file, a cell directory or a run directory; ``variant`` refuses a file of another one."""
+    """Model in eval mode on the CPU and its metadata (``variant``, ``num_classes``,
+    ``path``, and ``class_names``, ``image_size``, ``test_subjects``, ... when the file
+    records them). ``path`` is a weights file, a cell directory or a run directory;
+    ``variant`` refuses a file of another one."""
     from fer3d.models import create_model
 
     path = find_weights(path)
     state, meta = read_weights(path)
     _check_variant(path, meta, variant)
     name = meta.get("variant") or variant or _infer_variant(state, path)
-    model = create_model(name, num_classes=int(meta.get("num_classes", len(EXPRESSIONS))))
+    n = int(meta.get("num_classes") or _num_classes(state, path))
+    model = create_model(name, num_classes=n)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path}: does not hold a {name} model ({first})") from None
-    return model.eval(), {**meta, "variant": name, "path": str(path)}
+    return model.eval(), {**meta, "variant": name, "num_classes": n, "path": str(path)}

@@ -43,10 +43,12 @@ class ShardDataset(torch.utils.data.Dataset):
     Items are dicts: ``texture`` (3, S, S) float32, ``depth`` (3, S, S) float32 (depth in
     [0, 1] over covered cells, replicated to 3 channels, ImageNet-normalised so pretrained
     weights fit both branches), ``mask`` (1, S/4, S/4) float32 in [0, 1] (area-resized
-    ``/mask56``), ``label`` int64 expression code, ``index`` int64 position in this dataset
-    (``landmarks`` (K, 2) in output pixels too when ``landmarks=True``; a flip mirrors their
-    positions but keeps each row's name, so after a flip "left" rows lie on the right: the
-    BU-3DFE 83-point mirror pairing is not documented well enough to swap rows safely).
+    ``/mask56``), ``label`` int64 code into ``index.class_names`` (a campaign passes its
+    relabelled index: :func:`fer3d.campaign.protocol.relabel`), ``index`` int64 position in
+    this dataset (``landmarks`` (K, 2) in output pixels too when ``landmarks=True``; a flip
+    mirrors their positions but keeps each row's name, so after a flip "left" rows lie on
+    the right: the BU-3DFE 83-point mirror pairing is not documented well enough to swap
+    rows safely).
 
     source      a :class:`ShardIndex` (read once per campaign) or shard path(s).
     indices     rows of the index to expose; default all.
@@ -92,7 +94,7 @@ class ShardDataset(torch.utils.data.Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        return self.index.expression[self.rows]
+        return self.index.label[self.rows]
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

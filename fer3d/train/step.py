@@ -17,13 +17,11 @@ import torch.nn.functional as F
 
 from fer3d.errors import ConfigError, DivergedError
 from fer3d.train.runtime import AmpMode
-from fer3d_data.schema import EXPRESSIONS
-
-NUM_CLASSES = len(EXPRESSIONS)
+from fer3d_data.schema import MASKS
 
 
 def compute_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B, 6) logits, (B,) codes -> scalar cross-entropy in fp32."""
+    """(B, C) logits, (B,) codes -> scalar cross-entropy in fp32."""
     return F.cross_entropy(logits.float(), labels)
 
 
@@ -70,7 +68,7 @@ def train_epoch(model, batches, optimizer, scaler, amp: AmpMode, device: torch.d
 @torch.no_grad()
 def predict(model, batches, amp: AmpMode, device: torch.device,
             channels_last: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(logits (N, 6) float32, labels (N,) int64, source positions (N,) int64)."""
+    """(logits (N, C) float32, labels (N,) int64, source positions (N,) int64)."""
     model.eval()
     logits, labels, where = [], [], []
     for tex, dep, mask, y, pos in batches:
@@ -80,7 +78,8 @@ def predict(model, batches, amp: AmpMode, device: torch.device,
         labels.append(y)
         where.append(pos)
     if not logits:
-        return np.zeros((0, NUM_CLASSES), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        empty = np.zeros(0, np.int64)
+        return np.zeros((0, model.num_classes), np.float32), empty, empty
     return (torch.cat(logits).cpu().numpy(), torch.cat(labels).cpu().numpy().astype(np.int64),
             torch.cat(where).cpu().numpy().astype(np.int64))
 
@@ -94,11 +93,26 @@ def check_variant(name: str) -> None:
         raise ConfigError(f"unknown variant {name!r}; available: {', '.join(names)}")
 
 
-def model_from_config(cfg) -> torch.nn.Module:
+def check_masks(name: str, index) -> None:
+    """ConfigError when variant ``name`` uses mask attention and the shards of ``index``
+    hold no salient-region masks (written with ``--masks none``: every mask is zero)."""
+    from fer3d.models import create_model
+
+    if index.masks == MASKS[0]:
+        return
+    with torch.device("meta"):  # the variant's structure only: no memory, no init cost
+        uses_mask = create_model(name).uses_mask
+    if uses_mask:
+        raise ConfigError(f"variant {name} needs salient-region masks, but "
+                          f"{index.paths[0]} has masks {index.masks!r} (prepared with "
+                          "--masks none); train a variant without MA, e.g. afnet_m_no_ma")
+
+
+def model_from_config(cfg, num_classes: int) -> torch.nn.Module:
     """The one place TrainConfig settings become model-builder keywords."""
     from fer3d.models import create_model
 
-    return create_model(cfg.variant, num_classes=NUM_CLASSES, pretrained=cfg.pretrained,
+    return create_model(cfg.variant, num_classes=num_classes, pretrained=cfg.pretrained,
                         head_init=cfg.head_init)
 
 

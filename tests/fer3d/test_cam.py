@@ -70,9 +70,9 @@ def test_plain_state_dicts_load_and_infer_their_variant(cells, tmp_path):
         assert torch.equal(model.fc.weight, state["fc.weight"])
 
 
-def test_fusion_weights_per_expression(cells, shard):
+def test_fusion_weights_per_class(cells, shard):
     model, _ = load_model(cells["afnet_m"])
-    weights = cam.fusion_weights_by_expression(model, cam.load_samples([shard], IDS, S))
+    weights = cam.fusion_weights_by_class(model, cam.load_samples([shard], IDS, S))
     assert set(weights) == {"layer3", "layer4"}
     counts = [len(g) for g in weights["layer3"]["texture"]]
     assert counts == [1, 0, 0, 1, 0, 1]
@@ -101,10 +101,10 @@ def test_cam_command_errors_are_one_line(cells, shard, tmp_path):
     assert "F0009_AN03WH" in result.output
 
 
-def test_one_per_expression_takes_expressions_in_turn():
+def test_one_per_class_takes_classes_in_turn():
     ids = ["a0", "a1", "b0", "c0"]
-    assert cam.one_per_expression(ids, [0, 0, 1, 2], 3) == ["a0", "b0", "c0"]
-    assert cam.one_per_expression(ids, [0, 0, 1, 2], 10) == ["a0", "b0", "c0", "a1"]
+    assert cam.one_per_class(ids, [0, 0, 1, 2], 3) == ["a0", "b0", "c0"]
+    assert cam.one_per_class(ids, [0, 0, 1, 2], 10) == ["a0", "b0", "c0", "a1"]
 
 
 def test_true_class_maps_and_bad_class(cells, shard):

@@ -71,7 +71,7 @@ def test_help_without_torch():
                          env={"PYTHONPATH": str(Path(train_cli.__file__).parents[2])})
     assert out.returncode == 0, out.stderr
     for text in ("afnet_m_no_ma_layer234", "[auto|on|off]", "[weights|none|full]", "[local|ray]",
-                 "[auto|bu3dfe|bosphorus]", "[default: 30]"):
+                 "[auto|bu3dfe|bosphorus|labels]", "[default: 30]"):
         assert text in " ".join(out.stdout.split()), text
 
 

@@ -29,6 +29,7 @@ from fer3d.train.runtime import (
     seed_everything,
     set_rng_state,
 )
+from fer3d_data.schema import EXPRESSIONS
 
 
 def tiny(shard, out, **kw) -> TrainConfig:
@@ -78,7 +79,7 @@ def test_summarise_pools_repeats():
              "correct": 1, "total": 2},
             {"repeat": 1, "fold": 0, "variant": "v", "labels": [0, 1, 2, 2],
              "predictions": [1, 1, 2, 2], "correct": 3, "total": 4}]
-    s = summarise(recs, 2)
+    s = summarise(recs, 2, list(EXPRESSIONS))
     assert s["repeat_accuracies"] == [0.75, 0.75]
     assert s["accuracy_mean"] == 0.75 and s["accuracy_std"] == 0.0
     assert s["per_class_accuracy"]["anger"] == 0.5
@@ -164,7 +165,7 @@ def test_no_host_sync_inside_a_training_step(bu3dfe_shard, tmp_path, monkeypatch
     src = make_source(index, rows, image_size=32, batch_size=4, device=cpu,
                       data=DeviceData(index, rows, cpu))
     model = engine.place_model(engine.model_from_config(tiny(bu3dfe_shard, tmp_path,
-                                                             variant="texture_only")),
+                                                             variant="texture_only"), 6),
                                cpu, False)
     opt = make_optimizer(model.parameters(), 1e-3, cpu)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
