@@ -237,8 +237,9 @@ def stratified_subject_folds(subjects: list[str], counts: np.ndarray, k: int = 1
     order of ``subjects``. Greedy, as scikit-learn's StratifiedGroupKFold: the subjects in
     an order drawn from (seed, r), stable-sorted so that those of the most uneven label mix
     come first, each go to the fold where the per-class shares then spread least (ties: the
-    fold with fewest samples). Where that leaves a fold without subjects (a few subjects
-    carrying most samples), the repeat is :func:`subject_folds`' unstratified split.
+    fold with fewest samples). No fold stays empty: while one is, it is where any subject
+    spreads every class's shares least. Repeat r depends on (seed, r) alone, as in
+    :func:`subject_folds`.
     """
     _check_k(subjects, k)
     counts = np.asarray(counts, dtype=np.float64)
@@ -255,8 +256,6 @@ def stratified_subject_folds(subjects: list[str], counts: np.ndarray, k: int = 1
             best = min(range(k), key=lambda f: (round(spread[f], 12), fold_counts[f].sum()))
             fold_counts[best] += counts[i]
             members[best].append(subjects[i])
-        if min(len(m) for m in members) == 0:
-            members = subject_folds(subjects, k, r + 1, seed)[r]
         plan.append([sorted(m) for m in members])
     return plan
 
