@@ -41,3 +41,7 @@ class DivergedError(Fer3dError, RuntimeError):
 
 class ReproduceError(Fer3dError):
     """Some campaigns or figures of a target could not be made (each one is named)."""
+
+
+class PairingError(Fer3dError, ValueError):
+    """Two runs asked to be compared pairwise do not share one plan (subjects, folds)."""

@@ -17,39 +17,48 @@ from fer3d.campaign.rundir import RunDir
 from fer3d.report.confusion import save_confusion_png
 
 
-def _repeat_accuracies(records: list[dict], prefix: str = "") -> np.ndarray:
-    """Per repeat, correct / total over its folds (``prefix`` "sequence_": of the votes)."""
-    out = []
+def accuracy_spread(repeat_accuracies: list[float], fold_accuracies: list[float],
+                    name: str = "accuracy") -> dict:
+    """The one figure of spread of a campaign's accuracy, with its name: the std (ddof 1)
+    of the repeats' accuracies when there are several repeats, else of the folds' (one
+    repeat's folds still vary); None when a single value is all there is. Keys
+    ``{name}_spread`` and ``{name}_spread_name``."""
+    over, values = (("repeats", repeat_accuracies) if len(repeat_accuracies) > 1
+                    else ("folds", fold_accuracies))
+    return {f"{name}_spread": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            f"{name}_spread_name": f"std over {over}"}
+
+
+def _accuracy(records: list[dict], name: str, prefix: str = "") -> tuple[dict, list[float]]:
+    """``{name}_mean`` over repeats (each repeat: correct / total over its folds) and its
+    spread, and the per-repeat accuracies; ``prefix`` "sequence_": of the sequence votes."""
+    per_repeat = []
     for r in sorted({x["repeat"] for x in records}):
         mine = [x for x in records if x["repeat"] == r]
-        out.append(sum(x[prefix + "correct"] for x in mine)
-                   / max(sum(x[prefix + "total"] for x in mine), 1))
-    return np.array(out)
-
-
-def _spread(acc: np.ndarray, name: str) -> dict:
-    return {f"{name}_mean": float(acc.mean()) if len(acc) else float("nan"),
-            f"{name}_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0}
+        per_repeat.append(sum(x[prefix + "correct"] for x in mine)
+                          / max(sum(x[prefix + "total"] for x in mine), 1))
+    folds = [x[prefix + "correct"] / x[prefix + "total"] for x in records if x[prefix + "total"]]
+    mean = float(np.mean(per_repeat)) if per_repeat else float("nan")
+    return {f"{name}_mean": mean, **accuracy_spread(per_repeat, folds, name)}, per_repeat
 
 
 def summarise(records: list[dict], repeats: int, class_names: list[str]) -> dict:
-    """Fold records -> accuracy mean ± std over repeats, per-class accuracy, pooled
-    confusion matrix (rows true, columns predicted) of ``class_names``; the same accuracy
-    of the per-sequence votes when the records have them. std uses ddof=1 (0 for one
-    repeat)."""
+    """Fold records -> accuracy mean over repeats and its spread (:func:`accuracy_spread`),
+    per-class accuracy, pooled confusion matrix (rows true, columns predicted) of
+    ``class_names``; the same accuracy of the per-sequence votes when the records have
+    them (``sequence_accuracy_*``, ``n_sequences``)."""
     labels = np.array([y for x in records for y in x["labels"]], dtype=np.int64)
     preds = np.array([p for x in records for p in x["predictions"]], dtype=np.int64)
     cm = metrics.confusion_matrix(labels, preds, len(class_names))
-    acc = _repeat_accuracies(records)
+    accuracy, per_repeat = _accuracy(records, "accuracy")
     summary = {"variant": records[0]["variant"] if records else None,
-               "repeats": repeats, "folds": len({x["fold"] for x in records}),
-               **_spread(acc, "accuracy"), "repeat_accuracies": [float(a) for a in acc],
+               "repeats": repeats, "folds": len({x["fold"] for x in records}), **accuracy,
+               "repeat_accuracies": [float(a) for a in per_repeat],
                "class_names": list(class_names),
                "per_class_accuracy": dict(zip(class_names, metrics.per_class_accuracy(cm))),
                "confusion_matrix": cm.tolist(), "n_predictions": len(labels)}
     if records and all("sequence_total" in x for x in records):
-        seq = _repeat_accuracies(records, "sequence_")
-        summary.update(**_spread(seq, "sequence_accuracy"),
+        summary.update(_accuracy(records, "sequence_accuracy", "sequence_")[0],
                        n_sequences=sum(x["sequence_total"] for x in records))
     return summary
 

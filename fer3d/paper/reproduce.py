@@ -100,12 +100,14 @@ def run_campaigns(target: str, shards: list[str], out: Path, *, recipe: str = "p
                   overrides: dict | None = None) -> Outcome:
     """Run (or reuse, or resume) every campaign ``target`` needs, per dataset."""
     from fer3d.campaign.run import run_campaign  # torch: imported only when training
+    from fer3d.train.runtime import resolved_precision
 
     outcome = Outcome()
     for dataset, files in shards_by_dataset(shards).items():
         values = campaign_values(recipe, dataset, overrides or {})
         check_pretrained(values.get("pretrained"))
-        for line in paper_differences(values, dataset):
+        precision = resolved_precision(values.get("device", "auto"), values.get("amp", "auto"))
+        for line in paper_differences(values, dataset, precision):
             log.info("%s: %s", dataset, line)
         for variant in target_variants(target):
             run_dir = out / "runs" / dataset / variant

@@ -1,8 +1,9 @@
-"""Reading finished campaigns for reports: settings, summary, cell records, epoch logs.
+"""Reading finished campaigns for reports: settings, plan, summary, cell records, epoch logs.
 
 Stage: run directories -> reports (torch-free). Every file is found and read through
 :class:`fer3d.campaign.rundir.RunDir` (docs/protocol.md). A directory that cannot be read
-raises :class:`~fer3d.errors.RunError` naming it and the problem.
+raises :class:`~fer3d.errors.RunError` (a plan of another version
+:class:`~fer3d.errors.PlanError`) naming it and the problem.
 """
 
 from __future__ import annotations
@@ -10,22 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from fer3d.campaign.protocol import FoldPlan
 from fer3d.campaign.rundir import RunDir
-from fer3d.errors import RunError
+from fer3d.errors import Fer3dError, RunError
 from fer3d.paper.catalog import DATASET_TITLES, VARIANT_BY_NAME
 
 
 @dataclass
 class Run:
-    """One finished campaign: its settings, summary, per-cell records and epoch logs."""
+    """One finished campaign: its settings (and what they resolved to on its machine), its
+    plan (subjects and folds), summary, per-cell records and epoch logs."""
 
     path: Path
     config: dict
     summary: dict
     cells: list[dict]
     epochs: dict[tuple[int, int], list[dict]] = field(default_factory=dict)
+    plan: FoldPlan | None = None
+    resolved: dict = field(default_factory=dict)
 
     @property
     def variant(self) -> str:
@@ -53,22 +56,22 @@ class Run:
     def title(self) -> str:
         return f"{self.label} ({self.variant}), {DATASET_TITLES.get(self.dataset, self.dataset)}"
 
-    def accuracy(self) -> tuple[float, float, str]:
-        """(mean %, std %, over what): std over repeats, or over folds with one repeat."""
-        mean = 100 * float(self.summary["accuracy_mean"])
-        if self.repeats > 1:
-            return mean, 100 * float(self.summary["accuracy_std"]), "repeats"
-        accs = [c["accuracy"] for c in self.cells if c["total"]]
-        std = 100 * float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
-        return mean, std, "folds"
+    def accuracy(self) -> tuple[float, float | None, str]:
+        """(mean %, spread %, its name) as summary.json states them (None: no spread)."""
+        spread = self.summary["accuracy_spread"]
+        return (100 * float(self.summary["accuracy_mean"]),
+                None if spread is None else 100 * float(spread),
+                str(self.summary["accuracy_spread_name"]))
 
 
-    def sequence_accuracy(self) -> tuple[float, float] | None:
-        """(mean %, std % over repeats) of the per-sequence votes; None without sequences."""
+    def sequence_accuracy(self) -> tuple[float, float | None] | None:
+        """(mean %, spread %) of the per-sequence votes, the spread named as the accuracy's;
+        None without sequences."""
         if "sequence_accuracy_mean" not in self.summary:
             return None
+        spread = self.summary["sequence_accuracy_spread"]
         return (100 * float(self.summary["sequence_accuracy_mean"]),
-                100 * float(self.summary["sequence_accuracy_std"]))
+                None if spread is None else 100 * float(spread))
 
 
 def load_run(path: str | Path) -> Run:
@@ -76,23 +79,25 @@ def load_run(path: str | Path) -> Run:
     run = RunDir(path)
     if not run.path.is_dir():
         raise RunError(f"{run.path}: not a run directory")
-    config = run.read_config()
+    record = run.read_record()
     if not run.summary.is_file():
         raise RunError(f"{run.path}: no summary.json, the campaign has not finished "
                        f"({len(run.finished_cells())} cell(s) done); resume it first")
     summary = run.read_summary()
-    for key in ("accuracy_mean", "accuracy_std", "repeats", "folds", "confusion_matrix",
+    for key in ("accuracy_mean", "accuracy_spread", "repeats", "folds", "confusion_matrix",
                 "per_class_accuracy", "class_names"):
         if key not in summary:
-            raise RunError(f"{run.summary}: no {key!r}")
+            raise RunError(f"{run.summary}: no {key!r} (an older summary: `fer3d-train "
+                           f"--summarize {run.path}` rewrites it)")
     # cells of more repeats than summarised (a resume still under way) are left out
     cells = [c for c in run.finished_cells() if c.repeat < int(summary["repeats"])]
     expected = int(summary["repeats"]) * int(summary["folds"])
     if len(cells) != expected:
         raise RunError(f"{run.path}: summary.json covers {expected} cells but {len(cells)} "
                        "finished cells were found")
-    return Run(run.path, config, summary, [c.read_record() for c in cells],
-               {(c.repeat, c.fold): c.read_epochs() for c in cells})
+    return Run(run.path, record.get("config", {}), summary, [c.read_record() for c in cells],
+               {(c.repeat, c.fold): c.read_epochs() for c in cells}, plan=run.read_plan(),
+               resolved=record.get("resolved", {}))
 
 
 def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
@@ -101,7 +106,7 @@ def load_runs(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
     for p in paths:
         try:
             runs.append(load_run(p))
-        except RunError as exc:
+        except Fer3dError as exc:  # a missing file, a plan of another version, ...
             problems.append(str(exc))
     return runs, problems
 

@@ -20,12 +20,24 @@ def format_confusion(cm: np.ndarray, class_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def format_accuracy(mean: float, spread: float | None, name: str) -> str:
+    """``93.75 ± 8.84 % (std over folds)``: percentages, the spread named as summary.json
+    names it (:func:`fer3d.campaign.summary.accuracy_spread`); n/a for a single value."""
+    return f"{mean:.2f} ± {'n/a' if spread is None else f'{spread:.2f}'} % ({name})"
+
+
+def _campaign_accuracy(summary: dict, name: str = "accuracy") -> str:
+    """A summary's ``{name}_mean`` and spread as :func:`format_accuracy` writes them."""
+    spread = summary[f"{name}_spread"]
+    return format_accuracy(100 * summary[f"{name}_mean"], None if spread is None else
+                           100 * spread, summary[f"{name}_spread_name"])
+
+
 def _sequence_lines(summary: dict) -> list[str]:
     """The accuracy of the per-sequence votes, when the summary has them."""
     if "sequence_accuracy_mean" in summary:
         return [f"sequence accuracy ({summary['n_sequences']} votes: one per sequence or "
-                f"lone scan): {100 * summary['sequence_accuracy_mean']:.2f} ± "
-                f"{100 * summary['sequence_accuracy_std']:.2f} %"]
+                "lone scan): " + _campaign_accuracy(summary, "sequence_accuracy")]
     if "sequence_accuracy" in summary:
         return [f"sequence accuracy: {100 * summary['sequence_accuracy']:.2f} % "
                 f"({len(summary['sequence_ids'])} sequences and lone scans)"]
@@ -41,8 +53,7 @@ def format_summary(summary: dict) -> str:
     lines = []
     if "accuracy_mean" in summary:
         lines.append(f"{what} over {summary['repeats']} repeat(s) x {summary['folds']} "
-                     f"folds: {100 * summary['accuracy_mean']:.2f} ± "
-                     f"{100 * summary['accuracy_std']:.2f} %")
+                     "folds: " + _campaign_accuracy(summary))
     else:
         lines.append(f"{what}: {100 * summary['accuracy']:.2f} % "
                      f"({len(summary['labels'])} samples)")

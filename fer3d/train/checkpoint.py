@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import pickle
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -139,6 +140,18 @@ class CellCheckpoints:
 
 # --------------------------------------------------------------------------- any weights
 
+def _load_problem(exc: Exception) -> str:
+    """One line for a failed weights-only load. torch's own text for a refused object
+    advises loading with weights_only=False, which would run the file's code: not repeated."""
+    text = str(exc).strip()
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if text.startswith("Weights only load failed") and refused:
+        return (f"refused: unpickling it would import {refused[1]} (only tensors and plain "
+                "types are loaded; nothing in the file was run)")
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"corrupt or truncated checkpoint ({first})"
+
+
 def read_weights(path: Path) -> tuple[dict, dict]:
     """(state dict, metadata) of an engine checkpoint, a plain state dict (.pt) or a
     safetensors file; CheckpointError naming ``path`` for anything else."""
@@ -157,8 +170,7 @@ def read_weights(path: Path) -> tuple[dict, dict]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile,
             pickle.UnpicklingError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: {_load_problem(exc)}") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         return obj["model"], {k: v for k, v in obj.items() if k != "model"}
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
