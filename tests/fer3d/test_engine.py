@@ -124,10 +124,10 @@ def test_one_repeat_spreads_over_its_folds():
     was 0.00 in fer3d-train's line and 8.84 in the report's); a single cell has none."""
     recs = [{"repeat": 0, "fold": f, "variant": "v", "labels": [0, 1], "predictions": p,
              "correct": c, "total": 2} for f, (p, c) in enumerate([([0, 1], 2), ([0, 0], 1)])]
-    s = summarise(recs, 1)
+    s = summarise(recs, 1, ["a", "b"])
     assert s["accuracy_spread"] == pytest.approx(np.std([1.0, 0.5], ddof=1))
     assert s["accuracy_spread_name"] == "std over folds"
-    assert summarise(recs[:1], 1)["accuracy_spread"] is None
+    assert summarise(recs[:1], 1, ["a", "b"])["accuracy_spread"] is None
 
 
 @pytest.mark.parametrize("bad, message", [

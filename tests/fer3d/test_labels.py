@@ -188,9 +188,12 @@ def test_summary_gives_frame_and_sequence_accuracy():
         "calm", "tense"}
     assert s["repeat_accuracies"] == [5 / 6, 5 / 6]
     assert s["sequence_accuracy_mean"] == 0.75 and s["n_sequences"] == 8
-    assert s["sequence_accuracy_std"] == pytest.approx(np.std([1.0, 0.5], ddof=1))
+    assert s["sequence_accuracy_spread"] == pytest.approx(np.std([1.0, 0.5], ddof=1))
+    assert s["sequence_accuracy_spread_name"] == "std over repeats"
     text = format_summary(s)
-    assert "frame accuracy over 2 repeat(s)" in text and "sequence accuracy (8 votes" in text
+    assert "frame accuracy over 2 repeat(s) x 2 folds: 83.33 ± 0.00 % (std over repeats)" in text
+    assert "sequence accuracy (8 votes: one per sequence or lone scan): 75.00 ± 35.36 % (std " \
+           "over repeats)" in text
     frames_only = summarise([{k: v for k, v in r.items() if not k.startswith("sequence")}
                              for r in recs], 2, ["calm", "tense"])
     assert "sequence_accuracy_mean" not in frames_only
