@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fer3d.errors import ConfigError, PlanError
+from fer3d_data.schema import EXPRESSIONS
 from fer3d_data.shard_index import ShardIndex
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,59 @@ def eligible_rows(index: ShardIndex, preset: str) -> np.ndarray:
     return np.sort(np.array(keep, dtype=np.int64))
 
 
+def _needed(preset: str) -> set[tuple[int, ...]]:
+    """The (expression, intensity) keys (bosphorus: expression) every subject must have."""
+    if preset == "bu3dfe":
+        return {(e, i) for e in SIX for i in BU3DFE_INTENSITIES}
+    return {(e,) for e in SIX}
+
+
+def _subject_keys(index: ShardIndex, preset: str) -> dict[str, set]:
+    """Every subject of the shards -> the keys of :func:`_needed` it has."""
+    have: dict[str, set] = {str(s): set() for s in index.subject}
+    for r in eligible_rows(index, preset):
+        key = (int(index.expression[r]),) + ((int(index.intensity[r]),)
+                                            if preset == "bu3dfe" else ())
+        have[str(index.subject[r])].add(key)
+    return have
+
+
 def complete_subjects(index: ShardIndex, preset: str) -> list[str]:
     """Subjects having every required (expression[, intensity]) sample, sorted."""
-    rows = eligible_rows(index, preset)
-    need = len(SIX) * (len(BU3DFE_INTENSITIES) if preset == "bu3dfe" else 1)
-    keys: dict[str, set] = {}
-    for r in rows:
-        keys.setdefault(str(index.subject[r]), set()).add(
-            (int(index.expression[r]), int(index.intensity[r])))
-    return sorted(s for s, k in keys.items() if len(k) >= need)
+    need = _needed(preset)
+    return sorted(s for s, keys in _subject_keys(index, preset).items() if need <= keys)
+
+
+def lacking_samples(index: ShardIndex, preset: str) -> dict[str, list[str]]:
+    """Subjects the preset leaves out -> what each lacks ("disgust 4" or "disgust")."""
+    need = _needed(preset)
+    return {s: [" ".join([EXPRESSIONS[k[0]], *map(str, k[1:])]) for k in sorted(need - keys)]
+            for s, keys in sorted(_subject_keys(index, preset).items()) if not need <= keys}
+
+
+def _listed(lacking: dict[str, list[str]], limit: int = 10) -> str:
+    shown = [f"{s} (no {', '.join(m[:4])}{', ...' if len(m) > 4 else ''})"
+             for s, m in list(lacking.items())[:limit]]
+    return ", ".join(shown) + (f" and {len(lacking) - limit} more" if len(lacking) > limit
+                               else "")
+
+
+def _likely_cause(index: ShardIndex, preset: str) -> str:
+    """Why no subject of the shards has the preset's full set of samples."""
+    datasets = sorted(set(index.datasets))
+    if preset not in datasets:
+        return (f"the shards' dataset is {', '.join(map(repr, datasets))}, and preset "
+                f"{preset!r} selects {preset}'s expressions and intensities")
+    shown = np.isin(index.expression, SIX)
+    missing = [EXPRESSIONS[e] for e in SIX if e not in set(index.expression[shown].tolist())]
+    if missing:
+        return f"no scan of {', '.join(missing)}: shards prepared with --expressions?"
+    levels = set(index.intensity[shown].tolist())
+    if preset == "bu3dfe" and not set(BU3DFE_INTENSITIES) <= levels:
+        return (f"scans only at intensities {sorted(levels)}: shards prepared with "
+                "--intensities? (the protocol uses 3 and 4)")
+    return ("every subject lacks some expression: a --shard I/N part rather than the merged "
+            "shard, or failed scans (fer3d-prep inspect SHARD --errors)")
 
 
 def select_subjects(index: ShardIndex, preset: str, n_subjects: int = 60,
@@ -69,8 +114,15 @@ def select_subjects(index: ShardIndex, preset: str, n_subjects: int = 60,
     if n_subjects < 1:
         raise PlanError(f"n_subjects must be >= 1, got {n_subjects}")
     pool = complete_subjects(index, preset)
+    lacking = lacking_samples(index, preset)
     if not pool:
-        raise PlanError(f"no subject has all six expressions required by preset {preset!r}")
+        what = " at intensities 3 and 4" if preset == "bu3dfe" else ""
+        raise PlanError(f"no subject of the shards ({len(lacking)}) has all six expressions"
+                        f"{what} that preset {preset!r} needs; likely cause: "
+                        f"{_likely_cause(index, preset)}")
+    if lacking:
+        log.warning("preset %s: %d subject(s) left out, lacking samples it needs: %s", preset,
+                    len(lacking), _listed(lacking))
     if len(pool) <= n_subjects:
         if len(pool) < n_subjects:
             log.warning("preset %s: only %d subjects have the full expression set; "
@@ -188,11 +240,17 @@ def plan_from_dict(data: dict, where: str) -> FoldPlan:
 
 
 def resolve_preset(preset: str, index: ShardIndex) -> str:
-    """auto -> the shards' ``dataset`` attribute (all shards must agree); others unchanged."""
-    if preset != "auto":
-        return preset
+    """auto -> the shards' ``dataset`` attribute (all shards must agree); a preset other
+    than the dataset of the shards is refused, naming the one that fits."""
     found = sorted(set(index.datasets))
-    if len(found) != 1 or found[0] not in PRESETS:
-        raise ConfigError(f"--preset auto: the shards' dataset attributes are {found}; "
-                          f"pass --preset {' or '.join(PRESETS)}")
-    return found[0]
+    if preset == "auto":
+        if len(found) != 1 or found[0] not in PRESETS:
+            raise ConfigError(f"--preset auto: the shards' dataset attributes are {found}; "
+                              f"pass --preset {' or '.join(PRESETS)}")
+        return found[0]
+    other = [d for d in found if d in PRESETS and d != preset]
+    if other:
+        raise ConfigError(f"--preset {preset}: {', '.join(index.paths)}: {other[0]} scans "
+                          f"(the shards' dataset attribute), and preset {preset} selects "
+                          f"{preset}'s samples: use --preset {other[0]} (or auto)")
+    return preset

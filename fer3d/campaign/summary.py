@@ -18,9 +18,26 @@ from fer3d.report.confusion import save_confusion_png
 from fer3d_data.schema import EXPRESSIONS
 
 
+def _other_scores(records: list[dict]) -> dict:
+    """Balanced accuracy and macro-F1 (:func:`fer3d.metrics.scores`) of each repeat's pooled
+    folds, and their mean ± std over repeats as for accuracy."""
+    by_repeat = [metrics.scores(metrics.confusion_matrix(
+        [y for x in records if x["repeat"] == r for y in x["labels"]],
+        [p for x in records if x["repeat"] == r for p in x["predictions"]], len(EXPRESSIONS)))
+        for r in sorted({x["repeat"] for x in records})]
+    out = {}
+    for name in ("balanced_accuracy", "macro_f1"):
+        values = np.array([s[name] for s in by_repeat])
+        out.update({f"{name}_mean": float(values.mean()) if len(values) else float("nan"),
+                    f"{name}_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                    f"repeat_{name}": [float(v) for v in values]})
+    return out
+
+
 def summarise(records: list[dict], repeats: int) -> dict:
-    """Fold records -> accuracy mean ± std over repeats, per-class accuracy, pooled
-    confusion matrix (rows true, columns predicted). std uses ddof=1 (0 for one repeat)."""
+    """Fold records -> accuracy, balanced accuracy and macro-F1 mean ± std over repeats,
+    per-class accuracy (recall), pooled confusion matrix (rows true, columns predicted).
+    std uses ddof=1 (0 for one repeat)."""
     per_repeat = []
     for r in sorted({x["repeat"] for x in records}):
         mine = [x for x in records if x["repeat"] == r]
@@ -33,7 +50,7 @@ def summarise(records: list[dict], repeats: int) -> dict:
             "repeats": repeats, "folds": len({x["fold"] for x in records}),
             "accuracy_mean": float(acc.mean()) if len(acc) else float("nan"),
             "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-            "repeat_accuracies": [float(a) for a in acc],
+            "repeat_accuracies": [float(a) for a in acc], **_other_scores(records),
             "class_names": list(EXPRESSIONS),
             "per_class_accuracy": dict(zip(EXPRESSIONS, metrics.per_class_accuracy(cm))),
             "confusion_matrix": cm.tolist(), "n_predictions": len(labels)}

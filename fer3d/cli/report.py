@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from fer3d.cli.options import run_command
+from fer3d.cli.options import make_output_folder, run_command
 from fer3d.errors import RunError
 from fer3d_data.clibase import Command, config_option
 
@@ -18,16 +18,17 @@ from fer3d_data.clibase import Command, config_option
 @click.command("fer3d-report", cls=Command)
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @config_option()
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), metavar="DIR")
+@click.option("--out", "-o", required=True, type=click.Path(), metavar="DIR")
 @click.option("--params/--no-params", default=True,
               help="include the parameter table (Table 4; builds the three models)")
 @click.option("--strict", is_flag=True, help="fail if any RUN cannot be read")
 def report_command(runs, out, params, strict):
     """Compile finished run directories RUN... into DIR/report.md, with tables (markdown,
     LaTeX, CSV) under DIR/tables and figures under DIR/figures."""
-    from fer3d.report import load_runs, write_report
+    from fer3d.report import find_runs, load_runs, write_report
 
-    found, problems = load_runs(list(runs))
+    make_output_folder(out, "--out")
+    found, problems = load_runs(find_runs(runs))
     for line in problems:
         click.echo(f"fer3d-report: skipped {line}", err=True)
     if not found or (strict and problems):

@@ -46,7 +46,8 @@ def write_report(runs: list[Run], out: Path, *, problems: list[str] = (),
             + "".join(f"- `{r.path}`: {r.title}\n" for r in runs) + "\n"]
     if problems:
         text.append(_section("Runs not included", "\n".join(f"- {p}" for p in problems)))
-    main_tables = [("runs", tables.runs_table(runs)), ("per_class", tables.per_class_table(runs))]
+    main_tables = [("runs", tables.runs_table(runs)), ("scores", tables.scores_table(runs)),
+                   ("per_class", tables.per_class_table(runs))]
     present = {r.variant for r in runs}
     main_tables += [(t, tables.target_table(t, runs)) for t in ("table1", "table2", "table3",
                                                                   "fig5")

@@ -123,9 +123,26 @@ def target_table(target: str, runs: list[Run]) -> Table:
     return table
 
 
+def scores_table(runs: list[Run]) -> Table:
+    """Accuracy, balanced accuracy and macro-F1 of every run (fer3d.metrics.scores), each
+    mean and std over repeats; blank for a summary written before they were recorded."""
+    names = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
+             ("macro_f1", "macro-F1"))
+    table = Table("Accuracy, balanced accuracy and macro-F1 (%), mean and std over repeats",
+                  ["variant", "dataset"] + [f"{title}{part}" for _, title in names
+                                            for part in (" (%)", " std")])
+    for run in runs:
+        values = [run.summary.get(f"{key}_{part}") for key, _ in names for part in ("mean", "std")]
+        table.rows.append([run.variant, DATASET_TITLES.get(run.dataset, run.dataset),
+                           *[None if v is None else 100 * float(v) for v in values]])
+    table.notes.append("balanced accuracy: mean recall over the expressions; macro-F1: mean "
+                       "F1 over them; each pooled over a repeat's folds (docs/protocol.md).")
+    return table
+
+
 def per_class_table(runs: list[Run]) -> Table:
     names = list(runs[0].summary["class_names"]) if runs else []
-    table = Table("Per-class accuracy (%), pooled over repeats and folds",
+    table = Table("Per-class accuracy (recall, %), pooled over repeats and folds",
                   ["variant", "dataset", *names])
     for run in runs:
         per = run.summary["per_class_accuracy"]

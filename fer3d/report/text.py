@@ -9,6 +9,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# Scores beside accuracy (fer3d.metrics.scores), as printed.
+OTHER_SCORES = (("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro-F1"))
+
+
+def _percent(value) -> str:
+    """A fraction as a percentage; n/a when absent (a summary of an older run) or NaN."""
+    return "n/a" if value is None or value != value else f"{100 * value:.2f}"
+
 
 def format_confusion(cm: np.ndarray, class_names: Sequence[str]) -> str:
     """Counts as a text table, rows true, columns predicted (names cut to 4 letters)."""
@@ -28,10 +36,13 @@ def format_summary(summary: dict) -> str:
         lines.append(f"accuracy over {summary['repeats']} repeat(s) x {summary['folds']} "
                      f"folds: {100 * summary['accuracy_mean']:.2f} ± "
                      f"{100 * summary['accuracy_std']:.2f} %")
+        lines += [f"{title}: {_percent(summary.get(f'{key}_mean'))} ± "
+                  f"{_percent(summary.get(f'{key}_std'))} %" for key, title in OTHER_SCORES]
     else:
         lines.append(f"accuracy: {100 * summary['accuracy']:.2f} % "
                      f"({len(summary['labels'])} samples)")
-    lines.append("per-class accuracy:")
+        lines += [f"{title}: {_percent(summary.get(key))} %" for key, title in OTHER_SCORES]
+    lines.append("per-class accuracy (recall):")
     for name in names:
         acc = summary["per_class_accuracy"][name]
         lines.append(f"  {name:<10} {'n/a' if acc != acc else f'{100 * acc:6.2f} %'}")
