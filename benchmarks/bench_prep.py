@@ -43,7 +43,7 @@ from pathlib import Path
 from _emit import emit
 
 from fer3d_data import synth
-from fer3d_data.datasets import walkers
+from fer3d_data.datasets import ADAPTERS
 from fer3d_data.prep import PrepConfig, process_scan, run_prep
 
 TARGET_S_PER_SCAN = 0.3
@@ -62,7 +62,7 @@ def make_trees(root: Path, bu_subjects: int, bs_subjects: int,
     synth.make_bu3dfe(root / "bu3dfe", subjects=bu_subjects, f2d_size=8,  # _F2D is never read
                       **sizes["bu3dfe"])
     synth.make_bosphorus(root / "bosphorus", subjects=bs_subjects, **sizes["bosphorus"])
-    return {name: walkers[name](root / name) for name in ("bu3dfe", "bosphorus")}
+    return {name: ADAPTERS[name].walk(root / name) for name in ("bu3dfe", "bosphorus")}
 
 
 def seconds_per_scan(records: list, cfg: PrepConfig, n: int,

@@ -38,17 +38,21 @@ def main(path: str) -> None:
         print(f"config: {len(config)} parameters, e.g. image_size={config['image_size']}, "
               f"smoothness={config['smoothness']}")
 
-        # The index: fixed-length UTF-8 strings (decode with .asstr()) and int8 codes.
+        # The index: fixed-length UTF-8 strings (decode with .asstr()) and integer codes;
+        # label codes index the class names the shard was written with.
         ids = f["index/sample_id"].asstr()[:]
         subjects = f["index/subject"].asstr()[:]
-        expression = f["index/expression"][:]
+        label = f["index/label"][:]
         names = list(f.attrs["class_names"])
+        sequence = f["index/sequence"].asstr()[:]
         n_subjects = len(np.unique(subjects))
         print(f"{len(ids)} samples of {n_subjects} subjects; first: {ids[:3].tolist()}")
+        print(f"{len(np.unique(sequence[sequence != '']))} capture sequences; masks: "
+              f"{f.attrs['masks']}")
 
         # One sample: index i of every per-sample dataset (one chunk each).
         i = 0
-        print(f"sample {i} ({ids[i]}, {names[expression[i]]}):")
+        print(f"sample {i} ({ids[i]}, {names[label[i]]}):")
         for name in ("texture", "depth", "coverage", "mask", "regions", "mask56", "mask28",
                      "landmarks", "landmarks68"):
             a = f[name][i]
@@ -66,7 +70,7 @@ def main(path: str) -> None:
         print(f"batch of rows {rows.tolist()}: depth {batch.shape}")
 
         print("class counts:")
-        counts = np.bincount(expression, minlength=len(names))
+        counts = np.bincount(label, minlength=len(names))
         for name, n in zip(names, counts):
             print(f"  {name:10s} {n}")
         print(f"failed scans: {f['errors/source'].shape[0]}")

@@ -42,13 +42,14 @@ def export_face(source: str | os.PathLike, scan_id: str, out: str | os.PathLike,
 def _raw_trimesh(root: Path, scan_id: str, cfg):
     import dataclasses
 
-    from .datasets import walkers
+    from .datasets import ADAPTERS
     from .prep import PrepConfig
     from .prep.process import frontal_surface, read_raw_scan
 
-    for dataset, walk in walkers.items():
+    # adapters whose tree alone names its scans (a labelled folder needs its labels file)
+    for dataset, adapter in ((n, a) for n, a in ADAPTERS.items() if not a.options):
         try:
-            records = walk(root)
+            records = adapter.walk(root)
         except Fer3dDataError:  # not a tree of this dataset
             continue
         record = next((r for r in records if r.scan_id == scan_id), None)

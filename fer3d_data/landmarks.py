@@ -1,5 +1,5 @@
-"""Landmark schemes (canonical point order, named region groups) and the dlib 68-point
-fallback for scans without native landmarks.
+"""Landmarks in a scheme's canonical order and region groups (:mod:`fer3d_data.schemes`),
+and the dlib 68-point fallback for scans without native landmarks.
 
 Stage: preprocessing, after the texture has been resampled onto the depth grid (the
 detector runs on that aligned texture) and before the masks.
@@ -18,44 +18,10 @@ import os
 
 import numpy as np
 
-from .constants import BOSPHORUS_LANDMARK_NAMES as BOSPHORUS_NAMES
+from .constants import BOSPHORUS_LANDMARK_NAMES as BOSPHORUS_NAMES  # noqa: F401 - re-exported
 from .errors import Fer3dDataError, ScanError
 from .io.types import Landmarks
-
-# Canonical point order of each scheme: shards store (K, 2) arrays in this order.
-SCHEME_NAMES = {
-    "bu3dfe83": tuple(str(i) for i in range(1, 84)),
-    "bosphorus": BOSPHORUS_NAMES,
-    "dlib68": tuple(str(i) for i in range(68)),
-}
-
-
-def _rows(first: int, last: int) -> tuple[str, ...]:
-    return tuple(str(i) for i in range(first, last + 1))
-
-
-# Region groups by point name. "left"/"right" are image sides (viewer's left/right).
-GROUPS = {
-    "bu3dfe83": {  # 1-based .bnd rows: docs/formats.md#landmark-schemes
-        "eye_left": _rows(1, 8), "eye_right": _rows(9, 16),
-        "brow_left": _rows(17, 26), "brow_right": _rows(27, 36),
-        "nose": _rows(37, 48), "mouth": _rows(49, 68),
-    },
-    "bosphorus": {
-        "eye_left": ("Outer left eye corner", "Inner left eye corner"),
-        "eye_right": ("Inner right eye corner", "Outer right eye corner"),
-        "brow_left": ("Outer left eyebrow", "Middle left eyebrow", "Inner left eyebrow"),
-        "brow_right": ("Inner right eyebrow", "Middle right eyebrow", "Outer right eyebrow"),
-        "nose": ("Nose saddle left", "Nose saddle right", "Left nose peak", "Nose tip",
-                 "Right nose peak"),
-        "mouth": ("Left mouth corner", "Upper lip outer middle", "Right mouth corner",
-                  "Upper lip inner middle", "Lower lip inner middle", "Lower lip outer middle"),
-    },
-    "dlib68": {  # iBUG 300-W, 0-based
-        "brow_left": _rows(17, 21), "brow_right": _rows(22, 26), "nose": _rows(27, 35),
-        "eye_left": _rows(36, 41), "eye_right": _rows(42, 47), "mouth": _rows(48, 67),
-    },
-}
+from .schemes import GROUPS, SCHEME_NAMES, Scheme, find_scheme  # noqa: F401 - re-exported
 
 
 def _key(name: str) -> str:
@@ -66,19 +32,20 @@ def _key(name: str) -> str:
 def canonical_points(landmarks: Landmarks) -> np.ndarray:
     """Landmarks -> (K, D) points in the canonical order of ``landmarks.scheme``.
 
-    K = len(SCHEME_NAMES[scheme]); rows the scan does not have are NaN; names outside
-    the scheme are dropped.
+    K = the scheme's point count (:func:`fer3d_data.schemes.get_scheme`); rows the scan
+    does not have are NaN; names outside the scheme are dropped.
 
     >>> lm = Landmarks(np.array([[1.0, 2.0]]), ("Nose tip",), "bosphorus")
     >>> canonical_points(lm)[13].tolist()
     [1.0, 2.0]
     """
-    if landmarks.scheme not in SCHEME_NAMES:
+    scheme = find_scheme(landmarks.scheme)
+    if scheme is None:
         raise ValueError(f"no canonical order for scheme {landmarks.scheme!r}")
     points = np.asarray(landmarks.points, dtype=np.float64)
     if points.ndim != 2 or points.shape[0] != len(landmarks.names):
         raise ValueError(f"landmarks: points {points.shape} but {len(landmarks.names)} names")
-    row = {_key(name): i for i, name in enumerate(SCHEME_NAMES[landmarks.scheme])}
+    row = {_key(name): i for i, name in enumerate(scheme.names)}
     out = np.full((len(row), points.shape[1]), np.nan)
     for name, point in zip(landmarks.names, points):
         if _key(name) in row:
@@ -86,19 +53,22 @@ def canonical_points(landmarks: Landmarks) -> np.ndarray:
     return out
 
 
-def group_points(points: np.ndarray, scheme: str, group: str) -> np.ndarray:
-    """(K, D) canonical points -> (k, D) finite points of one region group of ``scheme``.
+def group_points(points: np.ndarray, scheme: str | Scheme, group: str) -> np.ndarray:
+    """(K, D) canonical points -> (k, D) finite points of one region group of ``scheme``
+    (a name, a YAML path or a :class:`~fer3d_data.schemes.Scheme`).
 
-    Groups: eye_left, eye_right, brow_left, brow_right, nose, mouth.
+    Groups: eye_left, eye_right, brow_left, brow_right, nose, mouth (a user's scheme may
+    leave the brows empty).
     """
-    if scheme not in GROUPS:
+    found = find_scheme(scheme) if isinstance(scheme, str) else scheme
+    if found is None:
         raise ValueError(f"no landmark groups for scheme {scheme!r}; known: {sorted(GROUPS)}")
     points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[0] != len(SCHEME_NAMES[scheme]):
-        raise ValueError(f"{scheme} points must be ({len(SCHEME_NAMES[scheme])}, D), "
+    if points.ndim != 2 or points.shape[0] != len(found.names):
+        raise ValueError(f"{found.name} points must be ({len(found.names)}, D), "
                          f"got {points.shape}")
-    index = {name: i for i, name in enumerate(SCHEME_NAMES[scheme])}
-    rows = points[[index[name] for name in GROUPS[scheme][group]]]
+    index = {name: i for i, name in enumerate(found.names)}
+    rows = points[[index[name] for name in found.groups.get(group, ())]]
     return rows[np.isfinite(rows).all(axis=1)]
 
 

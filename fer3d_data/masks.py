@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 
 from .errors import ScanError
-from .landmarks import GROUPS, SCHEME_NAMES, group_points
+from .landmarks import group_points
+from .schemes import GROUPS, Scheme, find_scheme
 
 # Region channel -> hulls, each hull the union of some landmark groups.
 REGIONS = (
@@ -44,9 +45,10 @@ def _dilate(mask: np.ndarray, margin_px: float) -> np.ndarray:
     return (distance <= margin_px).astype(np.uint8)
 
 
-def region_masks(points: np.ndarray, scheme: str, size: int, *,
+def region_masks(points: np.ndarray, scheme: str | Scheme, size: int, *,
                  margin_px: float = 4.0) -> np.ndarray:
-    """(K, 2) landmarks (x = col, y = row) in grid pixels, canonical order of ``scheme`` ->
+    """(K, 2) landmarks (x = col, y = row) in grid pixels, canonical order of ``scheme`` (a
+    name, a YAML path or a :class:`~fer3d_data.schemes.Scheme`) ->
     (3, size, size) uint8 in {0, 1}: channels eyes+eyebrows, nose, mouth (REGION_NAMES).
 
     Missing (NaN) landmarks are skipped; a hull with fewer than 3 points left raises
@@ -56,20 +58,21 @@ def region_masks(points: np.ndarray, scheme: str, size: int, *,
     >>> region_masks(pts, "dlib68", 40).shape
     (3, 40, 40)
     """
-    if scheme not in GROUPS:
+    found = find_scheme(scheme) if isinstance(scheme, str) else scheme
+    if found is None:
         raise ScanError("masks", f"no landmark groups for scheme {scheme!r}; "
                                  f"known {sorted(GROUPS)}")
     points = np.asarray(points, dtype=np.float64)
-    if points.shape != (len(SCHEME_NAMES[scheme]), 2) or size < 1:
-        raise ValueError(f"{scheme} points must be ({len(SCHEME_NAMES[scheme])}, 2), size >= 1; "
+    if points.shape != (len(found.names), 2) or size < 1:
+        raise ValueError(f"{found.name} points must be ({len(found.names)}, 2), size >= 1; "
                          f"got {points.shape}, {size}")
     regions = np.zeros((len(REGIONS), size, size), dtype=np.uint8)
     for channel, (name, hulls) in enumerate(REGIONS):
         for groups in hulls:
-            hull = np.concatenate([group_points(points, scheme, group) for group in groups])
+            hull = np.concatenate([group_points(points, found, group) for group in groups])
             if len(hull) < 3:
                 raise ScanError("masks", f"region {name} ({'+'.join(groups)}) has {len(hull)} "
-                                         f"{scheme} landmarks, need 3")
+                                         f"{found.name} landmarks, need 3")
             regions[channel] |= _filled_hull(hull, size)
         regions[channel] = _dilate(regions[channel], margin_px)
     return regions
@@ -85,7 +88,8 @@ def area_resize(mask: np.ndarray, size: int) -> np.ndarray:
     return np.clip(resized, 0.0, 1.0)
 
 
-def salient_masks(points: np.ndarray, scheme: str, size: int, margin_px: float = 4.0) -> dict:
+def salient_masks(points: np.ndarray, scheme: str | Scheme, size: int,
+                  margin_px: float = 4.0) -> dict:
     """(K, 2) grid-pixel landmarks -> dict of
 
     mask    (size, size) uint8 {0, 1}   union of the regions

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from .errors import Fer3dDataError
-from .shards import open_shard
+from .shards import MASK_SOURCES, open_shard
 
 _MIN_CELL = 160  # upsample small grids (tests, S=32) so the montage stays readable
 _LABEL_H = 22
@@ -86,8 +86,8 @@ def preview(path: str | os.PathLike, out_png: str | os.PathLike, *, n: int = 8) 
         for i in np.unique(np.linspace(0, len(shard) - 1, min(n, len(shard))).round().astype(int)):
             s = shard.sample(int(i))
             intensity = "" if s["intensity"] < 0 else f" intensity {s['intensity']}"
-            source = ("native", "dlib")[s["mask_source"]]
-            rows.append(_label([(0, f"#{i} {s['sample_id']}  {shard.class_names[s['expression']]}"
+            source = MASK_SOURCES[s["mask_source"]]
+            rows.append(_label([(0, f"#{i} {s['sample_id']}  {shard.class_names[s['label']]}"
                                     f"{intensity}  masks: {source}")], 4 * cell))
             rows.append(_row(s, cell))
     if not cv2.imwrite(str(out_png), np.concatenate(rows, axis=0)):

@@ -1,6 +1,7 @@
-"""Bosphorus tree walker: ``bs000/bs000_E_ANGER_0.bnt`` ... -> one ScanRecord per scan.
+"""Bosphorus adapter: ``bs000/bs000_E_ANGER_0.bnt`` ... -> one ScanRecord per scan, and its
+reader (``.bnt`` range grid, ``.lm3`` landmarks, the texture the header names).
 
-Stage: dataset discovery. Names follow docs/formats.md#bosphorus-layout:
+Stage: dataset discovery and raw input. Names follow docs/formats.md#bosphorus-layout:
 ``bsNNN_<CLASS>_<CODE>_<k>``; only ``E_*`` emotions and ``N_N`` carry an expression label.
 """
 
@@ -11,9 +12,13 @@ import re
 from pathlib import Path
 
 from ..constants import BOSPHORUS_CAPTURES
-from ..schema import INTENSITY_UNGRADED
+from ..errors import ScanError
+from ..io import load_bnt, load_lm3
+from ..schema import CLASS_NAMES, INTENSITY_UNGRADED
 from ._walk import folder_records, group_files, missing_roles, scan_problem
+from .adapter import Adapter, RawScan
 from .records import ScanRecord
+from .textures import load_texture
 
 # capture class+code -> class name ("E_ANGER" -> "anger", "N_N" -> "neutral")
 EXPRESSION_CAPTURES = {capture: name for name, capture in BOSPHORUS_CAPTURES.items()}
@@ -61,3 +66,24 @@ def walk_bosphorus(root: str | os.PathLike) -> list[ScanRecord]:
                for scan_id, (f, roles, problems) in scans.items()]
     records += folder_records("bosphorus", root, unwalked, _SUBJECT)
     return sorted(records, key=lambda r: r.scan_id)
+
+
+def read_bosphorus(record: ScanRecord, cfg) -> RawScan:
+    """The valid cells of the ``.bnt`` range grid, its texture and ``.lm3``; a capture that is
+    no expression (action units, poses, occlusions) is refused."""
+    sid = record.scan_id
+    if record.expression is None:
+        raise ScanError("read", f"capture {record.capture} is not an expression scan", sid)
+    if record.mesh is None:
+        raise ScanError("read", "missing range grid file "
+                                f"(missing: {', '.join(record.missing) or 'mesh'})", sid)
+    rng = load_bnt(record.mesh)
+    return RawScan(points=rng.xyz[rng.valid], image=load_texture(record, rng.texture, cfg),
+                   native=None if record.landmarks is None else load_lm3(record.landmarks),
+                   grid_valid=rng.valid, grid_uv=rng.uv)
+
+
+ADAPTER = Adapter(
+    name="bosphorus", title="Bosphorus", walk=walk_bosphorus, read=read_bosphorus,
+    example="bs000/bs000_E_ANGER_0.bnt (+ .lm3, .png)", landmark_scheme="bosphorus",
+    label_names=CLASS_NAMES, selection=("subjects", "expressions"))

@@ -1,6 +1,7 @@
-"""BU-3DFE tree walker: ``F0001/F0001_AN01WH_F3D.wrl`` ... -> one ScanRecord per scan.
+"""BU-3DFE adapter: ``F0001/F0001_AN01WH_F3D.wrl`` ... -> one ScanRecord per scan, and
+its reader (VRML mesh, ``.bnd`` landmarks, the texture the mesh names).
 
-Stage: dataset discovery. Names follow docs/formats.md#bu-3dfe-layout:
+Stage: dataset discovery and raw input. Names follow docs/formats.md#bu-3dfe-layout:
 ``<G><NNNN>_<EX><II><RR>_<TYPE>``.
 """
 
@@ -11,8 +12,13 @@ import re
 from pathlib import Path
 
 from ..constants import BU3DFE_EXPRESSION_CODES as EXPRESSION_CODES
+from ..errors import ScanError
+from ..io import load_bnd, load_wrl
+from ..schema import CLASS_NAMES
 from ._walk import folder_records, group_files, missing_roles, scan_problem
+from .adapter import Adapter, RawScan
 from .records import ScanRecord
+from .textures import load_texture
 
 _SUBJECT = r"[FM]\d{4}"
 _NAME = re.compile(r"^(?P<scan>(?P<subject>(?P<sex>[FM])\d{4})_"
@@ -67,3 +73,23 @@ def walk_bu3dfe(root: str | os.PathLike) -> list[ScanRecord]:
                for scan_id, (f, roles, problems) in scans.items()]
     records += folder_records("bu3dfe", root, unwalked, _SUBJECT)
     return sorted(records, key=lambda r: r.scan_id)
+
+
+def read_bu3dfe(record: ScanRecord, cfg) -> RawScan:
+    """The F3D mesh, its texture (the wrl's ``url``, else the walker's ``.bmp``) and ``.bnd``."""
+    if record.mesh is None:
+        raise ScanError("read", "missing mesh file "
+                                f"(missing: {', '.join(record.missing) or 'mesh'})", record.scan_id)
+    mesh = load_wrl(record.mesh)
+    if mesh.uv is None:
+        raise ScanError("read", f"{record.mesh}: no texture coordinates", record.scan_id)
+    return RawScan(points=mesh.vertices, image=load_texture(record, mesh.texture, cfg),
+                   native=None if record.landmarks is None else load_bnd(record.landmarks),
+                   faces=mesh.faces, uv=mesh.uv, faces_uv=mesh.faces_uv)
+
+
+ADAPTER = Adapter(
+    name="bu3dfe", title="BU-3DFE", walk=walk_bu3dfe, read=read_bu3dfe,
+    example="F0001/F0001_AN01WH_F3D.wrl (+ .bnd, .bmp)", landmark_scheme="bu3dfe83",
+    label_names=CLASS_NAMES, selection=("subjects", "expressions", "intensities"),
+    expression_codes=EXPRESSION_CODES)

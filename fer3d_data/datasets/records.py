@@ -5,17 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..schema import NO_FRAME
+
 
 @dataclass(frozen=True)
 class ScanRecord:
     """Where a scan's files are and what it shows.
 
-    dataset      "bu3dfe" or "bosphorus".
-    scan_id      file stem without the type suffix: "F0001_AN01WH", "bs000_E_ANGER_0".
+    dataset      the adapter's name: "bu3dfe", "bosphorus", "folder".
+    scan_id      the shard's sample_id: the file stem without the type suffix
+                 ("F0001_AN01WH", "bs000_E_ANGER_0"), or the path in a labelled folder.
     subject      "F0001", "bs000".
     expression   a name of fer3d_data.schema.CLASS_NAMES, or None for a Bosphorus capture
-                 that is no expression (action units, poses, occlusions).
-    intensity    0-4 for BU-3DFE (neutral 0), schema.INTENSITY_UNGRADED for Bosphorus.
+                 that is no expression (action units, poses, occlusions) and for a scan
+                 labelled otherwise.
+    intensity    0-4 for BU-3DFE (neutral 0), schema.INTENSITY_UNGRADED for the others.
     sex          "F"/"M" (BU-3DFE), None otherwise.
     ethnicity    BU-3DFE race code ("WH", ...) kept opaque, None otherwise.
     capture      Bosphorus class+code ("E_ANGER", "N_N", "LFAU_9"); "F3D" for BU-3DFE;
@@ -32,6 +36,10 @@ class ScanRecord:
     problem      why the scan cannot be read ("<path>: <problem>": a folder that could not
                  be listed, a broken link, a file without read permission), else None. Such
                  a record becomes an error row, never a sample.
+    label        the class the scan is trained as (a labels file's ``label``); given as
+                 None it is the scan's ``expression``.
+    sequence     id of the capture sequence the scan is a frame of; "" for a lone scan.
+    frame        the frame number within ``sequence``; -1 for a lone scan.
     """
 
     dataset: str
@@ -50,6 +58,13 @@ class ScanRecord:
     missing: tuple[str, ...] = ()
     root: Path | None = None
     problem: str | None = None
+    label: str | None = None
+    sequence: str = ""
+    frame: int = NO_FRAME
+
+    def __post_init__(self):
+        if self.label is None:  # a frozen dataclass sets its own fields this way
+            object.__setattr__(self, "label", self.expression)
 
     @property
     def labels_known(self) -> bool:

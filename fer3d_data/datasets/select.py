@@ -1,4 +1,5 @@
-"""Protocol subsets of walked records: by subject, expression and intensity.
+"""Protocol subsets of walked records: by subject, expression and intensity; and the
+records, selection and label names of one prep run (:func:`walk_and_select`).
 
 Stage: dataset discovery. A requested subject or intensity that no scan has is an error
 naming it (a typo must not shrink the selection silently); expressions are checked against
@@ -9,9 +10,10 @@ unless its subject is known and not requested: its error row must not vanish.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 
-from ..errors import SelectionError
+from ..errors import Fer3dDataError, SelectionError
 from ..schema import CLASS_NAMES, INTENSITY_UNGRADED
 from .records import ScanRecord
 
@@ -59,3 +61,26 @@ def _check_requested(what: str, requested: set | None, present: set, hint: str) 
     shown = ", ".join("ungraded" if v == INTENSITY_UNGRADED else str(v) for v in found[:8])
     more = f", ... ({len(found)} in all)" if len(found) > 8 else ""
     raise SelectionError(f"no scan has {what} {', '.join(problems)}; present: {shown}{more}{hint}")
+
+
+def walk_and_select(name: str, raw: str | os.PathLike, selection: dict, walk: dict | None = None,
+                    part: tuple[int, int] | None = None) -> tuple[list, list, tuple[str, ...]]:
+    """(every record, the selected ones, the run's label names) of dataset ``name`` under
+    ``raw``: ``walk`` are its adapter's inputs, ``selection`` the :func:`select` filters,
+    ``part`` (i, n) keeps every n-th selected scan from the i-th (by scan id). The label
+    names come from every walked record, so the parts of one collection agree on them."""
+    from . import adapter
+
+    a = adapter(name)
+    try:
+        records = a.walk(raw, **(walk or {}))
+    except Fer3dDataError as e:
+        raise Fer3dDataError(f"{e} (expected {a.title} files such as {a.example})") from None
+    chosen = select(records, **{k: v for k, v in selection.items() if v is not None})
+    if not chosen:
+        given = ", ".join(f"{k}={v}" for k, v in selection.items() if v is not None) or "none"
+        raise Fer3dDataError(f"no scan of the {len(records)} under {raw} matches the selection "
+                             f"({given})")
+    if part is not None:
+        chosen = sorted(chosen, key=lambda r: r.scan_id)[part[0]::part[1]]
+    return records, chosen, a.labels(records)

@@ -10,8 +10,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ScanError
+from ..io import load_image
 from .records import ScanRecord
+
+
+def load_texture(record: ScanRecord, named: str | None, cfg) -> np.ndarray:
+    """(H, W, 3) uint8 RGB texture of ``record`` (:func:`resolve_texture`), size-limited by
+    ``cfg.max_image_pixels``; outside the tree only with ``cfg.allow_outside_textures``."""
+    path = resolve_texture(record, named, allow_outside=cfg.allow_outside_textures)
+    return load_image(path, max_pixels=cfg.max_image_pixels)
 
 
 def resolve_texture(record: ScanRecord, named: str | None, *, allow_outside: bool = False) -> Path:

@@ -1,5 +1,6 @@
 """Native landmark readers: BU-3DFE ``.bnd`` (83 points) and ``.pse`` (8 pose points),
-Bosphorus ``.lm3`` (3D) and ``.lm2`` (2D), each -> :class:`Landmarks`.
+Bosphorus ``.lm3`` (3D) and ``.lm2`` (2D), each -> :class:`Landmarks`; and the generic
+forms of a labelled folder: text rows ``[name] x y z`` and ``.npy`` (K, 3) arrays.
 
 Stage: raw input. BU-3DFE points are kept by row (names "1".."83"); Bosphorus points are
 keyed by name because occluded points are left out of a file.
@@ -7,6 +8,7 @@ keyed by name because occluded points are left out of a file.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 
@@ -14,7 +16,7 @@ import numpy as np
 
 from ..constants import BOSPHORUS_LANDMARK_NAMES  # noqa: F401 - re-exported by fer3d_data.io
 from ..errors import RawFormatError
-from ._common import DEFAULT_MAX_BYTES, MAX_NUMBER_CHARS, read_text_lines
+from ._common import DEFAULT_MAX_BYTES, MAX_NUMBER_CHARS, read_bytes, read_text_lines
 from .types import Landmarks
 
 BU3DFE_COUNT = 83
@@ -148,3 +150,34 @@ def _named(path, points: np.ndarray, names: list[str]) -> Landmarks:
         seen.add(name)
     return Landmarks(points=points, names=tuple(names), scheme="bosphorus")
 
+
+def load_xyz(path: str | os.PathLike, *,
+             max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """Text landmarks: one point per line, ``x y z`` or ``name x y z`` (whitespace or commas;
+    a name may hold spaces; ``#`` starts a comment) -> ((K, 3) float64, K names or None).
+
+    Either every row is named or none is.
+    """
+    rows = [line.split("#", 1)[0].replace(",", " ").split()
+            for line in read_text_lines(path, max_bytes=max_bytes)]
+    rows = [r for r in rows if r]
+    if not rows:
+        raise RawFormatError(path, "no landmark rows")
+    named = {len(r) > 3 for r in rows}
+    if len(named) > 1 or any(len(r) < 3 for r in rows):
+        raise RawFormatError(path, "every row must be 'x y z', or every row 'name x y z'")
+    points = _numeric_rows(path, [" ".join(r[-3:]) for r in rows], 3, "x y z")
+    return points, (tuple(" ".join(r[:-3]) for r in rows) if named.pop() else None)
+
+
+def load_npy(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """A ``.npy`` array of K 3D points -> (K, 3) float64 (no pickled objects)."""
+    try:
+        points = np.load(io.BytesIO(read_bytes(path, max_bytes=max_bytes)), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise RawFormatError(path, f"not a .npy array ({e})") from None
+    if points.ndim != 2 or points.shape[1] != 3 or points.dtype.kind not in "iuf":
+        raise RawFormatError(path, f"expected (K, 3) numbers, got {points.shape} {points.dtype}")
+    if not np.isfinite(points).all():
+        raise RawFormatError(path, "non-finite landmark coordinates")
+    return points.astype(np.float64)

@@ -8,25 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..datasets import ADAPTERS, adapter
 from ..errors import Fer3dDataError
-from ..landmarks import SCHEME_NAMES
-from ..schema import DATASETS
+from ..schema import MASKS
+from ..schemes import Scheme, get_scheme, is_scheme_file
 from ..shards.spec import DEPTH_DTYPES
+from ..surface.axes import AXES, UNITS
 from ..surface.gridfit import INTERPS, REGULARIZERS
 from ..surface.points import SAMPLINGS
 
-# Native landmark scheme of each dataset; its canonical point order (fer3d_data.landmarks)
-# is the order of the shard's /landmarks rows.
-DATASET_SCHEMES = {"bu3dfe": "bu3dfe83", "bosphorus": "bosphorus"}
-
 # Allowed values of the enumerated parameters (the command line lists the same tuples).
 CHOICES = {
+    "dataset": tuple(ADAPTERS),
     "interp": INTERPS,
     "regularizer": REGULARIZERS,
     "landmarks": ("auto", "native", "dlib"),
+    "masks": MASKS,
+    "units": tuple(UNITS),
+    "up": AXES,
+    "front": AXES,
     "compression": ("gzip", "lzf", "none"),
     "depth_dtype": DEPTH_DTYPES,
     "point_sampling": SAMPLINGS,
@@ -57,7 +61,7 @@ _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 class PrepConfig:
     """Every preprocessing parameter; written as JSON into the shard's ``/config``.
 
-    dataset            "bu3dfe" or "bosphorus".
+    dataset            the adapter that reads the raw tree (fer3d_data.datasets.ADAPTERS).
     image_size         S: side of the depth/texture grid in pixels.
     crop_radius        mm; sphere around the nose tip, and half the grid's side.
     smoothness         gridfit smoothness s (lambda = s * |A|_1 / |R|_1).
@@ -72,6 +76,13 @@ class PrepConfig:
     mask_margin_px     dilation of each salient region's hull, in grid pixels at S.
     landmarks          "native" (the scan's own), "dlib" (68-point detector on the aligned
                        texture) or "auto" (native where the scan has them, else dlib).
+    masks              "landmarks" (salient-region masks from them) or "none" (every mask
+                       zero, no landmark step: scans without landmarks and texture).
+    landmark_scheme    the scheme of the scans' landmark files: a shipped name or a YAML
+                       file (fer3d_data.schemes); "" = the dataset's native scheme.
+    units              unit of the raw coordinates: "mm", "cm" or "m" (stored in mm).
+    up, front          the raw axes that point up and toward the camera ("+y", "+z" in the
+                       databases); the chain turns them into +y and +z.
     compression        shard compression: "gzip", "lzf" or "none".
     compression_level  gzip level 0-9.
     depth_dtype        stored dtype of ``/depth``: "float32", or "float16" (half the bytes;
@@ -91,11 +102,11 @@ class PrepConfig:
     Values are checked and coerced once, here (``"false"`` -> False, ``"224"`` -> 224);
     every bad key is named in one :class:`Fer3dDataError`.
 
-    >>> PrepConfig.from_dict(PrepConfig(dataset="bosphorus").to_dict()).dataset
-    'bosphorus'
+    >>> PrepConfig.from_dict(PrepConfig(image_size=64).to_dict()).image_size
+    64
     """
 
-    dataset: str = "bu3dfe"
+    dataset: str = tuple(ADAPTERS)[0]  # the first registered adapter
     image_size: int = 224
     crop_radius: float = 90.0
     smoothness: float = 1.0
@@ -109,6 +120,11 @@ class PrepConfig:
     min_points: int = 2000
     mask_margin_px: int = 4
     landmarks: str = "auto"
+    masks: str = "landmarks"
+    landmark_scheme: str = ""
+    units: str = "mm"
+    up: str = "+y"
+    front: str = "+z"
     compression: str = "gzip"
     compression_level: int = 4
     depth_dtype: str = "float32"
@@ -131,8 +147,26 @@ class PrepConfig:
                 setattr(self, f.name, _checked(f.name, type(f.default), getattr(self, f.name)))
             except ValueError as e:
                 problems.append(f"{f.name} {e}")
+        problems += self._adapter_problems()
         if problems:
             raise Fer3dDataError("invalid preprocessing config: " + "; ".join(problems))
+
+    def _adapter_problems(self) -> list[str]:
+        """Keys of another adapter set here, axes that do not make a frame, a bad scheme."""
+        if self.dataset not in ADAPTERS:
+            return []  # already reported
+        owned = {k for a in ADAPTERS.values() for k in a.config_keys}
+        allowed = set(adapter(self.dataset).config_keys)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        problems = [f"{k} does not apply to dataset {self.dataset}" for k in sorted(owned - allowed)
+                    if getattr(self, k) != defaults[k]]
+        if self.up[1] == self.front[1]:
+            problems.append(f"up {self.up} and front {self.front} must be different axes")
+        try:
+            self.scheme()
+        except Fer3dDataError as e:
+            problems.append(f"landmark_scheme: {e}")
+        return problems
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dict of every parameter."""
@@ -151,10 +185,9 @@ class PrepConfig:
                                  f"known: {sorted(known)}")
         return cls(**d)
 
-    def landmark_scheme(self) -> tuple[str, tuple[str, ...]]:
-        """(scheme, names) of this dataset's native landmarks, as stored in ``/landmarks``."""
-        scheme = DATASET_SCHEMES[self.dataset]
-        return scheme, SCHEME_NAMES[scheme]
+    def scheme(self) -> Scheme:
+        """The landmark scheme of ``/landmarks``: ``landmark_scheme``, else the dataset's."""
+        return get_scheme(self.landmark_scheme or adapter(self.dataset).landmark_scheme)
 
 
 
@@ -168,7 +201,10 @@ def _checked(name: str, kind: type, value):
             return text in _TRUE
         raise ValueError(f"must be a boolean (true or false), got {value!r}")
     if kind is str:
-        allowed = DATASETS if name == "dataset" else CHOICES[name]
+        allowed = CHOICES.get(name)
+        if allowed is None:  # a scheme name or file, checked as a whole; a file by its absolute
+            # path, so every worker (a Ray task's folder differs) finds the same one
+            return os.path.abspath(value) if is_scheme_file(value) else str(value)
         if value not in allowed:
             raise ValueError(f"must be one of {allowed}, got {value!r}")
         return value

@@ -1,9 +1,10 @@
 """One scan -> one sample: read the raw files, then one chain of pure steps.
 
-Stage: preprocessing (per scan). :func:`read_raw_scan` is the only place that knows a
-dataset's file forms and yields a :class:`RawScan`; :func:`process_scan` then chains the
-steps of :mod:`fer3d_data.surface`, :mod:`fer3d_data.masks` and :mod:`fer3d_data.landmarks`
-(docs/preprocessing.md). Any failure raises :class:`ScanError` naming its step.
+Stage: preprocessing (per scan). :func:`read_raw_scan` hands a scan to its dataset's
+adapter (:mod:`fer3d_data.datasets`), which alone knows the file forms and returns a
+:class:`RawScan`; :func:`process_scan` then chains the steps of :mod:`fer3d_data.surface`,
+:mod:`fer3d_data.masks` and :mod:`fer3d_data.landmarks` (docs/preprocessing.md), the same
+for every dataset. Any failure raises :class:`ScanError` naming its step.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..datasets import resolve_texture
+from ..datasets import RawScan, adapter
 from ..datasets.records import ScanRecord
 from ..errors import Fer3dDataError, ScanError
-from ..io import load_bnd, load_bnt, load_image, load_lm3, load_wrl
 from ..landmarks import canonical_points, detect_dlib68
-from ..masks import salient_masks
+from ..masks import REGION_NAMES, salient_masks
+from ..schema import NO_FRAME
+from ..shards.spec import DLIB_POINTS, MASK_SOURCES
 from ..surface import (
     Grid,
     GridFitter,
@@ -32,7 +34,7 @@ from ..surface import (
     texture_from_mesh,
 )
 from ..surface.points import sample_points
-from ..surface.texture import grid_triangles
+from ..surface.texture import grid_triangles, rasterize, texture_from_colors
 from .config import PrepConfig
 from .sanity import sanity_problems
 
@@ -43,7 +45,9 @@ class Sample:
 
     S = image size, K = number of native landmarks of the dataset's scheme.
 
-    texture      (S, S, 3) uint8 RGB, pixel-aligned with ``depth``.
+    expression   a name of schema.CLASS_NAMES, or None (a scan labelled otherwise).
+    texture      (S, S, 3) uint8 RGB, pixel-aligned with ``depth``; zeros for a scan
+                 without texture image or colours.
     depth        (S, S) float32 mm, nose tip at 0, larger = closer to the camera.
     coverage     (S, S) bool, cell backed by scan data.
     mask         (S, S) uint8 in {0, 1}, union of ``regions``.
@@ -52,15 +56,17 @@ class Sample:
     mask28       (28, 28) float32 in [0, 1], area-resize of ``mask56``.
     landmarks    (K, 2) float32 grid pixels (x = column, y = row), NaN where missing.
     landmarks68  (68, 2) float32 dlib points, NaN unless dlib ran.
-    mask_source  0 masks from native landmarks, 1 from dlib.
+    mask_source  0 masks from native landmarks, 1 from dlib, 2 none (PrepConfig.masks).
     points       (P, 3) float32 mm on the frontal surface, or None (PrepConfig.points = 0).
+    label        the class name stored as ``/index/label``; None: ``expression``.
+    sequence     the capture sequence of a frame, "" for a lone scan; frame: its number, -1.
 
     The shard writer validates it (shapes, dtypes, codes) once, on the way in.
     """
 
     sample_id: str
     subject: str
-    expression: str
+    expression: str | None
     intensity: int
     source: str
     texture: np.ndarray
@@ -74,30 +80,9 @@ class Sample:
     landmarks68: np.ndarray
     mask_source: int = 0
     points: np.ndarray | None = None
-
-
-@dataclass
-class RawScan:
-    """A scan as read from disk, in the scan's own frame; the same form for every dataset.
-
-    points     (N, 3) float64 mm, the surface samples (mesh vertices, valid grid cells).
-    image      (H, W, 3) uint8 RGB texture photograph.
-    native     (K, 3) native 3D landmarks (:class:`fer3d_data.io.Landmarks`) or None.
-    faces, uv, faces_uv
-               mesh form (BU-3DFE): triangles over ``points`` and their texture coordinates.
-    grid_valid, grid_uv
-               range-grid form (Bosphorus): (H', W') bool cells that are ``points`` (row
-               major) and (H', W', 2) texture coordinates.
-    """
-
-    points: np.ndarray
-    image: np.ndarray
-    native: object | None
-    faces: np.ndarray | None = None
-    uv: np.ndarray | None = None
-    faces_uv: np.ndarray | None = None
-    grid_valid: np.ndarray | None = None
-    grid_uv: np.ndarray | None = None
+    label: str | None = None
+    sequence: str = ""
+    frame: int = NO_FRAME
 
 
 @contextlib.contextmanager
@@ -116,47 +101,13 @@ def step(name: str, scan_id: str | None = None):
         raise ScanError(name, message, scan_id) from e
 
 
-# ----------------------------------------------------------------------------------------
-# Reading: the only dataset-specific part.
-# ----------------------------------------------------------------------------------------
-
 def read_raw_scan(record: ScanRecord, cfg: PrepConfig) -> RawScan:
-    """The raw files of ``record`` -> :class:`RawScan`; :class:`ScanError` step "read"."""
-    sid = record.scan_id
+    """The raw files of ``record`` -> :class:`RawScan` by its dataset's adapter;
+    :class:`ScanError` step "read"."""
     if record.problem:  # the walker could not read this scan's files: its own error row
-        raise ScanError("read", record.problem, sid)
-    with step("read", sid):
-        if record.expression is None:
-            raise ScanError("read", f"capture {record.capture} is not an expression scan", sid)
-        if record.mesh is None:
-            raise ScanError("read",
-                            f"missing {'mesh' if record.dataset == 'bu3dfe' else 'range grid'} "
-                                    f"file (missing: {', '.join(record.missing) or 'mesh'})", sid)
-        if record.dataset == "bu3dfe":
-            mesh = load_wrl(record.mesh)
-            if mesh.uv is None:
-                raise ScanError("read", f"{record.mesh}: no texture coordinates", sid)
-            image = _texture(record, mesh.texture, cfg)
-            return RawScan(points=mesh.vertices, image=image, native=_read_native_landmarks(record),
-                           faces=mesh.faces, uv=mesh.uv, faces_uv=mesh.faces_uv)
-        rng = load_bnt(record.mesh)
-        image = _texture(record, rng.texture, cfg)
-        return RawScan(points=rng.xyz[rng.valid], image=image,
-                       native=_read_native_landmarks(record),
-                       grid_valid=rng.valid, grid_uv=rng.uv)
-
-
-def _texture(record: ScanRecord, named: str | None, cfg: PrepConfig) -> np.ndarray:
-    """The texture image the scan names, kept inside the dataset tree and size-limited."""
-    path = resolve_texture(record, named, allow_outside=cfg.allow_outside_textures)
-    return load_image(path, max_pixels=cfg.max_image_pixels)
-
-
-def _read_native_landmarks(record: ScanRecord):
-    """3D landmarks of the scan (``.bnd`` or ``.lm3``) or None when the scan has no file."""
-    if record.landmarks is None:
-        return None
-    return (load_bnd if record.dataset == "bu3dfe" else load_lm3)(record.landmarks)
+        raise ScanError("read", record.problem, record.scan_id)
+    with step("read", record.scan_id):
+        return adapter(record.dataset).read(record, cfg)
 
 
 # ----------------------------------------------------------------------------------------
@@ -233,22 +184,12 @@ def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
         depth = np.where(np.isnan(fitted), np.nanmin(fitted), fitted).astype(np.float32)
     with step("texture", sid):
         texture, covered = _texture_on_grid(surface, grid)
-
-    scheme, names = cfg.landmark_scheme()
-    landmarks = np.full((len(names), 2), np.nan, np.float32)
-    landmarks68 = np.full((68, 2), np.nan, np.float32)
+    landmarks = np.full((len(cfg.scheme().names), 2), np.nan, np.float32)
     with step("landmarks", sid):
         if native is not None:
             landmarks[:] = grid.to_pixels(apply_pose(canonical_points(native), rot, tip)[:, :2])
-        use_dlib = cfg.landmarks == "dlib" or (cfg.landmarks == "auto" and native is None)
-        if cfg.landmarks == "native" and native is None:
-            raise ScanError("landmarks", "no native landmark file (use --landmarks auto or dlib)",
-                            sid)
-        if use_dlib:
-            landmarks68[:] = _dlib_on_grid(texture)
-    with step("masks", sid):
-        masks = (salient_masks(landmarks68, "dlib68", grid.size, cfg.mask_margin_px) if use_dlib
-                 else salient_masks(landmarks, scheme, grid.size, cfg.mask_margin_px))
+    landmarks68, masks, mask_source = _salient_regions(landmarks, native is None, texture,
+                                                       raw.textured, grid, cfg, sid)
     points = None
     if cfg.points:
         with step("points", sid):
@@ -260,20 +201,59 @@ def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
     sample = Sample(sample_id=sid, subject=record.subject, expression=record.expression,
                     intensity=int(record.intensity), source=str(record.mesh), texture=texture,
                     depth=depth, coverage=covered, landmarks=landmarks, landmarks68=landmarks68,
-                    mask_source=int(use_dlib), points=points, **masks)
-    problems = sanity_problems(vars(sample), sample.mask_source, cfg.to_dict())
+                    mask_source=mask_source, points=points, label=record.label,
+                    sequence=record.sequence, frame=record.frame, **masks)
+    problems = sanity_problems(vars(sample), sample.mask_source, cfg.to_dict(),
+                               textured=raw.textured)
     if problems:  # well formed but wrong (landmarks off the mesh, a 1x1 texture): not a sample
         raise ScanError("sanity", "; ".join(problems), sid)
     return sample
 
 
+def _salient_regions(landmarks: np.ndarray, no_native: bool, texture: np.ndarray,
+                     textured: bool, grid: Grid, cfg: PrepConfig, sid: str):
+    """(landmarks68, masks, mask_source) of a scan: masks from its ``landmarks`` (K, 2), or
+    from dlib's 68 points on the aligned texture, or none at all (``cfg.masks``)."""
+    landmarks68 = np.full((DLIB_POINTS, 2), np.nan, np.float32)
+    if cfg.masks == "none":
+        return landmarks68, _no_masks(grid.size), MASK_SOURCES.index("none")
+    with step("landmarks", sid):
+        use_dlib = cfg.landmarks == "dlib" or (cfg.landmarks == "auto" and no_native)
+        if cfg.landmarks == "native" and no_native:
+            raise ScanError("landmarks", "no native landmark file (use --landmarks auto or dlib)",
+                            sid)
+        if use_dlib and not textured:
+            raise ScanError("landmarks", "no landmark file and no texture for dlib's detector "
+                                         "(give landmarks, or use --masks none)", sid)
+        if use_dlib:
+            landmarks68[:] = _dlib_on_grid(texture)
+    with step("masks", sid):
+        masks = (salient_masks(landmarks68, "dlib68", grid.size, cfg.mask_margin_px) if use_dlib
+                 else salient_masks(landmarks, cfg.scheme(), grid.size, cfg.mask_margin_px))
+    return landmarks68, masks, MASK_SOURCES.index("dlib" if use_dlib else "native")
+
+
+def _no_masks(size: int) -> dict:
+    """The masks of a shard written with ``--masks none``: every one zero."""
+    return {"mask": np.zeros((size, size), np.uint8),
+            "regions": np.zeros((len(REGION_NAMES), size, size), np.uint8),
+            "mask56": np.zeros((56, 56), np.float32), "mask28": np.zeros((28, 28), np.float32)}
+
+
 def _texture_on_grid(surface: FrontalSurface, grid: Grid):
-    """((S, S, 3) uint8 texture, (S, S) bool coverage) of the kept, aligned surface."""
+    """((S, S, 3) uint8 texture, (S, S) bool coverage) of the kept, aligned surface: from
+    the texture image, else the vertex colours, else black (coverage only)."""
     vertices, faces, uv, faces_uv, origin = surface.triangles()
     if len(faces) == 0:
         raise ScanError("texture", "no triangle of the kept surface to texture")
-    return texture_from_mesh(vertices, faces, uv, faces_uv, surface.raw.image, grid,
-                             uv_origin=origin)
+    raw = surface.raw
+    if raw.image is not None:
+        return texture_from_mesh(vertices, faces, uv, faces_uv, raw.image, grid,
+                                 uv_origin=origin)
+    if raw.colors is not None:
+        return texture_from_colors(vertices, faces, raw.colors, grid)
+    hit = rasterize(vertices, faces, grid)[0] >= 0
+    return np.zeros((grid.size, grid.size, 3), np.uint8), hit
 
 
 _FITTERS: dict = {}

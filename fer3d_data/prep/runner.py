@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..datasets import adapter
 from ..datasets.records import ScanRecord
 from ..errors import Fer3dDataError, RawFormatError, ScanError
 from ..shards import ShardWriter
@@ -193,13 +194,19 @@ def _results_parallel(records: Sequence[ScanRecord], cfg: PrepConfig, workers: i
 
 def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: PrepConfig, *,
              workers: int | None = None, strict: bool = False, overwrite: bool = False,
-             progress: bool = True, raw_root: str | os.PathLike | None = None) -> PrepSummary:
+             progress: bool = True, raw_root: str | os.PathLike | None = None,
+             label_names: Sequence[str] | None = None, executor: str = "local") -> PrepSummary:
     """Preprocess ``records`` into the shard ``out_path`` (resumable, see docs/shards.md).
 
-    workers   processes; None = every core; 0 or 1 = in this process (no pool).
-    strict    any failed scan makes ``exit_code`` 1 (the shard is still written).
-    overwrite start afresh even if ``out_path`` (or its ``.tmp``) holds another config.
-    raw_root  the raw tree's root; ``source`` columns are relative to it.
+    workers     processes; None = every core; 0 or 1 = in this process (no pool).
+    strict      any failed scan makes ``exit_code`` 1 (the shard is still written).
+    overwrite   start afresh even if ``out_path`` (or its ``.tmp``) holds another config.
+    raw_root    the raw tree's root; ``source`` columns are relative to it.
+    label_names the shard's classes in code order; None: the dataset's fixed names
+                (:meth:`fer3d_data.datasets.Adapter.labels` of ``records``).
+    executor    "local" (this machine's process pool) or "ray" (tasks on the Ray cluster
+                ``ray.init`` reaches; the results come back here, where the one shard is
+                written); ``workers`` then bounds nothing but the tasks in flight.
 
     Samples whose ``sample_id`` is already in the shard are skipped. A scan running past
     ``cfg.scan_timeout`` becomes a ``timeout`` error row. On KeyboardInterrupt (SIGINT to
@@ -208,19 +215,18 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
     """
     records = list(records)
     t0 = time.monotonic()
-    scheme, names = cfg.landmark_scheme()
-    if workers is None:
-        workers = default_workers()
+    scheme = cfg.scheme()
+    if label_names is None:
+        label_names = adapter(cfg.dataset).labels(records)
     writer = ShardWriter(out_path, dataset=cfg.dataset, cfg=cfg, image_size=cfg.image_size,
-                         landmark_scheme=scheme, landmark_names=names, overwrite=overwrite)
+                         landmark_scheme=scheme.name, landmark_names=scheme.names,
+                         label_names=label_names, overwrite=overwrite)
     done = writer.existing_ids()
     todo = [r for r in records if r.scan_id not in done]
     skipped = len(records) - len(todo)
-    workers = max(0, min(int(workers), len(todo)))
-    bar = _progress_bar(len(todo), progress)
     latch = SigintLatch()
-    results = (_results_serial(todo, cfg, latch) if workers <= 1
-               else _results_parallel(todo, cfg, workers, latch=latch))
+    results = _results(todo, cfg, workers, executor, latch)
+    bar = _progress_bar(len(todo), progress)
     try:
         # closing() shuts the pool down at once if writing fails or Ctrl-C arrives
         with latch.installed(), contextlib.closing(results):
@@ -236,6 +242,20 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
                        skipped=skipped,
                        failed_by_step=dict(failed), seconds=time.monotonic() - t0,
                        n_samples=n_samples, strict=strict, failures=failures)
+
+
+def _results(todo: list[ScanRecord], cfg: PrepConfig, workers: int | None, executor: str,
+             latch: SigintLatch):
+    """(record, result) of every scan of ``todo``, from the executor asked for."""
+    if executor == "ray":
+        from .ray_executor import results_ray
+
+        return results_ray(todo, cfg, workers, latch)
+    if executor != "local":
+        raise Fer3dDataError(f"unknown executor {executor!r}; use local or ray")
+    workers = max(0, min(int(default_workers() if workers is None else workers), len(todo)))
+    return (_results_serial(todo, cfg, latch) if workers <= 1
+            else _results_parallel(todo, cfg, workers, latch=latch))
 
 
 def _write_results(results, writer: ShardWriter, bar, latch: SigintLatch,

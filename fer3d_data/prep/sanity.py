@@ -16,30 +16,43 @@ import numpy as np
 
 # PrepConfig keys of the thresholds, with their defaults (for a config dict lacking them).
 THRESHOLDS = {"min_landmark_fraction": 0.5, "min_texture_std": 1.0, "min_depth_relief": 5.0}
+_NO_MASKS = 2  # mask_source of a sample written with --masks none (shards.MASK_SOURCES)
 
 
-def sanity_problems(s: Mapping[str, np.ndarray], mask_source: int, cfg: Mapping) -> list[str]:
+def sanity_problems(s: Mapping[str, np.ndarray], mask_source: int, cfg: Mapping, *,
+                    textured: bool = True) -> list[str]:
     """Every failed check of one sample, as readable strings; [] when it is sane.
 
     s            the sample's arrays (``texture`` (S, S, 3), ``depth``, ``coverage``, ``mask``
                  (S, S), ``landmarks`` (K, 2), ``landmarks68`` (68, 2)).
-    mask_source  0: the masks came from ``landmarks``; 1: from ``landmarks68`` (dlib).
+    mask_source  0: the masks came from ``landmarks``; 1: from ``landmarks68`` (dlib); 2: no
+                 masks (``--masks none``: neither masks nor landmarks are checked).
     cfg          a config dict (or PrepConfig.to_dict()) holding the thresholds.
+    textured     False for a scan without texture image or colours: its black texture is
+                 not checked.
     """
     t = {k: float(cfg.get(k, v)) for k, v in THRESHOLDS.items()}
     covered = np.asarray(s["coverage"], dtype=bool)
     problems = depth_problems(s["depth"], covered, cfg)
-    texture = np.asarray(s["texture"])
-    texels = texture[covered] if covered.any() else texture.reshape(-1, texture.shape[-1])
-    spread = float(texels.std()) if texels.size else 0.0
-    if spread < t["min_texture_std"]:
-        problems.append(f"texture: standard deviation {spread:.2f} is below min_texture_std "
-                        f"{t['min_texture_std']:g} (a constant image)")
+    if textured:
+        problems += _texture_problems(np.asarray(s["texture"]), covered, t["min_texture_std"])
+    if mask_source == _NO_MASKS:
+        return problems
     if not np.asarray(s["mask"]).any():
         problems.append("mask: empty (no salient region on the grid)")
     problems += _landmark_problems(np.asarray(s["landmarks68" if mask_source else "landmarks"]),
                                    covered.shape[0], t["min_landmark_fraction"], mask_source)
     return problems
+
+
+def _texture_problems(texture: np.ndarray, covered: np.ndarray, min_std: float) -> list[str]:
+    """The texture over covered cells must not be constant."""
+    texels = texture[covered] if covered.any() else texture.reshape(-1, texture.shape[-1])
+    spread = float(texels.std()) if texels.size else 0.0
+    if spread < min_std:
+        return [f"texture: standard deviation {spread:.2f} is below min_texture_std "
+                f"{min_std:g} (a constant image)"]
+    return []
 
 
 def depth_problems(depth: np.ndarray, covered: np.ndarray, cfg: Mapping) -> list[str]:

@@ -3,7 +3,8 @@
 Stage: the end of preprocessing and every consumer of its output. ``spec`` holds what a
 shard contains; :class:`ShardWriter` writes one (``writer``); :func:`open_shard` reads one
 with h5py and numpy only (``reader``); :func:`verify` checks schema, values and checksums;
-:func:`merge` joins shards written by ``--shard i/n`` runs; :func:`inspect` counts.
+:func:`merge` joins shards written by ``--shard i/n`` runs; :func:`inspect` counts;
+``hf`` reads a shard with Hugging Face ``datasets`` (optional, imported on demand).
 
 >>> with open_shard("bu3dfe.h5") as shard:                # doctest: +SKIP
 ...     x = shard.sample(0)["depth"]                        # (S, S) float32 mm

@@ -16,7 +16,7 @@ from .spec import MASK_SOURCES
 
 
 def inspect(path: str | os.PathLike) -> dict[str, Any]:
-    """Counts of a shard: samples per subject, expression and intensity, errors per step."""
+    """Counts of a shard: samples per subject, label and intensity, errors per step."""
     with open_shard(path) as shard:
         idx = shard.index
         errors = shard.errors()
@@ -32,7 +32,9 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
             "parts": shard.attrs.get("parts", []),
             "n_samples": len(shard),
             "n_subjects": int(len(np.unique(idx["subject"]))),
-            "by_expression": {shard.class_names[k]: v for k, v in _counts(idx["expression"])},
+            "masks": shard.masks,
+            "by_label": {shard.class_names[k]: v for k, v in _counts(idx["label"])},
+            "n_sequences": int(len(np.unique(idx["sequence"][idx["sequence"] != ""]))),
             "by_intensity": dict(_counts(idx["intensity"])),
             "by_subject": dict(_counts(idx["subject"])),
             "by_mask_source": {MASK_SOURCES[k]: v for k, v in _counts(idx["mask_source"])},

@@ -92,6 +92,9 @@ def _check_parts(parts: list[Path], shards: list[Shard]) -> None:
                                  f"({_diff(first.config, s.config)})")
         if s.landmark_names != first.landmark_names:
             raise Fer3dDataError(f"{p}: landmark scheme differs from {parts[0]}")
+        if s.class_names != first.class_names:
+            raise Fer3dDataError(f"{p}: labels {list(s.class_names)} differ from {parts[0]}'s "
+                                 f"{list(first.class_names)}")
         if "parts" in s.attrs:
             raise Fer3dDataError(f"{p}: is itself a virtual merged shard; merge its parts instead")
     ids = np.concatenate([s.index["sample_id"] for s in shards])

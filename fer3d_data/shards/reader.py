@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from ..errors import Fer3dDataError
+from ..schema import MASKS
 from .spec import (
     ERROR_COLUMNS,
     INDEX_DTYPES,
@@ -35,7 +36,8 @@ class Shard:
     ``attrs``        root attributes as plain Python values.
     ``config``       the preprocessing config (dict).
     ``index``        column -> (N,) numpy array; strings decoded to ``str``.
-    ``class_names``  names of the ``expression`` codes.
+    ``class_names``  names of the ``label`` codes, in code order.
+    ``masks``        "landmarks", or "none" for a shard written with ``--masks none``.
     ``spec``         per-sample datasets: name -> (shape, stored dtype), /points included
                      when the shard holds point clouds.
     ``sample(i)``    dict of one sample's arrays plus its index row.
@@ -82,6 +84,10 @@ class Shard:
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.attrs["class_names"])
+
+    @property
+    def masks(self) -> str:
+        return self.attrs.get("masks", MASKS[0])
 
     @property
     def image_size(self) -> int:

@@ -15,12 +15,13 @@ import h5py
 import numpy as np
 
 from ..errors import Fer3dDataError
-from ..schema import FORMAT, FORMAT_VERSION
+from ..schema import CLASS_CODE, CLASS_NAMES, FORMAT, FORMAT_VERSION, NO_EXPRESSION, NO_FRAME
 
-MASK_SOURCES = ("native", "dlib")
+# /index/mask_source codes: masks from native landmarks, from dlib's, or none (--masks none).
+MASK_SOURCES = ("native", "dlib", "none")
 DLIB_POINTS = 68
 # Fixed UTF-8 widths (bytes) of the string index columns.
-STRING_WIDTHS = {"sample_id": 64, "subject": 16, "source": 256}
+STRING_WIDTHS = {"sample_id": 64, "subject": 16, "source": 256, "sequence": 64}
 INDEX_DTYPES = {
     "sample_id": h5py.string_dtype("utf-8", STRING_WIDTHS["sample_id"]),
     "subject": h5py.string_dtype("utf-8", STRING_WIDTHS["subject"]),
@@ -28,6 +29,9 @@ INDEX_DTYPES = {
     "intensity": np.dtype(np.int8),
     "source": h5py.string_dtype("utf-8", STRING_WIDTHS["source"]),
     "mask_source": np.dtype(np.int8),
+    "label": np.dtype(np.int16),
+    "sequence": h5py.string_dtype("utf-8", STRING_WIDTHS["sequence"]),
+    "frame": np.dtype(np.int32),
 }
 ERROR_COLUMNS = ("source", "step", "message")
 # One row per chunk: a finished row never shares a chunk with one being written (resume
@@ -143,6 +147,34 @@ def _encode(column: str, value: str) -> bytes:
         raise Fer3dDataError(f"index column {column} holds {STRING_WIDTHS[column]} UTF-8 bytes; "
                              f"{value!r} has {len(b)}")
     return b
+
+
+def index_row(sample: Any, label_names: tuple[str, ...]) -> dict:
+    """The ``/index`` row of a sample (a :class:`fer3d_data.prep.Sample` or anything with its
+    fields; ``label``, ``sequence`` and ``frame`` may be absent), or :class:`Fer3dDataError`
+    naming the sample: a label outside ``label_names``, an expression outside CLASS_NAMES,
+    a mask source out of range, a string too wide for its column."""
+    sid = str(sample.sample_id)
+    label = getattr(sample, "label", None)
+    label = sample.expression if label is None else label
+    if label not in label_names:
+        raise Fer3dDataError(f"sample {sid}: label {label!r} is not one of this shard's labels "
+                             f"{list(label_names)}")
+    if sample.expression is not None and sample.expression not in CLASS_CODE:
+        raise Fer3dDataError(f"sample {sid}: unknown expression {sample.expression!r}; "
+                             f"known {CLASS_NAMES}")
+    if int(sample.mask_source) not in range(len(MASK_SOURCES)):
+        raise Fer3dDataError(f"sample {sid}: mask_source must be one of "
+                             f"0..{len(MASK_SOURCES) - 1}, got {sample.mask_source}")
+    return {
+        "sample_id": _encode("sample_id", sid), "subject": _encode("subject", sample.subject),
+        "expression": (NO_EXPRESSION if sample.expression is None
+                       else CLASS_CODE[sample.expression]),
+        "intensity": int(sample.intensity), "source": _encode("source", sample.source),
+        "mask_source": int(sample.mask_source), "label": label_names.index(label),
+        "sequence": _encode("sequence", getattr(sample, "sequence", "")),
+        "frame": int(getattr(sample, "frame", NO_FRAME)),
+    }
 
 
 def _read_errors(f: h5py.File) -> list[tuple[str, str, str]]:

@@ -15,10 +15,10 @@ import h5py
 import numpy as np
 
 from ..errors import Fer3dDataError
-from ..schema import CLASS_NAMES
+from ..schema import CLASS_NAMES, NO_EXPRESSION
 from . import digest
 from .reader import open_shard
-from .spec import ERROR_COLUMNS, INDEX_DTYPES, STRING_WIDTHS
+from .spec import ERROR_COLUMNS, INDEX_DTYPES, MASK_SOURCES, STRING_WIDTHS
 
 
 def _area_resize_half(a: np.ndarray) -> np.ndarray:
@@ -65,23 +65,25 @@ def _check_schema(f: h5py.File, spec: dict, n: int) -> list[str]:
     return problems
 
 
-def _check_index(index: dict[str, np.ndarray]) -> list[str]:
+def _check_index(index: dict[str, np.ndarray], class_names: tuple[str, ...]) -> list[str]:
     problems = []
     ids, counts = np.unique(index["sample_id"], return_counts=True)
     if (counts > 1).any():
         problems.append(f"/index/sample_id: duplicated ids {ids[counts > 1][:5].tolist()}")
-    expr = index["expression"]
-    bad = np.flatnonzero((expr < 0) | (expr >= len(CLASS_NAMES)))
-    if bad.size:
-        problems.append(f"/index/expression: codes outside 0..{len(CLASS_NAMES) - 1} "
-                        f"at rows {bad[:5].tolist()}")
+    for column, low, high in (("expression", NO_EXPRESSION, len(CLASS_NAMES) - 1),
+                              ("label", 0, len(class_names) - 1)):
+        bad = np.flatnonzero((index[column] < low) | (index[column] > high))
+        if bad.size:
+            problems.append(f"/index/{column}: codes outside {low}..{high} at rows "
+                            f"{bad[:5].tolist()}")
     inten = index["intensity"]
     bad = np.flatnonzero((inten < -1) | (inten > 4))
     if bad.size:
         problems.append(f"/index/intensity: values outside -1..4 at rows {bad[:5].tolist()}")
-    bad = np.flatnonzero(~np.isin(index["mask_source"], (0, 1)))
+    bad = np.flatnonzero(~np.isin(index["mask_source"], range(len(MASK_SOURCES))))
     if bad.size:
-        problems.append(f"/index/mask_source: values outside {{0, 1}} at rows {bad[:5].tolist()}")
+        problems.append(f"/index/mask_source: values outside 0..{len(MASK_SOURCES) - 1} at rows "
+                        f"{bad[:5].tolist()}")
     return problems
 
 
@@ -198,7 +200,7 @@ def _verify_open(shard, beat) -> list[str]:
         index = shard.index
     except (OSError, RuntimeError, ValueError, UnicodeDecodeError) as e:
         return problems + [f"/index cannot be read (checksum or corrupt chunk: {e})"]
-    problems += _check_index(index)
+    problems += _check_index(index, shard.class_names)
     for i in range(n):
         beat()
         problems += [f"sample {i} ({index['sample_id'][i]}): {p}"

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import Fer3dDataError
-from ..schema import CLASS_CODE, CLASS_NAMES, FORMAT, FORMAT_VERSION
+from ..schema import CLASS_NAMES, FORMAT, FORMAT_VERSION, MASKS
 from . import digest
 from .space import SpaceGuard
 from .spec import (
@@ -32,11 +32,11 @@ from .spec import (
     _attr,
     _config_dict,
     _diff,
-    _encode,
     _read_config,
     _read_errors,
     check_header,
     config_spec,
+    index_row,
     tmp_path,
 )
 
@@ -68,12 +68,12 @@ def _refuse_if_locked(path: Path) -> None:
 
 
 def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
-              overwrite: bool = False) -> Path | None:
+              label_names: Iterable[str] | None = None, overwrite: bool = False) -> Path | None:
     """The existing file a writer would resume (``<out>.tmp`` first, then ``<out>``), or None.
 
     Raises :class:`Fer3dDataError` before any work when that file cannot be resumed: not a
     shard, another ``format_version``, a merged file, another config (its run-only keys
-    aside) or landmark scheme.
+    aside), landmark scheme or (unless None) label names.
     With ``overwrite`` nothing is checked and None is returned (the writer starts afresh).
     """
     path = Path(path)
@@ -96,12 +96,16 @@ def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
                                      f"appended to{hint}")
             old = {k: v for k, v in _read_config(f, candidate).items() if k not in run_only}
             scheme = _attr(f["landmarks"].attrs.get("scheme")) if "landmarks" in f else None
+            names = tuple(_attr(f.attrs.get("class_names", [])))
         if old != config:
             raise Fer3dDataError(f"{candidate}: was written with another config "
                                  f"({_diff(old, config)}){hint}")
         if scheme != landmark_scheme:
             raise Fer3dDataError(f"{candidate}: landmark scheme {scheme!r}, "
                                  f"expected {landmark_scheme!r}{hint}")
+        if label_names is not None and names != tuple(label_names):
+            raise Fer3dDataError(f"{candidate}: labels {list(names)}, this run has "
+                                 f"{list(label_names)}{hint}")
         return candidate
     return None
 
@@ -119,14 +123,19 @@ class ShardWriter:
     full disk anyway raises the same. Every finished sample stays, and a rerun resumes:
     rows that cannot be read back at the end (a half-written last chunk) are dropped.
 
+    ``label_names`` orders the classes: a sample's ``label`` (its ``expression`` when it has
+    none) is stored as its position there (``/index/label``, root attribute ``class_names``).
+
     >>> with ShardWriter("out.h5", dataset="bu3dfe", cfg=cfg, image_size=224,   # doctest: +SKIP
     ...                  landmark_scheme="bu3dfe83", landmark_names=names) as w:
     ...     w.append(sample)
     """
 
     def __init__(self, path: str | os.PathLike, *, dataset: str, cfg: Any, image_size: int,
-                 landmark_scheme: str, landmark_names: Iterable[str], overwrite: bool = False):
+                 landmark_scheme: str, landmark_names: Iterable[str],
+                 label_names: Iterable[str] = CLASS_NAMES, overwrite: bool = False):
         self.path = Path(path)
+        self.label_names = tuple(str(n) for n in label_names)
         self.tmp = tmp_path(self.path)
         self.config = _config_dict(cfg)
         self.image_size = int(image_size)
@@ -138,7 +147,7 @@ class ShardWriter:
         self._handles: dict[str, h5py.Dataset] | None = None
         self._space = SpaceGuard(self.tmp)
         resume = preflight(self.path, config=cfg, landmark_scheme=landmark_scheme,
-                           overwrite=overwrite)
+                           label_names=self.label_names, overwrite=overwrite)
         self._open(resume, dataset, landmark_scheme)
         try:  # once the file is ours (HDF5's lock): the ballast beside it is ours too
             self._space.reserve()
@@ -169,7 +178,8 @@ class ShardWriter:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "image_size": self.image_size,
             "crop_radius": float(self.config.get("crop_radius", float("nan"))),
-            "depth_units": "mm", "class_names": list(CLASS_NAMES),
+            "depth_units": "mm", "class_names": list(self.label_names),
+            "masks": self.config.get("masks", MASKS[0]),
         })
         f.create_dataset("config", data=json.dumps(self.config, sort_keys=True), dtype=_VLEN_STR)
         compression = self.config.get("compression", "gzip")
@@ -189,6 +199,7 @@ class ShardWriter:
             f.create_dataset(f"index/{name}", shape=(0,), maxshape=(None,), dtype=dtype,
                              chunks=(_INDEX_CHUNK,), **filters)
         f["index/expression"].attrs["names"] = list(CLASS_NAMES)
+        f["index/label"].attrs["names"] = list(self.label_names)
         f["index/mask_source"].attrs["names"] = list(MASK_SOURCES)
         self._create_errors()
         f.flush()
@@ -287,7 +298,7 @@ class ShardWriter:
         """(arrays in stored dtypes, index row) of a sample, or :class:`Fer3dDataError`.
 
         The one validation of a sample on its way into a shard: shapes and dtype kinds of the
-        schema, a known expression, a mask source in range, an id not yet written.
+        schema, an id not yet written, then the index row (:func:`~.spec.index_row`).
         """
         sid = str(sample.sample_id)
         if sid in self._ids:
@@ -300,18 +311,7 @@ class ShardWriter:
                 raise Fer3dDataError(f"sample {sid}: {name} has shape {a.shape} and dtype "
                                      f"{a.dtype}, the shard stores {shape} {dtype}")
             arrays[name] = a.astype(dtype, copy=False)
-        if sample.expression not in CLASS_CODE:
-            raise Fer3dDataError(f"sample {sid}: unknown expression {sample.expression!r}; "
-                                 f"known {CLASS_NAMES}")
-        if int(sample.mask_source) not in range(len(MASK_SOURCES)):
-            raise Fer3dDataError(f"sample {sid}: mask_source must be one of "
-                                 f"0..{len(MASK_SOURCES) - 1}, got {sample.mask_source}")
-        row = {
-            "sample_id": _encode("sample_id", sid), "subject": _encode("subject", sample.subject),
-            "expression": CLASS_CODE[sample.expression], "intensity": int(sample.intensity),
-            "source": _encode("source", sample.source), "mask_source": int(sample.mask_source),
-        }
-        return arrays, row
+        return arrays, index_row(sample, self.label_names)
 
     def add_error(self, source: str, step: str, message: str) -> None:
         """Record a failed scan; a later error for the same source replaces this one."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.types import Landmarks
-from ..landmarks import GROUPS, canonical_points, group_points
+from ..landmarks import canonical_points, group_points
+from ..schemes import find_scheme
 from .clean import _check_points
 
 
@@ -22,7 +23,7 @@ def _is_3d(landmarks: Landmarks | None) -> bool:
 def _landmark_group(landmarks: Landmarks | None, group: str) -> np.ndarray:
     """(k, 3) finite 3D points of one region group, empty when unavailable (no landmarks,
     2D landmarks, or a scheme without groups such as ``bu3dfe_pse``)."""
-    if not _is_3d(landmarks) or landmarks.scheme not in GROUPS:
+    if not _is_3d(landmarks) or find_scheme(landmarks.scheme) is None:
         return np.zeros((0, 3))
     return group_points(canonical_points(landmarks), landmarks.scheme, group)
 
@@ -72,7 +73,7 @@ def nose_tip(points: np.ndarray, landmarks: Landmarks | None = None, *, margin_m
              centre_radius_mm: float = 50.0) -> np.ndarray:
     """(N, 3) points (and optional 3D landmarks in the same frame) -> (3,) nose tip, mm.
 
-    1. Bosphorus: the ``Nose tip`` landmark when the scan has it.
+    1. The scheme's nose-tip landmark (Bosphorus ``Nose tip``) when the scan has it.
     2. The most prominent point (max z after a coarse frontal alignment) whose aligned xy
        lies in the nose landmarks' box grown by ``margin_mm`` (BU-3DFE rows 37-48;
        Bosphorus saddles and peaks).
@@ -81,8 +82,9 @@ def nose_tip(points: np.ndarray, landmarks: Landmarks | None = None, *, margin_m
     points = _check_points(points)
     if len(points) < 3:
         raise ValueError(f"nose_tip needs at least 3 points, got {len(points)}")
-    if _is_3d(landmarks) and landmarks.scheme == "bosphorus":
-        tip = landmarks.get("Nose tip")
+    scheme = find_scheme(landmarks.scheme) if _is_3d(landmarks) else None
+    if scheme is not None and scheme.nose_tip is not None:
+        tip = landmarks.get(scheme.nose_tip)
         if tip is not None and np.isfinite(tip).all():
             return np.asarray(tip, dtype=np.float64).copy()
     R, origin = frontal_rotation(points, landmarks), points.mean(axis=0)

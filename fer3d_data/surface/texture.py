@@ -84,8 +84,15 @@ def surface_uv_from_mesh(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray
     (S, S) bool. Nodes no triangle covers take the UV of the nearest hit node, so
     sampling gives no holes; ``hit`` tells them apart.
     """
-    uv = _check(uv, (None, 2), "uv").astype(np.float64)
-    faces_uv = faces if faces_uv is None else faces_uv
+    return surface_values(vertices, faces, _check(uv, (None, 2), "uv"), faces_uv, grid)
+
+
+def surface_values(vertices: np.ndarray, faces: np.ndarray, values: np.ndarray,
+                   faces_values: np.ndarray | None, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Per-corner ``values`` (T, C) (uv, colours) interpolated under every grid node, as
+    :func:`surface_uv_from_mesh` does for uv: -> (S, S, C) float64 and hit (S, S) bool."""
+    uv = _check(values, (None, None), "values").astype(np.float64)
+    faces_uv = faces if faces_values is None else faces_values
     faces_uv = _check(faces_uv, (len(faces), 3), "faces_uv").astype(np.int64)
     if len(faces_uv) and (faces_uv.min() < 0 or faces_uv.max() >= len(uv)):
         raise ValueError(f"faces_uv index uv outside [0, {len(uv)})")
@@ -98,7 +105,7 @@ def surface_uv_from_mesh(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray
         face, bary = face[rows, cols], bary[rows, cols]
     corners, bary = faces_uv[face.ravel()], bary.reshape(-1, 3, 1)  # (S*S, 3)
     surface_uv = sum(bary[:, i] * uv[corners[:, i]] for i in range(3))
-    return surface_uv.reshape(grid.size, grid.size, 2), hit
+    return surface_uv.reshape(grid.size, grid.size, uv.shape[1]), hit
 
 
 def sample_bilinear(image: np.ndarray, uv: np.ndarray, *,
@@ -147,6 +154,18 @@ def texture_from_mesh(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray,
     surface_uv, hit = surface_uv_from_mesh(vertices, faces, uv, faces_uv, grid)
     texture = sample_bilinear(image, surface_uv, uv_origin=uv_origin)
     return np.clip(np.rint(texture), 0, 255).astype(np.uint8), hit
+
+
+def texture_from_colors(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray,
+                        grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Texture of an aligned mesh with vertex colours (a PLY without texture image).
+
+    vertices (V, 3) aligned mm, faces (F, 3), colors (V, 3) uint8 RGB -> texture (S, S, 3)
+    uint8 (colours interpolated across each triangle) and hit (S, S) bool.
+    """
+    colors = _check(colors, (len(vertices), 3), "colors")
+    values, hit = surface_values(vertices, faces, colors, None, grid)
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8), hit
 
 
 def grid_triangles(valid: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Synthetic raw BU-3DFE and Bosphorus trees, byte for byte in the formats of docs/formats.md.
+"""Synthetic raw BU-3DFE and Bosphorus trees, byte for byte in the formats of docs/formats.md,
+and a synthetic labelled folder (OBJ/PLY faces of four non-expression classes, :mod:`.folder`).
 
 Stage: test fixtures, the demo and users' dry runs. A parametric face (analytic height
 field, albedo, landmarks; :mod:`.face`) with seeded identities and six expressions whose
@@ -50,16 +51,18 @@ from .face import (
     face_params,
     subject_identity,
 )
+from .folder import FOLDER_CLASSES, make_folder
 from .truth import BOSPHORUS_NAMES, BU3DFE_NAMES, ScanTruth, face_landmarks, scan_truth
 
 __all__ = [
     "BNT_VARIANTS", "BOSPHORUS_NAMES", "BU3DFE_NAMES", "BosphorusScan", "Bu3dfeScan",
-    "Deformation", "EXPRESSION_DEFORMATIONS", "FaceParams", "Identity", "LM_VARIANTS",
+    "Deformation", "EXPRESSION_DEFORMATIONS", "FOLDER_CLASSES", "FaceParams", "Identity",
+    "LM_VARIANTS",
     "MARKERS_BOSPHORUS", "MARKERS_BU3DFE", "ScanTruth", "WRL_VARIANTS",
     "bnd_text", "bnt_bytes", "bosphorus_subjects", "bu3dfe_scans", "bu3dfe_subjects",
     "build_bosphorus_scan", "build_bu3dfe_scan", "face_albedo", "face_bounds", "face_height",
     "face_landmarks", "face_mask", "face_params", "fan", "lm2_text", "lm3_text",
-    "make_bosphorus", "make_bu3dfe", "scan_truth", "subject_identity",
+    "make_bosphorus", "make_bu3dfe", "make_folder", "scan_truth", "subject_identity",
     "write_bosphorus_scan", "write_bu3dfe_scan", "wrl_text",
 ]
 

@@ -1,8 +1,10 @@
-"""``fer3d-prep synth bu3dfe|bosphorus OUT``: write a synthetic raw tree from the command line.
+"""``fer3d-prep synth bu3dfe|bosphorus|folder OUT``: write a synthetic raw tree from the
+command line.
 
 Stage: test fixtures, the demo and users' dry runs. Each dataset is its own subcommand with
-only the options that apply to it; defaults are those of :func:`make_bu3dfe` and
-:func:`make_bosphorus` (read from their signatures, so they are stated once).
+only the options that apply to it; defaults are those of :func:`make_bu3dfe`,
+:func:`make_bosphorus` and :func:`make_folder` (read from their signatures, so they are
+stated once).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import click
 from ..clibase import Group, StrictFloat, StrictInt
 from .bosphorus import BNT_VARIANTS, LM_VARIANTS, make_bosphorus
 from .bu3dfe import WRL_VARIANTS, make_bu3dfe
+from .folder import BROKEN, FOLDER_CLASSES, make_folder
 
 
 def _default(fn, name: str):
@@ -97,3 +100,27 @@ def synth_bosphorus(out, variant, grid, **kw):
                            lm_variants=[v for v in variant if v in LM_VARIANTS],
                            bnt_variants=[v for v in variant if v in BNT_VARIANTS], **kw)
     click.echo(f"wrote {len(paths)} files for {kw['subjects']} bosphorus subject(s) to {out}")
+
+
+@synth_group.command("folder")
+@click.argument("out", metavar="RAW", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--subjects", type=StrictInt(min=1), default=_default(make_folder, "subjects"),
+              help="number of subjects")
+@click.option("--seed", type=StrictInt(), default=_default(make_folder, "seed"),
+              help="same seed and options -> same bytes")
+@click.option("--frames", type=StrictInt(min=1), default=_default(make_folder, "frames"),
+              help="frames of each subject's capture sequence")
+@click.option("--vertices", type=StrictInt(min=200), default=_default(make_folder, "vertices"),
+              help="mesh vertices per scan")
+@click.option("--texture-size", type=StrictInt(min=16),
+              default=_default(make_folder, "texture_size"), metavar="PX",
+              help="side of each texture image")
+def synth_folder(out, **kw):
+    """Write a labelled folder to RAW for `fer3d-prep folder`: OBJ/PLY faces of the classes
+    brow_raise, frown, jaw_drop and smile, labels.csv, scheme.yaml, sequences and a few
+    broken rows."""
+    labels = make_folder(out, **kw)
+    click.echo(f"wrote {kw['subjects']} subject(s) x {len(FOLDER_CLASSES)} classes, "
+               f"{kw['subjects']} sequence(s) and {BROKEN} broken rows to {out}; run:\n"
+               f"  fer3d-prep folder {out} OUT.h5 --labels {labels} "
+               f"--landmark-scheme {Path(out) / 'scheme.yaml'}")

@@ -14,7 +14,7 @@ import numpy as np
 from ..constants import BU3DFE_RACE_CODES
 from ..schema import EXPRESSIONS, NEUTRAL
 
-DATASET_KEY = {"bu3dfe": 1, "bosphorus": 2}
+DATASET_KEY = {"bu3dfe": 1, "bosphorus": 2, "folder": 3}
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,13 @@ def deformation(expression: str, intensity: float) -> Deformation:
 
 def face_params(identity: Identity, expression: str, intensity: float = 4) -> FaceParams:
     """Identity + expression, with the nose tip located (the field's local maximum)."""
-    p = FaceParams(identity, expression, float(intensity if expression != NEUTRAL else 0),
-                   deformation(expression, intensity))
+    return posed_face(identity, expression, float(intensity if expression != NEUTRAL else 0),
+                      deformation(expression, intensity))
+
+
+def posed_face(identity: Identity, name: str, intensity: float, deform: Deformation) -> FaceParams:
+    """Identity + any deformation (a class of a labelled folder), nose tip located."""
+    p = FaceParams(identity, name, float(intensity), deform)
     return replace(p, tip=_find_tip(p))
 
 

@@ -16,6 +16,7 @@ from fer3d_data import cli, prep, shards
 from fer3d_data.datasets.records import ScanRecord
 from fer3d_data.errors import Fer3dDataError, RawFormatError, ScanError
 from fer3d_data.prep import PrepConfig, run_prep, runner
+from fer3d_data.prep import command as prep_command
 from fer3d_data.schema import CLASS_CODE
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -141,9 +142,13 @@ def test_bad_options_are_one_line_errors(tmp_path, option, value, message):
 
 
 def test_selection_types_convert():
-    expression = cli._ListType("LIST", cli._expression(cli.BU3DFE_EXPRESSION_CODES), "")
+    from fer3d_data.constants import BU3DFE_EXPRESSION_CODES
+
+    item = prep_command.expression_item(BU3DFE_EXPRESSION_CODES)
+    expression = prep_command.ListType("LIST", item, "")
     assert expression.convert("AN,happiness,ne", None, None) == ["anger", "happiness", "neutral"]
-    assert cli._ListType("LIST", cli._intensity, "").convert("3, 4", None, None) == [3, 4]
+    intensity = prep_command.ListType("LIST", prep_command.intensity_item, "")
+    assert intensity.convert("3, 4", None, None) == [3, 4]
 
 
 def test_config_file_layers_under_flags(tmp_path, monkeypatch):
@@ -153,7 +158,7 @@ def test_config_file_layers_under_flags(tmp_path, monkeypatch):
     def fake_run(cfg, raw, out, selection, **kw):
         seen.update(cfg=cfg, selection=selection, **kw)
         return 0
-    monkeypatch.setattr(cli, "_run_prep", fake_run)
+    monkeypatch.setattr(prep_command, "run_command", fake_run)
     (tmp_path / "raw").mkdir()
     conf = tmp_path / "prep.yaml"
     conf.write_text("image_size: 64\nsmoothness: 2.5\npose: false\nintensities: '3,4'\n"
@@ -354,7 +359,7 @@ def test_verify_exit_code(tmp_path, capsys):
 def test_config_round_trip_and_validation():
     cfg = PrepConfig(dataset="bosphorus", image_size=64, pose=False, landmarks="dlib")
     assert PrepConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.landmark_scheme()[0] == "bosphorus"
+    assert cfg.scheme().name == "bosphorus"
     with pytest.raises(Fer3dDataError, match="unknown preprocessing config keys"):
         PrepConfig.from_dict({"smoothnes": 2})
     with pytest.raises(Fer3dDataError, match="interp must be one of"):

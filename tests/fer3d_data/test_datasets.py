@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from fer3d_data.datasets import (
+    ADAPTERS,
     ScanRecord,
     resolve_texture,
     select,
     walk_bosphorus,
     walk_bu3dfe,
-    walkers,
 )
 from fer3d_data.errors import Fer3dDataError, ScanError, SelectionError
 from fer3d_data.schema import INTENSITY_UNGRADED
@@ -110,7 +110,7 @@ def test_select_filters(tmp_path):
     stems = [f"{s}_{e}{i}WH" for s in ("F0001", "F0002") for e, i in
              (("AN", "03"), ("AN", "04"), ("HA", "01"), ("NE", "00"))]
     touch(tmp_path, *(f"{stem}_F3D.wrl" for stem in stems))
-    records = walkers["bu3dfe"](tmp_path)
+    records = ADAPTERS["bu3dfe"].walk(tmp_path)
     assert len(select(records)) == 8
     picked = select(records, subjects=["F0002"], expressions=["anger", "happiness"],
                     intensities=(3, 4))

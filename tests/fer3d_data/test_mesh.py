@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from scipy import ndimage
 
 from fer3d_data import cli, synth
-from fer3d_data.datasets import walkers
+from fer3d_data.datasets import ADAPTERS
 from fer3d_data.errors import Fer3dDataError
 from fer3d_data.io import load_wrl
 from fer3d_data.mesh import from_trimesh, to_trimesh, write_textured
@@ -32,7 +32,7 @@ SMALL_BU = dict(vertices=2500, texture_size=64, f2d_size=8)
 def bu_tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("bu")
     synth.make_bu3dfe(root, subjects=1, expressions=["happiness"], **SMALL_BU)
-    return root, walkers["bu3dfe"](root)
+    return root, ADAPTERS["bu3dfe"].walk(root)
 
 
 def test_raw_mesh_round_trips_through_trimesh_with_seams(bu_tree):

@@ -17,7 +17,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from fer3d_data import cli, shards, synth
-from fer3d_data.datasets import walkers
+from fer3d_data.datasets import ADAPTERS
 from fer3d_data.errors import ScanError
 from fer3d_data.io import load_bnd, load_lm3
 from fer3d_data.landmarks import GROUPS, canonical_points, group_points
@@ -40,7 +40,7 @@ def make_tree(dataset: str, root: Path, expressions, **kw) -> list:
         synth.make_bu3dfe(root, subjects=1, expressions=expressions, **{**BU, **kw})
     else:
         synth.make_bosphorus(root, subjects=1, expressions=expressions, **{**BS, **kw})
-    return walkers[dataset](root)
+    return ADAPTERS[dataset].walk(root)
 
 
 def truth_of(record):
@@ -196,7 +196,7 @@ def test_pose_is_a_small_rotation_and_keeps_the_surface(raw, dataset):
     names = {"bu3dfe": ("1", "9", "49"),
              "bosphorus": ("Inner left eye corner", "Inner right eye corner", "Left mouth corner"),
              }[dataset]
-    index = {n: i for i, n in enumerate(cfg.landmark_scheme()[1])}
+    index = {n: i for i, n in enumerate(cfg.scheme().names)}
     left, right, mouth = (lm[index[n]] for n in names)
     assert left[0] < right[0] and mouth[1] > left[1]
 
@@ -355,7 +355,7 @@ def test_artifacts_and_broken_files(tmp_path, capsys):
                                   ("bosphorus", tmp_path / "bs", (bad_bnt,))):
         out = tmp_path / f"{dataset}.h5"
         assert cli.main([dataset, str(root), str(out), *common]) == 0
-        records = walkers[dataset](root)
+        records = ADAPTERS[dataset].walk(root)
         data = read_shard(out)
         bad_ids = {r.scan_id for r in broken}
         good = [r for r in records if r.scan_id not in bad_ids]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fer3d_data import shards, synth
-from fer3d_data.datasets import walkers
+from fer3d_data.datasets import ADAPTERS
 from fer3d_data.errors import Fer3dDataError
 from fer3d_data.prep import PrepConfig, process_scan, run_prep
 from fer3d_data.prep.sanity import sanity_problems
@@ -113,7 +113,7 @@ def test_sanity_checks_the_landmarks_the_masks_came_from():
 def bu_tree(root, expressions=("neutral", "anger")):
     synth.make_bu3dfe(root, subjects=1, vertices=3000, texture_size=128, f2d_size=8,
                       expressions=expressions)
-    return walkers["bu3dfe"](root)
+    return ADAPTERS["bu3dfe"].walk(root)
 
 
 def test_every_synthetic_variant_and_artifact_passes_with_a_wide_margin(tmp_path):
@@ -128,7 +128,7 @@ def test_every_synthetic_variant_and_artifact_passes_with_a_wide_margin(tmp_path
                          lm_variants=synth.LM_VARIANTS, **artifacts)
     strict = {"min_landmark_fraction": 0.75, "min_texture_std": 4.0, "min_depth_relief": 20.0}
     for dataset, folder in (("bu3dfe", "bu"), ("bosphorus", "bs")):
-        records = walkers[dataset](tmp_path / folder)
+        records = ADAPTERS[dataset].walk(tmp_path / folder)
         assert len(records) >= 2
         for record in records:
             sample = process_scan(record, PrepConfig(dataset=dataset, image_size=48, **strict))

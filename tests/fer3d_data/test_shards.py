@@ -46,7 +46,7 @@ def fake_sample(i: int, *, size: int = S, k: int = 83, seed: int = 0) -> Sample:
 
 def writer(path, cfg=None, **kw) -> shards.ShardWriter:
     cfg = cfg or PrepConfig(image_size=S)
-    scheme, names = cfg.landmark_scheme()
+    scheme, names = cfg.scheme().name, cfg.scheme().names
     return shards.ShardWriter(path, dataset=cfg.dataset, cfg=cfg, image_size=cfg.image_size,
                               landmark_scheme=scheme, landmark_names=names, **kw)
 
@@ -241,14 +241,16 @@ def test_verify_reports_bad_values(tmp_path):
         f["depth"][1, 0, 0] = np.nan
         f["mask28"][2, 0, 0] = 0.75 if f["mask28"][2, 0, 0] < 0.5 else 0.0
         f["index/expression"][0] = 9
+        f["index/label"][2] = 7
     problems = shards.verify(out)
-    assert any("/index/expression: codes outside 0..6 at rows [0]" in p for p in problems)
+    assert any("/index/expression: codes outside -1..6 at rows [0]" in p for p in problems)
+    assert any("/index/label: codes outside 0..6 at rows [2]" in p for p in problems)
     # changed in place
     assert any("/index/expression: SHA-256 digest differs" in p for p in problems)
     assert any("sample 1" in p and "sanity: depth: 1 non-finite cells" in p for p in problems)
     assert any("sample 2" in p and "mask28 differs from the area-resize of mask56" in p
                for p in problems)
-    assert len(problems) == 4
+    assert len(problems) == 6  # the label digest differs too
 
 
 def _two_parts(tmp_path):
@@ -328,7 +330,7 @@ def test_inspect_counts(tmp_path):
     info = shards.inspect(out)
     assert info["n_samples"] == 14 and info["n_subjects"] == 2
     assert info["by_subject"] == {"F0000": 7, "F0001": 7}
-    assert info["by_expression"] == {name: 2 for name in CLASS_NAMES}
+    assert info["by_label"] == {name: 2 for name in CLASS_NAMES}
     assert info["by_intensity"] == {0: 2, 4: 12}
     assert info["by_mask_source"] == {"native": 7, "dlib": 7}
     assert info["errors_by_step"] == {"gridfit": 1, "read": 2} and info["n_errors"] == 3
