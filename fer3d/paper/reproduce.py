@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # What a reproduction's cells keep: the tables need only each cell's fold.json, and Fig. 6,
 # fer3d-cam RUN and fer3d-eval RUN read the weights of cell r0 f0 alone. Every cell's
-# weights of `all` (26 campaigns x 1,000 cells x ~90 MB) would fill ~2.3 TB.
+# weights of `all` (26 campaigns x 1,000 cells x 73 MB on average) would fill ~1.9 TB.
 REPRODUCE_KEEP = "first"
 
 

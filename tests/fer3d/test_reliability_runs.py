@@ -114,11 +114,6 @@ def test_preset_of_another_dataset_is_refused(make_shard, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-def _without(index, keep):
-    return dataclasses.replace(index, **{k: getattr(index, k)[keep] for k in (
-        "sample_id", "subject", "expression", "intensity", "shard", "row")})
-
-
 def test_no_complete_subject_names_the_likely_cause(make_shard):
     index = read_shard_index([make_shard("x.h5", n_subjects=3)])
     cases = [
@@ -131,17 +126,17 @@ def test_no_complete_subject_names_the_likely_cause(make_shard):
     for keep, cause in cases:
         with pytest.raises(PlanError, match="no subject of the shards \\(3\\) has all six "
                                               "expressions at intensities 3 and 4") as err:
-            protocol.select_subjects(_without(index, keep), "bu3dfe")
+            protocol.select_subjects(index.take(keep), "bu3dfe")
         assert f"likely cause: {cause}" in str(err.value)
     odd = dataclasses.replace(index, datasets=("faces",))
     with pytest.raises(PlanError, match="the shards' dataset is 'faces', and preset "
                                           "'bosphorus' selects"):
-        protocol.select_subjects(_without(odd, odd.expression != 3), "bosphorus")
+        protocol.select_subjects(odd.take(odd.expression != 3), "bosphorus")
 
 
 def test_subjects_left_out_are_named(make_shard, caplog):
     index = read_shard_index([make_shard("y.h5", n_subjects=3)])
-    index = _without(index, ~((index.subject == "F0002") & (index.expression == 4)
+    index = index.take(~((index.subject == "F0002") & (index.expression == 4)
                               & (index.intensity == 3)))
     with caplog.at_level(logging.WARNING, logger="fer3d.campaign.protocol"):
         assert protocol.select_subjects(index, "bu3dfe", 60) == ["F0001", "F0003"]
