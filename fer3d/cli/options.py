@@ -77,7 +77,7 @@ def check_output_file(path, option: str) -> None:
         raise Fer3dError(f"{option} {out}: its folder {folder} is not writable")
 
 
-def make_output_folder(path, option: str) -> Path:
+def make_output_folder(path, option: str) -> None:
     """The output folder ``path``, created before any work; Fer3dError naming it otherwise."""
     out = Path(path)
     if out.exists() and not out.is_dir():
@@ -89,7 +89,6 @@ def make_output_folder(path, option: str) -> Path:
                          f"({exc.strerror or exc})") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise Fer3dError(f"{option} {out}: the folder is not writable")
-    return out
 
 
 def setup_logging(verbose: bool = False) -> None:

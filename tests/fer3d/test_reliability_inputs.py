@@ -5,6 +5,7 @@ mistyped subject, a broken run directory in fer3d-report, a folder of runs."""
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -205,3 +206,23 @@ def test_report_out_that_is_a_file_and_a_folder_without_runs(tmp_path, capsys):
     assert report_cli.main([str(tmp_path / "empty"), "-o", str(tmp_path / "r")]) == 2
     assert f"{tmp_path / 'empty'}: no config.json; not a fer3d run directory" in \
         capsys.readouterr().err
+
+
+def test_a_run_directory_that_cannot_be_written_names_the_file(bu3dfe_shard, tmp_path,
+                                                               monkeypatch):
+    """A read-only run directory (simulated: the test runs as root, which may write
+    anywhere): the error names the run's file, not a temporary name, and leaves none."""
+    from fer3d.campaign import atomic
+    from fer3d.campaign.run import run_campaign
+    from fer3d.settings import TrainConfig
+
+    def read_only(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(atomic, "open", read_only, raising=False)
+    run = tmp_path / "run"
+    with pytest.raises(PermissionError) as err:
+        run_campaign(TrainConfig(shards=[bu3dfe_shard], out=str(run), folds=2, subjects=2,
+                                 image_size=32, init_only=True))
+    assert err.value.filename == str(run / "folds.json")
+    assert err.value.strerror == "Permission denied" and not list(run.iterdir())
