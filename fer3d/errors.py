@@ -62,3 +62,7 @@ def unknown_names(names, known, limit: int = 10) -> str:
         shown.append(f"{str(name)!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
     more = len(names) - limit
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+class PairingError(Fer3dError, ValueError):
+    """Two runs asked to be compared pairwise do not share one plan (subjects, folds)."""

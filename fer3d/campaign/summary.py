@@ -18,26 +18,42 @@ from fer3d.report.confusion import save_confusion_png
 from fer3d_data.schema import EXPRESSIONS
 
 
+def accuracy_spread(repeat_accuracies: list[float], fold_accuracies: list[float]) -> dict:
+    """The one figure of spread of a campaign's accuracy, with its name: the std (ddof 1)
+    of the repeats' accuracies when there are several repeats, else of the folds' (one
+    repeat's folds still vary); None when a single value is all there is."""
+    over, values = (("repeats", repeat_accuracies) if len(repeat_accuracies) > 1
+                    else ("folds", fold_accuracies))
+    return {"accuracy_spread": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            "accuracy_spread_name": f"std over {over}"}
+
+
+def _scores(records: list[dict]) -> dict[str, float]:
+    return metrics.scores(metrics.confusion_matrix(
+        [y for x in records for y in x["labels"]],
+        [p for x in records for p in x["predictions"]], len(EXPRESSIONS)))
+
+
 def _other_scores(records: list[dict]) -> dict:
     """Balanced accuracy and macro-F1 (:func:`fer3d.metrics.scores`) of each repeat's pooled
-    folds, and their mean ± std over repeats as for accuracy."""
-    by_repeat = [metrics.scores(metrics.confusion_matrix(
-        [y for x in records if x["repeat"] == r for y in x["labels"]],
-        [p for x in records if x["repeat"] == r for p in x["predictions"]], len(EXPRESSIONS)))
-        for r in sorted({x["repeat"] for x in records})]
+    folds, their mean over repeats and their spread as accuracy's (:func:`accuracy_spread`)."""
+    by_repeat = [_scores([x for x in records if x["repeat"] == r])
+                 for r in sorted({x["repeat"] for x in records})]
+    by_fold = [_scores([x]) for x in records if x["total"]]
     out = {}
     for name in ("balanced_accuracy", "macro_f1"):
-        values = np.array([s[name] for s in by_repeat])
-        out.update({f"{name}_mean": float(values.mean()) if len(values) else float("nan"),
-                    f"{name}_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                    f"repeat_{name}": [float(v) for v in values]})
+        values = [s[name] for s in by_repeat]
+        out.update({f"{name}_mean": float(np.mean(values)) if values else float("nan"),
+                    f"{name}_spread": accuracy_spread(values, [s[name] for s in by_fold])[
+                        "accuracy_spread"],
+                    f"repeat_{name}": values})
     return out
 
 
 def summarise(records: list[dict], repeats: int) -> dict:
-    """Fold records -> accuracy, balanced accuracy and macro-F1 mean ± std over repeats,
-    per-class accuracy (recall), pooled confusion matrix (rows true, columns predicted).
-    std uses ddof=1 (0 for one repeat)."""
+    """Fold records -> accuracy mean over repeats and its spread (:func:`accuracy_spread`),
+    balanced accuracy and macro-F1 likewise, per-class accuracy (recall), pooled confusion
+    matrix (rows true, columns predicted)."""
     per_repeat = []
     for r in sorted({x["repeat"] for x in records}):
         mine = [x for x in records if x["repeat"] == r]
@@ -49,7 +65,8 @@ def summarise(records: list[dict], repeats: int) -> dict:
     return {"variant": records[0]["variant"] if records else None,
             "repeats": repeats, "folds": len({x["fold"] for x in records}),
             "accuracy_mean": float(acc.mean()) if len(acc) else float("nan"),
-            "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            **accuracy_spread(per_repeat, [x["correct"] / x["total"] for x in records
+                                           if x["total"]]),
             "repeat_accuracies": [float(a) for a in acc], **_other_scores(records),
             "class_names": list(EXPRESSIONS),
             "per_class_accuracy": dict(zip(EXPRESSIONS, metrics.per_class_accuracy(cm))),

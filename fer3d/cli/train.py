@@ -121,11 +121,14 @@ def _layer_recipe(ctx: click.Context, kw: dict, recipe: str, dataset: str) -> No
 def _print_paper_differences(cfg: TrainConfig, dataset: str) -> None:
     from fer3d.paper.recipes import paper_differences
     from fer3d.settings import RECIPE_KEYS
+    from fer3d.train.runtime import resolved_precision
 
-    lines = paper_differences({k: getattr(cfg, k) for k in RECIPE_KEYS}, dataset)
+    lines = paper_differences({k: getattr(cfg, k) for k in RECIPE_KEYS}, dataset,
+                              resolved_precision(cfg.device, cfg.amp))
     if lines:
         click.echo("settings that differ from the paper (Sui et al., 2022) or that it leaves "
-                   "open (--recipe paper sets the paper's):", err=True)
+                   "open, each marked ours or standard protocol of the paper's references "
+                   "(--recipe paper sets the paper's):", err=True)
         for line in lines:
             click.echo(f"  - {line}", err=True)
 

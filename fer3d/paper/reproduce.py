@@ -18,7 +18,6 @@ import errno
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import h5py
 
@@ -85,6 +84,15 @@ def train_config(values: dict, shards: list[str], out: Path, variant: str) -> Tr
     return TrainConfig(shards=shards, out=str(out), variant=variant, **kept)
 
 
+def check_pretrained(value) -> None:
+    """Fail once, before any campaign, when ``--pretrained`` names weights that cannot be
+    used (missing, not a resnet18 state dict: :func:`read_pretrained`'s one line)."""
+    if value is not None:
+        from fer3d.train.checkpoint import read_pretrained  # torch: only when weights are named
+
+        read_pretrained(value)
+
+
 def _size(n_bytes: float) -> str:
     for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
         if n_bytes >= scale:
@@ -113,15 +121,14 @@ def run_campaigns(target: str, shards: list[str], out: Path, *, recipe: str = "p
     """Run every campaign ``target`` needs, per dataset: a run of the same settings is
     resumed (nothing to do when finished), one of other settings refused and recorded."""
     from fer3d.campaign.run import run_campaign  # torch: imported only when training
-    from fer3d.train.step import model_from_config
+    from fer3d.train.runtime import resolved_precision
 
     outcome = Outcome()
     for dataset, files in shards_by_dataset(shards).items():
         values = campaign_values(recipe, dataset, overrides or {})
-        if values.get("pretrained") is not None:  # a bad weights file stops before any campaign
-            model_from_config(SimpleNamespace(variant="afnet_m", head_init="normal",
-                                              pretrained=values["pretrained"]))
-        for line in paper_differences(values, dataset):
+        check_pretrained(values.get("pretrained"))
+        precision = resolved_precision(values.get("device", "auto"), values.get("amp", "auto"))
+        for line in paper_differences(values, dataset, precision):
             log.info("%s: %s", dataset, line)
         log.info("%s: %s", dataset, disk_estimate(target_variants(target), values))
         for variant in target_variants(target):

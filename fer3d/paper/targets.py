@@ -2,17 +2,18 @@
 
 Stage: runs -> the paper's target files. :func:`build_target` makes table1-4, fig4 and
 fig5 (Fig. 6 needs checkpoints and shards: :mod:`fer3d.paper.cam`) from whichever of the
-target's runs are given; rows without a run show the published number beside "not run".
+target's runs are given: every number the paper prints beside ours, rows without a run
+marked "not run", each ablation row with its paired difference
+(:mod:`fer3d.report.paper_tables`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fer3d.paper.catalog import TARGETS
-from fer3d.report import figures, tables
+from fer3d.report import figures, paper_tables
 from fer3d.report.build import write_table
-from fer3d.report.runs import Run, unique_names
+from fer3d.report.runs import Run
 
 
 def build_target(target: str, runs: list[Run], out: Path, *, params_size: int = 224
@@ -22,20 +23,14 @@ def build_target(target: str, runs: list[Run], out: Path, *, params_size: int = 
     if target == "table4":
         from fer3d.paper.params import measure_table4  # builds the models: torch
 
-        return write_table(tables.params_table(measure_table4(params_size)), out, "table4")
-    if target in ("table1", "table2", "table3"):
-        return write_table(tables.target_table(target, runs), out, target)
-    mine = [r for r in runs if r.variant in {v for v, _ in TARGETS[target].rows}]
-    if target == "fig4":
-        written = []
-        for run, stem in zip(mine, unique_names(mine)):
-            path = out / f"fig4-confusion-{stem}.png"
-            figures.save_run_confusion(run, path)
-            written.append(path)
-        return written
-    if target == "fig5":
-        written = write_table(tables.target_table("fig5", runs), out, "fig5")
-        if figures.save_fusion_positions(mine, out / "fig5.png"):
-            written.append(out / "fig5.png")
-        return written
-    raise ValueError(f"build_target makes table1-4, fig4 and fig5, not {target!r}")
+        return write_table(paper_tables.params_table(measure_table4(params_size)), out,
+                           "table4")
+    if target == "table1":
+        return write_table(paper_tables.table1(runs), out, target)
+    if target not in ("table2", "table3", "fig4", "fig5"):
+        raise ValueError(f"build_target makes table1-4, fig4 and fig5, not {target!r}")
+    written = write_table(paper_tables.target_table(target, runs), out, target)
+    draw = {"fig4": figures.save_fig4, "fig5": figures.save_fusion_positions}.get(target)
+    if draw is not None and draw(runs, out / f"{target}.png"):
+        written.append(out / f"{target}.png")
+    return written

@@ -2,8 +2,11 @@
 
 Stage: run directories -> reports (torch-free). :mod:`~fer3d.report.runs` reads finished
 runs through the run directory's owner, :mod:`~fer3d.report.tables` builds tables and
-renders them as markdown, LaTeX and CSV, :mod:`~fer3d.report.figures` draws titled
-confusion matrices (:mod:`~fer3d.report.confusion`), the fusion-position plot and training
+renders them as markdown, LaTeX and CSV, :mod:`~fer3d.report.paper_tables` rebuilds the
+paper's tables with every number it prints, :mod:`~fer3d.report.compare` pairs two runs and
+:mod:`~fer3d.report.stats` tests their difference (corrected resampled t-test),
+:mod:`~fer3d.report.figures` draws titled confusion matrices
+(:mod:`~fer3d.report.confusion`), Fig. 4's panels, the fusion-position plot and training
 curves, :mod:`~fer3d.report.text` prints summaries, and :mod:`~fer3d.report.build` writes
 a whole report.
 """

@@ -1,7 +1,9 @@
-"""Tables of finished runs beside the paper's numbers, as markdown, LaTeX and CSV.
+"""Tables of finished runs, as markdown, LaTeX and CSV.
 
-Stage: runs -> tables. A :class:`Table` holds raw values (float, int, str or None for a
-blank); each renderer formats them: 2 decimals in markdown and LaTeX, full precision in CSV.
+Stage: runs -> tables. A :class:`Table` holds raw values (float, int, str, None for a
+blank, and the marked kinds :class:`Signed`, :class:`Approx`, :class:`PValue` and
+:class:`Interval`); each renderer formats them: 2 decimals in markdown and LaTeX, full
+precision in CSV. The paper's own tables are built in :mod:`fer3d.report.paper_tables`.
 """
 
 from __future__ import annotations
@@ -11,11 +13,28 @@ import io
 import math
 from dataclasses import dataclass, field
 
-from fer3d.paper.catalog import DATASET_TITLES, TARGETS, VARIANT_BY_NAME, published_accuracy
+from fer3d.paper.catalog import DATASET_TITLES, VARIANT_BY_NAME, published_accuracy
 from fer3d.report.runs import Run
+from fer3d.report.stats import format_p
 
 BLANK = "–"
 DIFF = "ours − paper"
+
+
+class Signed(float):
+    """A difference: shown with its sign (+0.01)."""
+
+
+class Approx(float):
+    """A number the paper prints as approximate: shown as ``≈ 327``."""
+
+
+class PValue(float):
+    """A p-value: 0.034, or < 0.001."""
+
+
+class Interval(tuple):
+    """(low, high) of a difference: shown as ``[-1.20, +3.40]``."""
 
 
 @dataclass
@@ -26,18 +45,25 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
-def _fmt(value, signed: bool = False) -> str:
+def _fmt(value) -> str:
     if value is None:
         return BLANK
+    if isinstance(value, Interval):
+        return f"[{value[0]:+.2f}, {value[1]:+.2f}]"
+    if isinstance(value, PValue):
+        return format_p(float(value))
+    if isinstance(value, Approx):
+        return f"≈ {value:g}"
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:+.2f}" if signed else f"{value:.2f}"
+        return "nan" if math.isnan(value) else (f"{value:+.2f}" if isinstance(value, Signed)
+                                                else f"{value:.2f}")
     if isinstance(value, int) and abs(value) >= 10_000:
         return f"{value:,}"
     return str(value)
 
 
-def _formatted(table: Table, row: list) -> list[str]:
-    return [_fmt(v, signed=c == DIFF) for c, v in zip(table.columns, row)]
+def _formatted(row: list) -> list[str]:
+    return [_fmt(v) for v in row]
 
 
 def to_markdown(table: Table, title: bool = True) -> str:
@@ -45,13 +71,13 @@ def to_markdown(table: Table, title: bool = True) -> str:
     lines = ([f"**{table.title}**", ""] if title else []) + [
              "| " + " | ".join(table.columns) + " |",
              "|" + "|".join("---" for _ in table.columns) + "|"]
-    lines += ["| " + " | ".join(_formatted(table, row)) + " |" for row in table.rows]
+    lines += ["| " + " | ".join(_formatted(row)) + " |" for row in table.rows]
     lines += [""] + [f"{note}  " for note in table.notes]
     return "\n".join(lines).rstrip() + "\n"
 
 
 _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "±": r"$\pm$", "×": r"$\times$",
-                  "–": "--", "−": "$-$"}
+                  "–": "--", "−": "$-$", "≈": r"$\approx$", "Δ": r"$\Delta$", "<": "$<$"}
 
 
 def _tex(text: str) -> str:
@@ -65,78 +91,74 @@ def to_latex(table: Table) -> str:
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex(table.title)}}}",
              rf"\begin{{tabular}}{{{align}}}", r"\toprule",
              " & ".join(_tex(c) for c in table.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(_tex(v) for v in _formatted(table, row)) + r" \\" for row in table.rows]
+    lines += [" & ".join(_tex(v) for v in _formatted(row)) + r" \\" for row in table.rows]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    if isinstance(value, Interval):
+        return f"[{value[0]!r}, {value[1]!r}]"
+    return f"≈ {value:g}" if isinstance(value, Approx) else value
 
 
 def to_csv(table: Table) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(table.columns)
-    writer.writerows(["" if v is None else v for v in row] for row in table.rows)
+    writer.writerows([_csv_value(v) for v in row] for row in table.rows)
     return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- builders
 
-ACCURACY_COLUMNS = ["accuracy (%)", "std (%)", "std over", "repeats × folds", "paper (%)",
+ACCURACY_COLUMNS = ["accuracy (%)", "spread (%)", "spread", "repeats × folds", "paper (%)",
                     DIFF]
+SPREAD_NOTE = ("spread: the one figure of spread summary.json states, the std (ddof 1) of the "
+               "repeats' accuracies, or of the folds' with one repeat.")
 
 
-def _accuracy_cells(run: Run) -> list:
-    mean, std, over = run.accuracy()
-    paper = published_accuracy(run.variant, run.dataset)
-    diff = None if paper is None else mean - paper
-    return [mean, std, over, f"{run.repeats} × {run.folds}", paper, diff]
+def accuracy_cells(run: Run | None, paper: float | None) -> list:
+    """The ACCURACY_COLUMNS of ``run`` (None: "not run") beside the published ``paper``."""
+    if run is None:
+        return [None, None, "not run", None, paper, None]
+    mean, spread, name = run.accuracy()
+    diff = None if paper is None else Signed(mean - paper)
+    return [mean, spread, name, f"{run.repeats} × {run.folds}", paper, diff]
 
 
 def runs_table(runs: list[Run]) -> Table:
-    """One row per run: accuracy mean ± std and the paper's number where it has one."""
+    """One row per run: accuracy mean ± spread and the paper's number where it prints one."""
     table = Table("Accuracy of every run", ["run", "variant", "paper row", "dataset",
                                             *ACCURACY_COLUMNS])
     for run in runs:
         tag = VARIANT_BY_NAME[run.variant].paper if run.variant in VARIANT_BY_NAME else ""
         table.rows.append([run.path.name, run.variant, tag or "extra",
-                           DATASET_TITLES.get(run.dataset, run.dataset), *_accuracy_cells(run)])
-    table.notes.append("std over repeats (ddof 1); with one repeat, std of the fold accuracies. "
-                       f"{BLANK}: no published number we are certain of (docs/reproduce.md).")
-    return table
-
-
-def target_table(target: str, runs: list[Run]) -> Table:
-    """The paper's table ``target`` from whichever of its runs are given, per dataset."""
-    spec = TARGETS[target]
-    table = Table(spec.title, ["row", "variant", "dataset", *ACCURACY_COLUMNS])
-    datasets = sorted({r.dataset for r in runs})
-    for dataset in datasets:
-        for variant, row in spec.rows:
-            mine = [r for r in runs if r.variant == variant and r.dataset == dataset]
-            title = DATASET_TITLES.get(dataset, dataset)
-            if mine:
-                table.rows.append([row, variant, title, *_accuracy_cells(mine[0])])
-            else:
-                paper = published_accuracy(variant, dataset)
-                table.rows.append([row, variant, title, None, None, "not run", None, paper,
-                                   None])
-    table.notes.append(f"{BLANK}: no run given, or no published number we are certain of.")
+                           DATASET_TITLES.get(run.dataset, run.dataset),
+                           *accuracy_cells(run, published_accuracy(run.variant, run.dataset))])
+    table.notes += [SPREAD_NOTE, f"paper: the accuracy the paper prints for the variant (its "
+                    f"Tables 1-3); {BLANK}: none printed (extras, Fig. 5's positions)."]
     return table
 
 
 def scores_table(runs: list[Run]) -> Table:
     """Accuracy, balanced accuracy and macro-F1 of every run (fer3d.metrics.scores), each
-    mean and std over repeats; blank for a summary written before they were recorded."""
+    its mean over repeats and its spread (the summary's one figure of spread, named in the
+    notes); blank for a summary written before they were recorded."""
     names = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
              ("macro_f1", "macro-F1"))
-    table = Table("Accuracy, balanced accuracy and macro-F1 (%), mean and std over repeats",
+    table = Table("Accuracy, balanced accuracy and macro-F1 (%), mean and spread",
                   ["variant", "dataset"] + [f"{title}{part}" for _, title in names
-                                            for part in (" (%)", " std")])
+                                            for part in (" (%)", " ±")])
     for run in runs:
-        values = [run.summary.get(f"{key}_{part}") for key, _ in names for part in ("mean", "std")]
+        values = [run.summary.get(f"{key}_{part}") for key, _ in names
+                  for part in ("mean", "spread")]
         table.rows.append([run.variant, DATASET_TITLES.get(run.dataset, run.dataset),
                            *[None if v is None else 100 * float(v) for v in values]])
-    table.notes.append("balanced accuracy: mean recall over the expressions; macro-F1: mean "
-                       "F1 over them; each pooled over a repeat's folds (docs/protocol.md).")
+    table.notes += [SPREAD_NOTE, "balanced accuracy: mean recall over the classes; macro-F1: "
+                    "mean F1 over them; each pooled over a repeat's folds (docs/protocol.md)."]
     return table
 
 
@@ -159,16 +181,4 @@ def per_fold_table(runs: list[Run]) -> Table:
             table.rows.append([run.variant, DATASET_TITLES.get(run.dataset, run.dataset),
                                c["repeat"], c["fold"], c["correct"], c["total"],
                                100 * float(c["accuracy"])])
-    return table
-
-
-def params_table(rows: list[dict]) -> Table:
-    """Table 4 from :func:`fer3d.paper.params.measure_table4` rows."""
-    table = Table(TARGETS["table4"].title, ["row", "variant", "params", "fp32 MiB",
-                                            "paper unit (MB)", "paper (MB)", DIFF])
-    for r in rows:
-        table.rows.append([r["paper_row"], r["model"], r["params"], r["fp32_mib"],
-                           r["paper_unit_mb"], r["paper_mb"], r["diff_mb"]])
-    table.notes.append("paper unit: torchsummary's Params size (MB) = per-call parameter "
-                       "count × 4 / 2**20 (docs/model.md).")
     return table

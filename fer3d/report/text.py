@@ -28,16 +28,29 @@ def format_confusion(cm: np.ndarray, class_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def format_accuracy(mean: float, spread: float | None, name: str) -> str:
+    """``93.75 ± 8.84 % (std over folds)``: percentages, the spread named as summary.json
+    names it (:func:`fer3d.campaign.summary.accuracy_spread`); n/a for a single value."""
+    return f"{mean:.2f} ± {'n/a' if spread is None else f'{spread:.2f}'} % ({name})"
+
+
+def _mean_spread(summary: dict, key: str) -> str:
+    """``KEY_mean`` and ``KEY_spread`` of a campaign summary (fractions) as
+    :func:`format_accuracy` writes them."""
+    spread = summary[f"{key}_spread"]
+    return format_accuracy(100 * summary[f"{key}_mean"], None if spread is None else 100 * spread,
+                           summary["accuracy_spread_name"])
+
+
 def format_summary(summary: dict) -> str:
     """The summary.json of a campaign (or fer3d-eval's result) as printable text."""
     names = summary["class_names"]
     lines = []
     if "accuracy_mean" in summary:
         lines.append(f"accuracy over {summary['repeats']} repeat(s) x {summary['folds']} "
-                     f"folds: {100 * summary['accuracy_mean']:.2f} ± "
-                     f"{100 * summary['accuracy_std']:.2f} %")
-        lines += [f"{title}: {_percent(summary.get(f'{key}_mean'))} ± "
-                  f"{_percent(summary.get(f'{key}_std'))} %" for key, title in OTHER_SCORES]
+                     "folds: " + _mean_spread(summary, "accuracy"))
+        lines += [f"{title}: " + _mean_spread(summary, key) for key, title in OTHER_SCORES
+                  if f"{key}_mean" in summary]  # absent from a run summarised before them
     else:
         lines.append(f"accuracy: {100 * summary['accuracy']:.2f} % "
                      f"({len(summary['labels'])} samples)")

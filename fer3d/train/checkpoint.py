@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import os
 import pickle
+import re
 import stat
 import time
 import zipfile
@@ -175,6 +176,17 @@ class CellCheckpoints:
 
 # --------------------------------------------------------------------------- any weights
 
+def _load_problem(exc: Exception) -> str:
+    """One line for a failed weights-only load. torch's own text for a refused object
+    advises loading with weights_only=False, which would run the file's code: not repeated."""
+    text = str(exc).strip()
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if text.startswith("Weights only load failed") and refused:
+        return (f"refused: unpickling it would import {refused[1]} (only tensors and plain "
+                "types are loaded; nothing in the file was run)")
+    return f"corrupt or truncated checkpoint ({_one_line(exc)})"
+
+
 def read_weights(path: Path) -> tuple[dict, dict]:
     """(state dict, metadata) of an engine checkpoint, a plain state dict (.pt, also under
     ``"state_dict"``) or a safetensors file; CheckpointError naming ``path`` for anything
@@ -201,10 +213,8 @@ def read_weights(path: Path) -> tuple[dict, dict]:
 def _load_torch(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # refused by weights_only: never loaded any other way
-        raise CheckpointError(f"{path}: holds Python objects other than tensors and plain "
-                              "values; fer3d never runs a file's code, so it cannot be "
-                              "used: save a state dict (model.state_dict()) instead") from None
+    except pickle.UnpicklingError as exc:  # refused by weights_only: never loaded otherwise
+        raise CheckpointError(f"{path}: {_load_problem(exc)}") from None
     except Exception as exc:  # torch.load raises many types on a damaged archive: all mean so
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint "
                               f"({_one_line(exc)})") from None

@@ -86,6 +86,12 @@ def resolve_amp(amp: str, device: torch.device) -> AmpMode:
     return AmpMode(torch.bfloat16) if cpu_bf16_supported() else AmpMode(None)
 
 
+def resolved_precision(device: str = "auto", amp: str = "auto") -> str:
+    """The autocast dtype a process with these settings trains in (:class:`AmpMode` name:
+    bfloat16, float16 or off), for the run-time list of differences from the paper."""
+    return resolve_amp(amp, resolve_device(device)).name
+
+
 def configure(device: torch.device) -> None:
     """Per-process backend settings: cuDNN autotuning for the fixed training shapes, TF32."""
     if device.type == "cuda":

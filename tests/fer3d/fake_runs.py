@@ -1,46 +1,67 @@
 """Run directories in the engine's layout without training (tests of reports and
-reproduction): predictions drawn at random, the summary from the engine's own summarise."""
+reproduction): a real plan (folds.json from the protocol's own subject_folds), predictions
+drawn at random, the summary from the engine's own summarise, every file written through
+the run directory's owner."""
 
 from __future__ import annotations
 
-import csv
-import json
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
+from fer3d.campaign.protocol import FoldPlan, subject_folds
+from fer3d.campaign.rundir import RunDir
 from fer3d.campaign.summary import summarise
 
 
+def fake_plan(dataset: str, folds: int, repeats: int, subjects_per_fold: int,
+              plan_seed: int) -> FoldPlan:
+    """Subjects S00.. with one sample per expression, split as the engine splits them."""
+    subjects = [f"S{i:02d}" for i in range(folds * subjects_per_fold)]
+    return FoldPlan(preset=dataset, seed=plan_seed, k=folds, subjects=subjects,
+                    sample_ids=[f"{s}_{c}" for s in subjects for c in range(6)],
+                    folds=subject_folds(subjects, folds, repeats, plan_seed))
+
+
+def _record(plan: FoldPlan, variant: str, r: int, f: int, rng, hit_rate: float) -> dict:
+    test = plan.folds[r][f]
+    ids = [i for i in plan.sample_ids if i.split("_")[0] in test]
+    labels = np.array([int(i.split("_")[1]) for i in ids])
+    hit = rng.random(len(ids)) < hit_rate + 0.1 * f
+    preds = np.where(hit, labels, (labels + 1) % 6)
+    return {"repeat": r, "fold": f, "variant": variant, "test_subjects": test,
+            "sample_ids": ids, "labels": labels.tolist(), "predictions": preds.tolist(),
+            "correct": int(hit.sum()), "total": len(ids), "accuracy": float(hit.mean()),
+            "epochs": 3, "selected_epoch": 3}
+
+
 def write_run(out: Path, variant: str, dataset: str = "bu3dfe", *, repeats: int = 2,
-              folds: int = 2, per_fold: int = 12, epochs: int = 3, seed: int = 0,
-              image_size: int = 64) -> dict:
-    """Write config.json, folds.json, cells/r*_f*/{fold.json,epochs.csv} and summary.json."""
-    rng = np.random.default_rng(seed)
+              folds: int = 2, subjects_per_fold: int = 2, epochs: int = 3, seed: int = 0,
+              plan_seed: int = 0, image_size: int = 64, hit_rate: float = 0.5,
+              amp: str = "off") -> dict:
+    """Write config.json, folds.json, cells/*/{fold.json,epochs.csv} and summary.json.
+
+    Runs with the same ``dataset``, ``folds``, ``subjects_per_fold`` and ``plan_seed``
+    share one plan; ``seed`` draws the predictions, ``hit_rate`` their accuracy."""
+    run, rng = RunDir(out), np.random.default_rng(seed)
+    run.path.mkdir(parents=True, exist_ok=True)
+    plan = fake_plan(dataset, folds, repeats, subjects_per_fold, plan_seed)
+    run.write_plan(dataclasses.asdict(plan))
     records = []
     for r in range(repeats):
         for f in range(folds):
-            labels = np.arange(per_fold) % 6
-            hit = rng.random(per_fold) < 0.5 + 0.1 * f
-            preds = np.where(hit, labels, (labels + 1) % 6)
-            ids = [f"S{r}{f}_{i:02d}" for i in range(per_fold)]
-            rec = {"repeat": r, "fold": f, "variant": variant, "test_subjects": [f"S{r}{f}"],
-                   "sample_ids": ids, "labels": labels.tolist(), "predictions": preds.tolist(),
-                   "correct": int(hit.sum()), "total": per_fold,
-                   "accuracy": float(hit.mean()), "epochs": epochs, "selected_epoch": epochs}
-            cell = out / "cells" / f"r{r}_f{f}"
-            cell.mkdir(parents=True)
-            (cell / "fold.json").write_text(json.dumps(rec))
-            with open(cell / "epochs.csv", "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["epoch", "loss", "train_acc", "time", "samples_per_s"])
-                for e in range(1, epochs + 1):
-                    w.writerow([e, 1.8 / e + rng.random() * 0.1, 0.3 + 0.2 * e, 1.0, 50.0])
-            records.append(rec)
+            cell = run.cell(r, f)
+            cell.path.mkdir(parents=True)
+            records.append(_record(plan, variant, r, f, rng, hit_rate))
+            cell.write_record(records[-1])
+            cell.write_epochs([{"epoch": e, "loss": 1.8 / e + rng.random() * 0.1,
+                                "train_acc": 0.3 + 0.2 * e, "time": 1.0, "samples_per_s": 50.0}
+                               for e in range(1, epochs + 1)])
     summary = summarise(records, repeats)
-    summary.update(preset=dataset, n_samples=per_fold * folds)
+    summary.update(preset=dataset, n_samples=len(plan.sample_ids))
     config = {"variant": variant, "preset": dataset, "repeats": repeats, "folds": folds,
-              "epochs": epochs, "image_size": image_size}
-    (out / "config.json").write_text(json.dumps({"config": config}))
-    (out / "summary.json").write_text(json.dumps(summary))
+              "epochs": epochs, "image_size": image_size, "seed": plan_seed}
+    run.write_config({"config": config, "resolved": {"device": "cpu", "amp": amp}})
+    run.write_summary(summary)
     return summary

@@ -21,8 +21,9 @@ def test_recipe_under_config_under_flags(bu3dfe_shard, tmp_path, capsys):
     assert (saved["subjects"], saved["folds"]) == (2, 2)
     assert (saved["lr"], saved["batch_size"], saved["head_init"]) == (1e-4, 32, "identity")
     err = capsys.readouterr().err
-    for line in ("repeats: 2; the paper: 100", "image_size: 32; the paper: 224",
-                 "head_init: identity; the paper: normal", "epochs: 1 (our choice"):
+    for line in ("repeats: 2 (ours; the paper: 100)", "image_size: 32 (ours; the paper: 224)",
+                 "head_init: identity (ours; the paper: normal)", "epochs: 1 (ours:",
+                 "preset: bu3dfe (standard protocol of the paper's references"):
         assert line in err, line
 
 
@@ -31,7 +32,22 @@ def test_plain_run_says_it_is_not_the_papers_setup(bu3dfe_shard, tmp_path, capsy
                            "--init-only", "--out", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
     assert "differ from the paper" in err
-    assert "repeats: 1; the paper: 100" in err and "pretrained: none" in err
+    assert "repeats: 1 (ours; the paper: 100)" in err and "pretrained: none" in err
+
+
+def test_the_resolved_precision_is_listed_as_ours(bu3dfe_shard, tmp_path, capsys, monkeypatch):
+    """bf16 autocast on CUDA (or on a CPU with native bf16) is our choice, said at start;
+    fp32 (--amp off) is not listed."""
+    import fer3d.train.runtime as runtime
+
+    monkeypatch.setattr(runtime, "resolve_device", lambda name: runtime.torch.device("cpu"))
+    monkeypatch.setattr(runtime, "cpu_bf16_supported", lambda: True)
+    base = [bu3dfe_shard, "--subjects", "2", "--folds", "2", "--image-size", "32", "--init-only"]
+    assert cli.main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert "precision: bfloat16 autocast (ours: the paper states no precision" in \
+        capsys.readouterr().err
+    assert cli.main([*base, "--amp", "off", "--out", str(tmp_path / "b")]) == 0
+    assert "precision:" not in capsys.readouterr().err
 
 
 def test_unknown_recipe_is_one_line(bu3dfe_shard, tmp_path, capsys):

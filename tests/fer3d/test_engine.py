@@ -4,9 +4,12 @@ step, checkpoint policy and errors, run-dir contents, full disk."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import json
+import os
 import re
+import shlex
 
 import numpy as np
 import pytest
@@ -24,6 +27,7 @@ from fer3d.train.checkpoint import CellCheckpoints, load_checkpoint
 from fer3d.train.runtime import (
     AmpMode,
     cell_seed,
+    cpu_bf16_supported,
     resolve_amp,
     rng_state,
     seed_everything,
@@ -43,10 +47,36 @@ def test_resolve_amp_on_cpu():
     cpu = torch.device("cpu")
     assert resolve_amp("off", cpu) == AmpMode(None)
     assert resolve_amp("bf16", cpu) == AmpMode(torch.bfloat16)
-    assert resolve_amp("auto", cpu).dtype in (None, torch.bfloat16)
-    assert resolve_amp("auto", cpu).scaler is False
     with pytest.raises(ConfigError, match="fp16 needs a CUDA"):
         resolve_amp("fp16", cpu)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_on_cpu_follows_the_bf16_probe(monkeypatch, native):
+    """oneDNN's probe patched: native bf16 kernels (AVX512-BF16/AMX) -> bf16, none -> fp32;
+    a probe that says yes while autocast gives no bf16 -> fp32."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    assert cpu_bf16_supported() is native
+    assert resolve_amp("auto", torch.device("cpu")) == AmpMode(torch.bfloat16 if native else None)
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda x, w: torch.zeros(1))
+    assert resolve_amp("auto", torch.device("cpu")) == AmpMode(None)
+
+
+def test_the_real_bf16_probe_agrees_with_onednn():
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert cpu_bf16_supported() is native
+    assert resolve_amp("auto", torch.device("cpu")) == AmpMode(torch.bfloat16 if native else None)
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, AmpMode(torch.bfloat16)),
+                                            (False, AmpMode(torch.float16, scaler=True))])
+def test_amp_auto_on_cuda_follows_the_gpus_bf16_support(monkeypatch, bf16, expected):
+    """The CUDA branch (no GPU needed: only the device's type is read); the CPU's probe,
+    patched to say the opposite, must not decide."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: not bf16)
+    assert resolve_amp("auto", torch.device("cuda", 1)) == expected
+    assert resolve_amp("fp16", torch.device("cuda")) == AmpMode(torch.float16, scaler=True)
 
 
 def test_device_follows_torchrun_local_rank(monkeypatch):
@@ -80,11 +110,23 @@ def test_summarise_pools_repeats():
              "predictions": [1, 1, 2, 2], "correct": 3, "total": 4}]
     s = summarise(recs, 2)
     assert s["repeat_accuracies"] == [0.75, 0.75]
-    assert s["accuracy_mean"] == 0.75 and s["accuracy_std"] == 0.0
+    assert s["accuracy_mean"] == 0.75 and s["accuracy_spread"] == 0.0
+    assert s["accuracy_spread_name"] == "std over repeats"
     assert s["per_class_accuracy"]["anger"] == 0.5
     assert s["per_class_accuracy"]["fear"] == 0.75
     assert np.isnan(s["per_class_accuracy"]["happiness"])
     assert np.array(s["confusion_matrix"]).sum() == 8
+
+
+def test_one_repeat_spreads_over_its_folds():
+    """One repeat has no spread over repeats: the std of its fold accuracies, so named (it
+    was 0.00 in fer3d-train's line and 8.84 in the report's); a single cell has none."""
+    recs = [{"repeat": 0, "fold": f, "variant": "v", "labels": [0, 1], "predictions": p,
+             "correct": c, "total": 2} for f, (p, c) in enumerate([([0, 1], 2), ([0, 0], 1)])]
+    s = summarise(recs, 1)
+    assert s["accuracy_spread"] == pytest.approx(np.std([1.0, 0.5], ddof=1))
+    assert s["accuracy_spread_name"] == "std over folds"
+    assert summarise(recs[:1], 1)["accuracy_spread"] is None
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -217,6 +259,40 @@ def test_resume_mid_cell_gives_identical_summary(bu3dfe_shard, tmp_path, monkeyp
         assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
 
 
+def test_resume_trains_only_what_is_unfinished(bu3dfe_shard, tmp_path, monkeypatch):
+    """Counts what runs: after an interrupt in the second cell's second epoch, a resume
+    trains that epoch only, not the finished first cell (comparing summaries cannot tell:
+    a full retrain reproduces them)."""
+    import fer3d.campaign.run as campaign
+    import fer3d.train.cell as cell
+
+    cells, epochs = [], []
+    real_cell, real_epoch, real_save = (campaign.train_one_cell, cell.train_epoch,
+                                        CellCheckpoints.save_resume)
+    monkeypatch.setattr(campaign, "train_one_cell", lambda run, r, f: (
+        cells.append((r, f)), real_cell(run, r, f))[1])
+    monkeypatch.setattr(cell, "train_epoch", lambda *a, where, **k: (
+        epochs.append(where), real_epoch(*a, where=where, **k))[1])
+
+    def interrupt_after_first_epoch_of_second_cell(self, state):
+        real_save(self, state)
+        if "r0_f1" in str(self.resume_path):
+            raise KeyboardInterrupt
+
+    cfg = tiny(bu3dfe_shard, tmp_path / "run", variant="texture_only", checkpoint_every=1)
+    monkeypatch.setattr(CellCheckpoints, "save_resume", interrupt_after_first_epoch_of_second_cell)
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(cfg)
+    monkeypatch.setattr(CellCheckpoints, "save_resume", real_save)
+    assert cells == [(0, 0), (0, 1)] and len(epochs) == 3
+    finished = (tmp_path / "run/cells/r0_f0/fold.json").stat()
+    cells.clear(), epochs.clear()
+    run_campaign(dataclasses.replace(cfg, resume=True))
+    assert cells == [(0, 1)] and epochs == ["repeat 0, fold 1, epoch 2"]
+    again = (tmp_path / "run/cells/r0_f0/fold.json").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (finished.st_ino, finished.st_mtime_ns)
+
+
 @pytest.mark.slow
 def test_nan_loss_stops_cell_and_campaign_resumes(bu3dfe_shard, tmp_path, monkeypatch):
     calls = []
@@ -317,6 +393,33 @@ def test_checkpoint_load_errors_name_file_and_problem(tmp_path, make, problem):
     with pytest.raises(CheckpointError, match=re.escape(problem)) as err:
         load_checkpoint(path)
     assert str(err.value).startswith(f"{path}: ")
+
+
+class _Hostile:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+def test_a_hostile_pickle_never_runs(tmp_path):
+    """A well-formed torch.save archive of a checkpoint that would run code when unpickled:
+    every reader refuses it in one line naming the file, and the code does not run."""
+    marker, path = tmp_path / "code-ran", tmp_path / "hostile.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "variant": "texture_only",
+                "extra": _Hostile(marker)}, path)
+    for load in (load_checkpoint, checkpoint.load_model):
+        with pytest.raises(CheckpointError) as err:
+            load(path)
+        assert not marker.exists()
+        assert str(err.value) == (f"{path}: refused: unpickling it would import posix.system "
+                                  "(only tensors and plain types are loaded; nothing in the "
+                                  "file was run)")
+    torch.load(path, weights_only=False)  # the file is really hostile: a plain load runs it
+    assert marker.exists()
 
 
 def test_disk_full_leaves_no_temp_file(tmp_path, monkeypatch):

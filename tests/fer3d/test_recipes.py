@@ -1,5 +1,6 @@
-"""Recipes: the shipped paper files load for both datasets, say where they fill the paper's
-gaps, and bad recipe files are refused with the file named."""
+"""Recipes: the shipped paper files load for both datasets, mark each value paper, standard
+protocol of the paper's references, or ours (in the files and at run time, the precision
+included), and bad recipe files are refused with the file named."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import pytest
 
 from fer3d.errors import ConfigError
-from fer3d.paper.recipes import PAPER, paper_differences, recipe_values
+from fer3d.paper.recipes import PAPER, paper_differences, recipe_path, recipe_values
 from fer3d.settings import RECIPE_KEYS
 
 
@@ -31,28 +32,72 @@ def test_recipe_keys_are_train_config_fields():
 
 
 def test_paper_recipe_differs_only_where_the_paper_is_silent():
-    lines = paper_differences(recipe_values("paper", "bu3dfe"), "bu3dfe")
+    lines = paper_differences(recipe_values("paper", "bu3dfe"), "bu3dfe", "bfloat16")
     assert lines == [
-        "batch_size: 32 (our choice: the paper gives no batch size)",
-        "epochs: 30 (our choice: the paper gives no epoch count)",
-        "augment: True (our choice: the paper describes no augmentation)",
-        "val_subjects: 0 (our choice: the paper describes no validation split)",
+        "preset: bu3dfe (standard protocol of the paper's references: the six expressions at "
+        "the two highest intensities (3 and 4); the paper does not say which)",
+        "folds: subject-independent (standard protocol of the paper's references: all of a "
+        "subject's samples in one fold)",
+        "batch_size: 32 (ours: the paper gives no batch size)",
+        "epochs: 30 (ours: the paper gives no epoch count)",
+        "augment: True (ours: the paper describes no augmentation)",
+        "val_subjects: 0 (ours: the paper describes no validation split)",
+        "seed: 0 (ours: which subjects and folds: the paper draws them at random and does not "
+        "list them)",
+        "precision: bfloat16 autocast (ours: the paper states no precision; --amp off trains "
+        "in fp32)",
     ]
+    bos = paper_differences(recipe_values("paper", "bosphorus"), "bosphorus", "off")
+    assert bos[0].startswith("preset: bosphorus (standard protocol of the paper's references: "
+                             "one scan per subject and emotion")
+    assert not any(line.startswith("precision") for line in bos)
+    fp16 = paper_differences({}, "bu3dfe", "float16")
+    assert fp16 == ["precision: float16 autocast with loss scaling (ours: the paper states no "
+                    "precision; --amp off trains in fp32)"]
+
+
+@pytest.mark.parametrize("dataset", ["bu3dfe", "bosphorus"])
+def test_recipe_files_mark_where_each_value_comes_from(dataset):
+    """A value's comment block says "paper:" only for what the paper states; the intensities,
+    the one scan per emotion and subject-independence are the references' protocol."""
+    text = recipe_path("paper", dataset).read_text(encoding="utf-8")
+    blocks, comments = {}, []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            comments.append(line.lstrip("# "))
+        elif ":" in line:
+            blocks[line.split(":")[0]] = " ".join(comments)
+            comments = []
+    refs = "standard protocol of the paper's references"
+    paper_part, refs_part = blocks["subjects"].split(refs)
+    assert paper_part.startswith("paper: 60 subjects")
+    assert ("two highest intensities, 3 and 4" if dataset == "bu3dfe"
+            else "one scan per emotion") in refs_part
+    paper_part, refs_part = blocks["folds"].split(refs)
+    assert "subject-independent" in refs_part and "subject-independent" not in paper_part
+    for key in ("batch_size", "epochs", "augment", "val_subjects", "seed"):
+        assert blocks[key].startswith("ours:"), key
+    for key in ("image_size", "lr", "pretrained", "head_init"):
+        assert blocks[key].startswith("paper:"), key
+    assert "ours: its std" in blocks["head_init"]
+    assert "ours, not a recipe setting: mixed precision" in " ".join(comments)
 
 
 def test_changed_settings_are_named():
     values = {**recipe_values("paper", "bosphorus"), "repeats": 2, "lr": 1e-3,
               "pretrained": None, "image_size": 64, "head_init": "identity"}
     lines = paper_differences(values, "bosphorus")
-    assert "repeats: 2; the paper: 100" in lines
-    assert "lr: 0.001; the paper: 0.0001" in lines
-    assert "image_size: 64; the paper: 224" in lines
-    assert "head_init: identity; the paper: normal" in lines
-    assert any(line.startswith("pretrained: none (branches from scratch)") for line in lines)
-    assert not any(line.startswith("folds") for line in lines)
+    assert "repeats: 2 (ours; the paper: 100)" in lines
+    assert "lr: 0.001 (ours; the paper: 0.0001)" in lines
+    assert "image_size: 64 (ours; the paper: 224)" in lines
+    assert "head_init: identity (ours; the paper: normal)" in lines
+    assert "pretrained: none (branches from scratch) (ours; the paper: ImageNet)" in lines
+    assert not any(line.startswith("folds: 10") for line in lines)
     path_line = paper_differences({"pretrained": "/w/r18.pth"}, "bu3dfe")
-    assert path_line == [("pretrained: /w/r18.pth; the paper: ImageNet weights (the same if "
-                          "that file is torchvision's ImageNet resnet18)")]
+    assert path_line == [("pretrained: /w/r18.pth (ours; the paper: ImageNet weights, the same "
+                          "if that file is torchvision's ImageNet resnet18)")]
+    assert paper_differences({"preset": "bu3dfe"}, "bosphorus") == [
+        "preset: bu3dfe (ours; the paper's bosphorus selection is preset bosphorus)"]
 
 
 def test_user_recipe_file_and_its_errors(tmp_path):

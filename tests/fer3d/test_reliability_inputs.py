@@ -111,7 +111,7 @@ def test_bad_pretrained_file_is_one_line(crafted, name, bu3dfe_shard, tmp_path, 
 
 def test_code_in_a_weights_file_never_runs_nor_is_suggested(crafted, capsys):
     line = _one_line(eval_cli.main, [str(crafted["code.pth"]), "x.h5"], capsys)
-    assert "holds Python objects other than tensors" in line
+    assert "refused: unpickling it would import" in line and "weights_only" not in line
     assert "this must never run" not in capsys.readouterr().out
 
 

@@ -21,7 +21,7 @@ from fake_runs import write_run
 from fer3d.cli.reproduce import reproduce_command
 from fer3d.errors import Fer3dError
 from fer3d.paper import reproduce as rep
-from fer3d.paper.catalog import TARGETS, target_variants
+from fer3d.paper.catalog import PUBLISHED_ACCURACY, TARGETS, target_variants
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "reproduce_small.py"
 SMALL = ["--repeats", "2", "--folds", "2", "--epochs", "1", "--image-size", "64",
@@ -63,6 +63,7 @@ def test_target_campaigns_each_through_the_engine(fake_engine, bu3dfe_shard, tmp
     # cell's weights each (~45-90 MB), where every cell's would be 4 times that
     disk = [r.message for r in caplog.records if "--keep first:" in r.message]
     assert len(disk) == 1 and "of weights for 6 campaign(s) of 4 cells" in disk[0]
+    _table_has_every_number_and_its_paired_differences(tmp_path / "table3", "table3")
     # table1 and table2 share afnet_m and afnet_m_no_ma with table3: every campaign goes
     # to the engine again, which resumes a run of the same settings (a finished one costs
     # nothing) and refuses one of other settings (test_changed_settings_are_refused...)
@@ -72,6 +73,30 @@ def test_target_campaigns_each_through_the_engine(fake_engine, bu3dfe_shard, tmp
                                                         str(tmp_path), *SMALL])
         assert result.exit_code == 0, result.output
     assert [c.variant for c in calls] == ["afnet_m", *target_variants("table2")]
+
+
+def _table_has_every_number_and_its_paired_differences(out: Path, target: str) -> None:
+    """Both datasets' printed numbers in the CSV; each ablation row run on BU-3DFE with its
+    difference, interval and p; the markdown says the runs share one plan."""
+    with open(out / f"{target}.csv", newline="", encoding="utf-8") as fh:
+        rows = {(r["variant"], r["dataset"]): r for r in csv.DictReader(fh)}
+    for variant, printed in PUBLISHED_ACCURACY[target].items():
+        for dataset, value in zip(("BU-3DFE", "Bosphorus"), printed):
+            assert float(rows[(variant, dataset)]["paper (%)"]) == value
+    for variant, ref in TARGETS[target].pairs:
+        row = rows[(variant, "BU-3DFE")]
+        assert row["Δ (points)"] and row["95 % interval"].startswith("[") and row["p"], variant
+        assert row["vs"] == dict(TARGETS[target].rows)[ref] and row["paper Δ"]
+        assert not rows[(variant, "Bosphorus")]["Δ (points)"]  # not run there
+    text = (out / f"{target}.md").read_text(encoding="utf-8")
+    assert "BU-3DFE: the " in text and "runs share one plan" in text
+
+
+def test_table2_has_every_number_and_paired_differences(fake_engine, bu3dfe_shard, tmp_path):
+    result = CliRunner().invoke(reproduce_command, ["table2", bu3dfe_shard, "-o",
+                                                    str(tmp_path), *SMALL])
+    assert result.exit_code == 0, result.output
+    _table_has_every_number_and_its_paired_differences(tmp_path / "table2", "table2")
 
 
 def test_figure_failure_is_recorded_and_named(fake_engine, bu3dfe_shard, tmp_path):
@@ -94,7 +119,8 @@ def test_failed_campaign_is_recorded_and_the_others_run(fake_engine, bu3dfe_shar
     assert [c.variant for c in calls] == target_variants("table2")
     rows = (tmp_path / "table2" / "table2.csv").read_text().splitlines()
     assert any(r.startswith("S2,fusion_s2_decision,BU-3DFE,,,not run") for r in rows)
-    assert any(r.startswith("S3,fusion_s3_fc,BU-3DFE,") and "not run" not in r for r in rows)
+    assert any(r.startswith("S3 (FC),fusion_s3_fc,BU-3DFE,") and "not run" not in r
+               for r in rows)
 
 
 def test_full_disk_stops_at_once(fake_engine, bu3dfe_shard, tmp_path):
@@ -112,10 +138,14 @@ def test_table4_prints_the_papers_rows_beside_ours(tmp_path):
     result = CliRunner().invoke(reproduce_command, ["table4", "-o", str(tmp_path),
                                                     "--image-size", "64"])
     assert result.exit_code == 0, result.output
-    assert "| AFNet-M | afnet_m | 23,342,982 | 89.05 | 91.55 | 91.54 | +0.01 |" in result.output
-    assert "| without MA | afnet_m_no_ma | 23,012,998 | 87.79 | 90.29 | 90.51 | -0.22 |" \
+    row = "| {} | – | 2D+3D | {} | {} |"
+    assert row.format("AFNet-M", "afnet_m", "23,342,982 | 89.05 | 91.55 | 91.54 | +0.01") \
         in result.output
-    assert "| without AF | fusion_s4_sum_ma | 22,686,086 | 86.54 | 86.54 | 86.53 | +0.01 |" \
+    assert row.format("without MA", "afnet_m_no_ma", "23,012,998 | 87.79 | 90.29 | 90.51 | "
+                      "-0.22") in result.output
+    assert row.format("without AF", "fusion_s4_sum_ma", "22,686,086 | 86.54 | 86.54 | 86.53 | "
+                      "+0.01") in result.output
+    assert "| DA-CNN [8] | 2019 | 2D+3D | published, not counted | – | – | – | ≈ 463 | – |" \
         in result.output
     assert (tmp_path / "table4" / "table4.tex").is_file()
 
@@ -164,7 +194,7 @@ def test_reproduce_all_end_to_end_through_the_example(shard_factory, tmp_path):
     for target in ("table1", "table2", "table3", "table4", "fig5"):
         for suffix in (".md", ".tex", ".csv"):
             assert (out / target / f"{target}{suffix}").is_file(), (target, suffix)
-    for png in ("fig4/fig4-confusion-afnet_m-bu3dfe.png", "fig5/fig5.png",
+    for png in ("fig4/fig4.png", "fig5/fig5.png",
                 "fig6/fig6-gradcam-bu3dfe.png", "fig6/fig6-fusion-weights-bu3dfe.png",
                 "report/figures/curves-afnet_m-bu3dfe.png"):
         assert (out / png).stat().st_size > 5000, png
@@ -178,3 +208,5 @@ def test_reproduce_all_end_to_end_through_the_example(shard_factory, tmp_path):
     assert len(rows) == len(summaries) == len({v for t in TARGETS.values() if t.trains
                                                for v, _ in t.rows})
     assert "AFNet-M" in proc.stdout and "90.08" in proc.stdout
+    for target in ("table2", "table3"):
+        _table_has_every_number_and_its_paired_differences(out / target, target)

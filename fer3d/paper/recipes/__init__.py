@@ -3,10 +3,12 @@
 Stage: command lines (torch-free). Which settings a recipe may set is the settings table's
 ``recipe`` flag (:data:`fer3d.settings.RECIPE_KEYS`: what describes the experiment, not the
 machine). ``paper-bu3dfe.yaml`` and ``paper-bosphorus.yaml`` hold
-fer3d-train option values (keys with underscores): what the paper states, and our choices
-where it is silent, each said so in the file. :func:`recipe_values` reads one;
-:func:`paper_differences` says, one line per setting, where a campaign's values leave the
-paper's setup or fill a gap the paper leaves (fer3d-train prints them at start).
+fer3d-train option values (keys with underscores), each marked by where it comes from:
+"paper" only for what the paper states, "standard protocol of the paper's references" for
+what the paper takes from its references [4, 7-12] without stating it, "ours" for our
+choices. :func:`recipe_values` reads one; :func:`paper_differences` says, one line per
+setting with the same marks, where a campaign's values leave the paper's setup or fill a
+gap it leaves, the precision it trains in included (fer3d-train prints them at start).
 
 >>> recipe_values("paper", "bu3dfe")["repeats"]
 100
@@ -24,16 +26,24 @@ from fer3d.settings import RECIPE_KEYS
 from fer3d_data.clibase import read_config_file
 
 RECIPES = ("paper",)
+PAPER_SAYS, REFERENCES, OURS = "the paper", "standard protocol of the paper's references", "ours"
 
 # What the paper states (Sui et al., 2022). Adam with betas (0.9, 0.999) and a fixed
 # learning rate are built into the engine, so only lr appears here.
 PAPER = {"subjects": 60, "folds": 10, "repeats": 100, "image_size": 224, "lr": 1e-4,
          "pretrained": "imagenet", "head_init": "normal"}
+# What the engine takes from the standard protocol of the paper's references (the paper
+# names the protocol, not these rules), per dataset.
+REFERENCE_RULES = {"bu3dfe": "the six expressions at the two highest intensities (3 and 4)",
+                   "bosphorus": "one scan per subject and emotion"}
+SUBJECT_INDEPENDENT = "all of a subject's samples in one fold"
 # Where the paper is silent: our default and why it is ours.
 SILENT = {"batch_size": "the paper gives no batch size",
           "epochs": "the paper gives no epoch count",
           "augment": "the paper describes no augmentation",
-          "val_subjects": "the paper describes no validation split"}
+          "val_subjects": "the paper describes no validation split",
+          "seed": "which subjects and folds: the paper draws them at random and does not "
+                  "list them"}
 
 
 def recipe_path(name: str, dataset: str) -> Path:
@@ -82,20 +92,41 @@ def _same(key: str, ours, paper) -> bool:
 
 def _pretrained_line(value) -> str | None:
     if value in (None, "none", ""):
-        return "pretrained: none (branches from scratch); the paper: ImageNet weights"
+        return f"pretrained: none (branches from scratch) ({OURS}; {PAPER_SAYS}: ImageNet)"
     if value != "imagenet":
-        return (f"pretrained: {value}; the paper: ImageNet weights (the same if that file "
-                "is torchvision's ImageNet resnet18)")
+        return (f"pretrained: {value} ({OURS}; {PAPER_SAYS}: ImageNet weights, the same if "
+                "that file is torchvision's ImageNet resnet18)")
     return None
 
 
-def paper_differences(values: dict, dataset: str) -> list[str]:
-    """One human line per setting of ``values`` that differs from the paper's or that the
-    paper leaves open (our choice). Settings absent from ``values`` are not judged."""
-    lines = []
-    if values.get("preset") not in (None, "auto", dataset):
-        lines.append(f"preset: {values['preset']}; the paper's {dataset} selection is "
-                     f"preset {dataset}")
+def precision_line(precision: str | None) -> list[str]:
+    """The resolved autocast dtype (runtime's AmpMode name: bfloat16, float16, off) as a
+    line: mixed precision is ours, the paper states none."""
+    if precision in (None, "off"):
+        return []
+    scaled = " with loss scaling" if precision == "float16" else ""
+    return [f"precision: {precision} autocast{scaled} ({OURS}: the paper states no "
+            "precision; --amp off trains in fp32)"]
+
+
+def _protocol_lines(values: dict, dataset: str) -> list[str]:
+    preset = values.get("preset")
+    if preset not in (None, "auto", dataset):
+        return [f"preset: {preset} ({OURS}; the paper's {dataset} selection is preset "
+                f"{dataset})"]
+    lines = [f"preset: {dataset} ({REFERENCES}: {REFERENCE_RULES[dataset]}; {PAPER_SAYS} "
+             "does not say which)"] if "preset" in values and dataset in REFERENCE_RULES else []
+    if "folds" in values:
+        lines.append(f"folds: subject-independent ({REFERENCES}: {SUBJECT_INDEPENDENT})")
+    return lines
+
+
+def paper_differences(values: dict, dataset: str, precision: str | None = None) -> list[str]:
+    """One line per setting of ``values`` that differs from the paper's or fills a gap it
+    leaves, marked "ours" or "standard protocol of the paper's references", and the
+    resolved ``precision`` (:func:`precision_line`). Settings absent from ``values`` are
+    not judged."""
+    lines = _protocol_lines(values, dataset)
     for key, paper in PAPER.items():
         if key not in values:
             continue
@@ -103,8 +134,8 @@ def paper_differences(values: dict, dataset: str) -> list[str]:
             line = _pretrained_line(values[key])
             lines += [line] if line else []
         elif not _same(key, values[key], paper):
-            lines.append(f"{key}: {values[key]}; the paper: {paper}")
+            lines.append(f"{key}: {values[key]} ({OURS}; {PAPER_SAYS}: {paper})")
     for key, why in SILENT.items():
         if key in values:
-            lines.append(f"{key}: {values[key]} (our choice: {why})")
-    return lines
+            lines.append(f"{key}: {values[key]} ({OURS}: {why})")
+    return lines + precision_line(precision)
