@@ -23,7 +23,7 @@ RUN_DIR = click.Path(exists=True, file_okay=False)
 @click.command("fer3d-report", cls=Command)
 @click.argument("runs", nargs=-1, type=RUN_DIR)
 @config_option()
-@click.option("--out", "-o", type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--out", "-o", type=click.Path(), metavar="DIR",
               help="report directory (required unless --compare)")
 @click.option("--params/--no-params", default=True,
               help="include the parameter table (Table 4; builds the three models)")

@@ -51,10 +51,10 @@ def test_summary_has_the_scores_per_repeat_and_over_repeats():
     assert s["repeat_balanced_accuracy"] == pytest.approx([5 / 6, 0.5])
     assert s["repeat_macro_f1"] == pytest.approx([(2 / 3 + 4 / 5) / 2, 3 / 7])
     assert s["balanced_accuracy_mean"] == pytest.approx((5 / 6 + 0.5) / 2)
-    assert s["balanced_accuracy_std"] == pytest.approx(np.std([5 / 6, 0.5], ddof=1))
+    assert s["balanced_accuracy_spread"] == pytest.approx(np.std([5 / 6, 0.5], ddof=1))
     assert s["accuracy_mean"] == 0.75
     text = format_summary(s)
-    assert "balanced accuracy: 66.67 ± 23.57 %" in text and "macro-F1: " in text
+    assert "balanced accuracy: 66.67 ± 23.57 % (std over repeats)" in text and "macro-F1: " in text
     assert "per-class accuracy (recall):" in text
 
 
@@ -65,4 +65,4 @@ def test_report_has_a_scores_table(tmp_path):
     row = dict(zip(table.columns, table.rows[0]))
     assert row["balanced accuracy (%)"] == pytest.approx(100 * run.summary[
         "balanced_accuracy_mean"])
-    assert row["macro-F1 std"] == pytest.approx(100 * run.summary["macro_f1_std"])
+    assert row["macro-F1 ±"] == pytest.approx(100 * run.summary["macro_f1_spread"])
