@@ -34,7 +34,7 @@ DEFAULT_BATCH_SIZE = 32
 MAX_IMAGE_SIZE = 1024
 PRESET_CHOICES = ("auto", *PRESETS)
 EXECUTORS = ("local", "ray")
-KEEP = ("weights", "none", "full")
+KEEP = ("weights", "first", "none", "full")
 AUTO_ON_OFF = ("auto", "on", "off")
 HEAD_INITS = ("normal", "identity")
 DEVICES = ("auto", "cpu", "cuda")
@@ -139,7 +139,8 @@ class TrainConfig:
     seed: int = setting(0, StrictInt(min=0), "seed of subject choice, folds and every cell",
                         scope="plan", recipe=True)
     resume: bool = setting(False, StrictBool(),
-                           "attach to the run in --out (finished cells are kept)")
+                           "refuse to start a new run: --out must hold one (the same command "
+                           "resumes its run with or without this flag)")
     preset: str = setting("auto", click.Choice(PRESET_CHOICES),
                           "sample selection (docs/protocol.md); auto: the shards' dataset's, "
                           "labels for any other collection", scope="plan", recipe=True)
@@ -166,7 +167,8 @@ class TrainConfig:
     compile: str = setting("auto", click.Choice(AUTO_ON_OFF),
                            "torch.compile the model (auto: off, see docs/performance.md)")
     keep: str = setting("weights", click.Choice(KEEP), "what a finished cell keeps: weights "
-                        "(fp32), none, full (+optimizer)", scope="run")
+                        "(fp32), first (weights of cell r0 f0 only), none, full (+optimizer)",
+                        scope="run", recipe=True)
     checkpoint_every: int | None = setting(None, AutoInt(), "epochs between resume "
                                            "checkpoints; 0 none; auto: < 5 % of training time",
                                            scope="run", optional=True)

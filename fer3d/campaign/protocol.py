@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fer3d.campaign.folds import stratified_subject_folds, subject_folds
 from fer3d.errors import ConfigError, PlanError
 from fer3d_data.schema import EXPRESSIONS
 from fer3d_data.shard_index import ShardIndex
@@ -72,16 +73,25 @@ def preset_rule(preset: str) -> Preset:
 
 def resolve_preset(preset: str, index: ShardIndex) -> str:
     """auto -> the preset naming the shards' ``dataset`` attribute (``labels`` for any
-    other collection); all shards must agree. Others unchanged."""
-    if preset != "auto":
-        return preset
+    other collection); all shards must agree. A dataset's preset on shards of another
+    dataset that a preset names (``--preset bosphorus`` on BU-3DFE, which would train on its
+    intensity-1 scans) is refused, naming the preset that fits."""
     found = sorted(set(index.datasets))
-    chosen = {next((name for name, rule in PRESETS.items() if d in rule.datasets),
-                   AUTO_FALLBACK) for d in found}
-    if len(chosen) != 1:
-        raise ConfigError(f"--preset auto: the shards' dataset attributes are {found}; "
-                          f"pass --preset {' or '.join(PRESETS)}")
-    return chosen.pop()
+    fits = {d: next((name for name, rule in PRESETS.items() if d in rule.datasets),
+                    AUTO_FALLBACK) for d in found}
+    if preset == "auto":
+        if len(set(fits.values())) != 1:
+            raise ConfigError(f"--preset auto: the shards' dataset attributes are {found}; "
+                              f"pass --preset {' or '.join(PRESETS)}")
+        return next(iter(fits.values()))
+    rule = preset_rule(preset)
+    other = [d for d in found if rule.datasets and d not in rule.datasets
+             and fits[d] != AUTO_FALLBACK]
+    if other:
+        raise ConfigError(f"--preset {preset}: {', '.join(index.paths)}: {other[0]} scans "
+                          f"(the shards' dataset attribute), and preset {preset} selects "
+                          f"{preset}'s samples: use --preset {fits[other[0]]} (or auto)")
+    return preset
 
 
 # --------------------------------------------------------------------------- classes
@@ -145,22 +155,79 @@ def _first_per_class(index: ShardIndex, rows: np.ndarray) -> np.ndarray:
     return np.sort(np.array(keep, dtype=np.int64))
 
 
+def _needed(rule: Preset, n_classes: int) -> set[tuple[int, ...]]:
+    """The (class[, intensity]) keys every subject of a ``complete`` preset must have."""
+    if rule.intensities:
+        return {(c, i) for c in range(n_classes) for i in rule.intensities}
+    return {(c,) for c in range(n_classes)}
+
+
+def _subject_keys(index: ShardIndex, preset: str, names: Sequence[str]) -> dict[str, set]:
+    """Every subject of the shards -> the keys of :func:`_needed` it has."""
+    rule, label = preset_rule(preset), relabel(index, names).label
+    have: dict[str, set] = {str(s): set() for s in index.subject}
+    for r in eligible_rows(index, preset, names):
+        key = (int(label[r]),) + ((int(index.intensity[r]),) if rule.intensities else ())
+        have[str(index.subject[r])].add(key)
+    return have
+
+
 def eligible_subjects(index: ShardIndex, preset: str,
                       classes: Sequence[str] | None = None) -> list[str]:
     """Subjects the preset may choose, sorted: with ``complete``, those having a sample of
     every (class, intensity) it requires; else every subject with an eligible sample."""
-    rule = preset_rule(preset)
-    names = plan_classes(index, preset, classes)
-    rows = eligible_rows(index, preset, names)
+    rule, names = preset_rule(preset), plan_classes(index, preset, classes)
     if not rule.complete:
-        return sorted({str(s) for s in index.subject[rows]})
+        return sorted({str(s) for s in index.subject[eligible_rows(index, preset, names)]})
+    need = _needed(rule, len(names))
+    return sorted(s for s, keys in _subject_keys(index, preset, names).items() if need <= keys)
+
+
+def lacking_samples(index: ShardIndex, preset: str,
+                    classes: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Subjects a ``complete`` preset leaves out -> what each lacks ("disgust 4" or
+    "disgust"); empty for a preset that takes every subject with a sample."""
+    rule, names = preset_rule(preset), plan_classes(index, preset, classes)
+    if not rule.complete:
+        return {}
+    need = _needed(rule, len(names))
+    return {s: [" ".join([names[k[0]], *map(str, k[1:])]) for k in sorted(need - keys)]
+            for s, keys in sorted(_subject_keys(index, preset, names).items())
+            if not need <= keys}
+
+
+def _listed(lacking: dict[str, list[str]], limit: int = 10) -> str:
+    shown = [f"{s} (no {', '.join(m[:4])}{', ...' if len(m) > 4 else ''})"
+             for s, m in list(lacking.items())[:limit]]
+    return ", ".join(shown) + (f" and {len(lacking) - limit} more" if len(lacking) > limit
+                               else "")
+
+
+def _wanted(rule: Preset, names: Sequence[str]) -> str:
+    """``all six expressions at intensities 3 and 4`` or ``all 4 classes (a, b, c, d)``."""
+    what = ("all six expressions" if tuple(names) == tuple(EXPRESSIONS)
+            else f"all {len(names)} classes ({', '.join(names)})")
+    levels = " and ".join(map(str, rule.intensities or ()))
+    return what + (f" at intensities {levels}" if levels else "")
+
+
+def _likely_cause(index: ShardIndex, preset: str, names: Sequence[str]) -> str:
+    """Why no subject of the shards has the preset's full set of samples."""
+    rule, datasets = preset_rule(preset), sorted(set(index.datasets))
+    if rule.datasets and not set(datasets) & set(rule.datasets):
+        return (f"the shards' dataset is {', '.join(map(repr, datasets))}, and preset "
+                f"{preset!r} selects {preset}'s expressions and intensities")
     label = relabel(index, names).label
-    need = len(names) * (len(rule.intensities) if rule.intensities else 1)
-    keys: dict[str, set] = {}
-    for r in rows:
-        keys.setdefault(str(index.subject[r]), set()).add((int(label[r]),
-                                                           int(index.intensity[r])))
-    return sorted(s for s, k in keys.items() if len(k) >= need)
+    present = set(label[label >= 0].tolist())
+    missing = [n for c, n in enumerate(names) if c not in present]
+    if missing:
+        return f"no scan of {', '.join(missing)}: shards prepared with --expressions?"
+    levels = set(index.intensity[label >= 0].tolist())
+    if rule.intensities and not set(rule.intensities) <= levels:
+        return (f"scans only at intensities {sorted(levels)}: shards prepared with "
+                f"--intensities? (the preset uses {' and '.join(map(str, rule.intensities))})")
+    return ("every subject lacks some class: a --shard I/N part rather than the merged "
+            "shard, or failed scans (fer3d-prep inspect SHARD --errors)")
 
 
 def select_subjects(index: ShardIndex, preset: str, n_subjects: int = 60, seed: int = 0,
@@ -170,9 +237,15 @@ def select_subjects(index: ShardIndex, preset: str, n_subjects: int = 60, seed: 
     if n_subjects < 1:
         raise PlanError(f"n_subjects must be >= 1, got {n_subjects}")
     pool = eligible_subjects(index, preset, classes)
+    names = plan_classes(index, preset, classes)
+    lacking = lacking_samples(index, preset, names)
     if not pool:
-        raise PlanError(f"no subject has every sample preset {preset!r} requires (classes "
-                        f"{list(plan_classes(index, preset, classes))})")
+        raise PlanError(f"no subject of the shards ({len(set(index.subject.tolist()))}) has "
+                        f"{_wanted(preset_rule(preset), names)} that preset {preset!r} needs; "
+                        f"likely cause: {_likely_cause(index, preset, names)}")
+    if lacking:
+        log.warning("preset %s: %d subject(s) left out, lacking samples it needs: %s", preset,
+                    len(lacking), _listed(lacking))
     if not preset_rule(preset).complete or len(pool) == n_subjects:
         return pool
     if len(pool) < n_subjects:
@@ -201,64 +274,7 @@ def check_sequences(index: ShardIndex, rows: np.ndarray) -> None:
                             f"{str(who)!r} in {', '.join(index.paths)}: a fold would split it")
 
 
-# --------------------------------------------------------------------------- folds
-
-def _check_k(subjects: Sequence[str], k: int) -> None:
-    if k < 2:
-        raise PlanError(f"k-fold needs k >= 2, got {k}")
-    if len(subjects) < k:
-        raise PlanError(f"{k}-fold cross-validation needs at least {k} subjects; "
-                        f"the selection has {len(subjects)}: lower --folds or add subjects")
-    if len(set(subjects)) != len(subjects):
-        raise PlanError("subjects must be unique")
-
-
-def subject_folds(subjects: list[str], k: int = 10, repeats: int = 1,
-                  seed: int = 0) -> list[list[list[str]]]:
-    """Per repeat, ``k`` disjoint subject lists covering ``subjects`` (sizes differ by <= 1).
-
-    Repeat r is drawn from (seed, r) alone, so asking for more repeats later extends a plan
-    without changing the repeats already run.
-    """
-    _check_k(subjects, k)
-    base = sorted(subjects)
-    plan = []
-    for r in range(repeats):
-        perm = np.random.default_rng([seed, r]).permutation(len(base))
-        plan.append([sorted(base[i] for i in part) for part in np.array_split(perm, k)])
-    return plan
-
-
-def stratified_subject_folds(subjects: list[str], counts: np.ndarray, k: int = 10,
-                             repeats: int = 1, seed: int = 0) -> list[list[list[str]]]:
-    """Per repeat, ``k`` disjoint subject lists whose label mix follows the selection's.
-
-    ``counts`` (n_subjects, n_classes): each subject's samples per class, rows in the
-    order of ``subjects``. Greedy, as scikit-learn's StratifiedGroupKFold: the subjects in
-    an order drawn from (seed, r), stable-sorted so that those of the most uneven label mix
-    come first, each go to the fold where the per-class shares then spread least (ties: the
-    fold with fewest samples). No fold stays empty: while one is, it is where any subject
-    spreads every class's shares least. Repeat r depends on (seed, r) alone, as in
-    :func:`subject_folds`.
-    """
-    _check_k(subjects, k)
-    counts = np.asarray(counts, dtype=np.float64)
-    total = np.maximum(counts.sum(axis=0), 1.0)
-    plan = []
-    for r in range(repeats):
-        order = np.random.default_rng([seed, r]).permutation(len(subjects))
-        order = order[np.argsort(-counts[order].std(axis=1), kind="stable")]
-        fold_counts = np.zeros((k, counts.shape[1]))
-        members: list[list[str]] = [[] for _ in range(k)]
-        for i in order:
-            trial = fold_counts[None] + np.eye(k)[:, :, None] * counts[i][None, None]
-            spread = (trial / total).std(axis=1).mean(axis=1)      # one value per fold
-            best = min(range(k), key=lambda f: (round(spread[f], 12), fold_counts[f].sum()))
-            fold_counts[best] += counts[i]
-            members[best].append(subjects[i])
-        plan.append([sorted(m) for m in members])
-    return plan
-
+# --------------------------------------------------------------------------- plans
 
 @dataclass
 class FoldPlan:

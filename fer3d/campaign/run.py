@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -39,14 +40,14 @@ def _duration(secs: float) -> str:
         f"{secs / 60:.1f} min" if secs >= 60 else f"{secs:.0f} s")
 
 
-def eta_line(stats: dict, n_train: int, epochs: int, cells: int) -> str:
-    """samples/s of the first epoch and what the cells of this process will take (the first
-    epoch includes warm-up: compile, cuDNN autotuning, so this errs on the long side)."""
-    secs = cells * epochs * n_train / max(stats["samples_per_s"], 1e-9)
+def eta_line(epoch_stats: dict, epochs_left: int, cells_left: int) -> str:
+    """What the epochs this process still has to train will take, at the speed of a
+    steady-state epoch (not a cell's first: it includes warm-up, compile, cuDNN autotuning)."""
+    secs = epochs_left * epoch_stats["time"]
     finish = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + secs))
-    return (f"first epoch: {stats['samples_per_s']:.1f} samples/s; {cells} cell(s) x "
-            f"{epochs} epochs x {n_train} samples ≈ {_duration(secs)} at this speed "
-            f"(ETA {finish})")
+    return (f"steady-state epoch: {epoch_stats['samples_per_s']:.1f} samples/s, "
+            f"{epoch_stats['time']:.1f} s; {epochs_left} more epoch(s) in {cells_left} "
+            f"cell(s) ≈ {_duration(secs)} (ETA {finish})")
 
 
 @dataclass
@@ -59,9 +60,10 @@ class Context:
     plan: object
     device: torch.device
     amp: object
-    eta_cells: int = 0
+    eta_cells: int = 0       # cells this process will train: the ETA's horizon (0: no ETA)
     _data: DeviceData | None = field(default=None, repr=False)
     _loaded: bool = False
+    _seen: list = field(default_factory=list)  # (repeat, fold) of the first epochs trained
 
     @property
     def run(self) -> RunDir:
@@ -84,26 +86,35 @@ class Context:
                        on_epoch=self._eta if self.eta_cells else None)
 
     def _eta(self, repeat: int, fold: int, epoch: int, row: dict) -> None:
-        if epoch == 1 and self.eta_cells:
-            n_train = round(row["samples_per_s"] * row["time"])
+        """Log the ETA once, after the first epoch that is not the first this process
+        trained (with one epoch per cell: the second cell's), unless nothing is left."""
+        if len(self._seen) >= 2:
+            return
+        self._seen.append((repeat, fold))
+        if len(self._seen) < 2:
+            return
+        more_cells = self.eta_cells - len(set(self._seen))
+        this_cell = self.cfg.epochs - epoch
+        left = this_cell + more_cells * self.cfg.epochs
+        if left > 0:
             log.info("r%d f%d %s", repeat, fold,
-                     eta_line(row, n_train, self.cfg.epochs, self.eta_cells))
-            self.eta_cells = 0
+                     eta_line(row, left, more_cells + (this_cell > 0)))
 
 
 def prepare(cfg: TrainConfig) -> Context:
     """Every check that can fail before training, then the run directory (created or
     attached) and this process's device."""
     check_variant(cfg.variant)
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ConfigError(f"--out {cfg.out}: is a file, not a run directory; choose another "
+                          "--out")
+    selected_cells(cfg, cfg.folds)  # --cells and the task slot, before anything is written
     index = read_shard_index(cfg.shards)
     cfg.preset = resolve_preset(cfg.preset, index)
     check_masks(cfg.variant, index)
     classes = plan_classes(index, cfg.preset, cfg.classes)
-    if cfg.pretrained is not None:
-        try:  # a missing or mismatched weights file fails now, not in the first cell
-            model_from_config(cfg, len(classes))
-        except (FileNotFoundError, ValueError) as exc:
-            raise ConfigError(f"--pretrained: {exc}") from None
+    if cfg.pretrained is not None:  # a missing or mismatched weights file fails now
+        model_from_config(cfg, len(classes))
     if cfg.image_size > index.image_size:
         log.warning("--image-size %d is larger than the shards' %d px grid: inputs are "
                     "upsampled and hold no more detail", cfg.image_size, index.image_size)
@@ -112,11 +123,14 @@ def prepare(cfg: TrainConfig) -> Context:
     configure(device)
     resolved = {"resolved": {"device": str(device), "amp": amp.name, "grid": index.image_size},
                 "versions": versions(device)}
-    plan = open_run(cfg, index, resolved)
+    plan, attached = open_run(cfg, index, resolved)
     log.info("%s: %d classes (%s), %d subjects, %d samples, %d repeat(s) x %d folds, "
              "device %s, amp %s", plan.preset, len(plan.class_names),
              ", ".join(plan.class_names), len(plan.subjects), len(plan.sample_ids),
              cfg.repeats, plan.k, device, amp.name)
+    if attached:
+        log.info("%s: resuming the run there: %d of %d cells done", cfg.out,
+                 len(RunDir(cfg.out).finished_cells()), cfg.repeats * plan.k)
     return Context(cfg, relabel(index, plan.class_names), plan, device, amp)
 
 
@@ -193,7 +207,10 @@ def run_campaign(cfg: TrainConfig) -> dict:
         log.info("%s: planned %d cells; attach with the same settings", cfg.out,
                  cfg.repeats * ctx.plan.k)
         return {"run_dir": cfg.out, "cells": cfg.repeats * ctx.plan.k, "init_only": True}
-    cells = selected_cells(cfg, ctx.plan.k)
+    chosen = selected_cells(cfg, ctx.plan.k)
+    cells = [c for c in chosen if not ctx.run.cell_at(c, ctx.plan.k).done]
+    log.info("%d cell(s) to train in this process (%d of its %d done already)", len(cells),
+             len(chosen) - len(cells), len(chosen))
     settings = dataclasses.asdict(cfg)
     if cfg.executor == "ray":
         failed = executors.run_ray(cell_task, settings, cells, address=cfg.ray_address,

@@ -42,11 +42,33 @@ def _accuracy(records: list[dict], name: str, prefix: str = "") -> tuple[dict, l
     return {f"{name}_mean": mean, **accuracy_spread(per_repeat, folds, name)}, per_repeat
 
 
+def _scores(records: list[dict], n_classes: int) -> dict[str, float]:
+    return metrics.scores(metrics.confusion_matrix(
+        [y for x in records for y in x["labels"]],
+        [p for x in records for p in x["predictions"]], n_classes))
+
+
+def _other_scores(records: list[dict], n_classes: int) -> dict:
+    """Balanced accuracy and macro-F1 (:func:`fer3d.metrics.scores`) of each repeat's pooled
+    folds, their mean over repeats and their spread as accuracy's (:func:`accuracy_spread`)."""
+    by_repeat = [_scores([x for x in records if x["repeat"] == r], n_classes)
+                 for r in sorted({x["repeat"] for x in records})]
+    by_fold = [_scores([x], n_classes) for x in records if x["total"]]
+    out = {}
+    for name in ("balanced_accuracy", "macro_f1"):
+        values = [s[name] for s in by_repeat]
+        out.update({f"{name}_mean": float(np.mean(values)) if values else float("nan"),
+                    **accuracy_spread(values, [s[name] for s in by_fold], name),
+                    f"repeat_{name}": values})
+    return out
+
+
 def summarise(records: list[dict], repeats: int, class_names: list[str]) -> dict:
     """Fold records -> accuracy mean over repeats and its spread (:func:`accuracy_spread`),
-    per-class accuracy, pooled confusion matrix (rows true, columns predicted) of
-    ``class_names``; the same accuracy of the per-sequence votes when the records have
-    them (``sequence_accuracy_*``, ``n_sequences``)."""
+    balanced accuracy and macro-F1 likewise, per-class accuracy (recall), pooled confusion
+    matrix (rows true, columns predicted) of ``class_names``; the same accuracy of the
+    per-sequence votes when the records have them (``sequence_accuracy_*``,
+    ``n_sequences``)."""
     labels = np.array([y for x in records for y in x["labels"]], dtype=np.int64)
     preds = np.array([p for x in records for p in x["predictions"]], dtype=np.int64)
     cm = metrics.confusion_matrix(labels, preds, len(class_names))
@@ -54,6 +76,7 @@ def summarise(records: list[dict], repeats: int, class_names: list[str]) -> dict
     summary = {"variant": records[0]["variant"] if records else None,
                "repeats": repeats, "folds": len({x["fold"] for x in records}), **accuracy,
                "repeat_accuracies": [float(a) for a in per_repeat],
+               **_other_scores(records, len(class_names)),
                "class_names": list(class_names),
                "per_class_accuracy": dict(zip(class_names, metrics.per_class_accuracy(cm))),
                "confusion_matrix": cm.tolist(), "n_predictions": len(labels)}

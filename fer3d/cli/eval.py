@@ -10,7 +10,15 @@ import sys
 
 import click
 
-from fer3d.cli.options import apply, run_command, setting_option, setup_logging
+from fer3d.cli.options import (
+    apply,
+    check_output_file,
+    check_shards,
+    run_command,
+    setting_option,
+    setup_logging,
+    shards_argument,
+)
 from fer3d.settings import check
 from fer3d_data.clibase import CONTEXT_SETTINGS, Command, split_list
 
@@ -26,8 +34,7 @@ EVAL_OPTIONS = [
 
 @click.command("fer3d-eval", cls=Command, context_settings=CONTEXT_SETTINGS)
 @click.argument("checkpoint", type=click.Path(exists=True), metavar="CKPT")
-@click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False),
-                metavar="SHARD.h5...")
+@shards_argument(required=True)
 @click.option("--subjects", default=None, metavar="A,B,...|@FILE",
               help="subjects to test (default: the weights' test subjects)")
 @apply(EVAL_OPTIONS)
@@ -44,6 +51,8 @@ def eval_command(checkpoint, shards, subjects, per_sequence, out, **kw):
     from fer3d.report.text import format_summary
 
     setup_logging(False)
+    check_shards(shards)
+    check_output_file(out, "--out")
     values = check({k: v for k, v in kw.items() if v is not None})
     result = evaluate_checkpoint(checkpoint, list(shards), subjects=split_list(subjects),
                                  per_sequence=per_sequence, **values)

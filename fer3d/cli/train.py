@@ -12,7 +12,14 @@ import sys
 
 import click
 
-from fer3d.cli.options import apply, run_command, setting_option, setup_logging
+from fer3d.cli.options import (
+    apply,
+    check_shards,
+    run_command,
+    setting_option,
+    setup_logging,
+    shards_argument,
+)
 from fer3d.settings import TrainConfig, names
 from fer3d_data.clibase import CONTEXT_SETTINGS, Command, config_option, require
 
@@ -72,7 +79,7 @@ def _train(cfg: TrainConfig) -> dict:
 
 @click.command("fer3d-train", cls=Command, context_settings=CONTEXT_SETTINGS)
 @config_option(ignore=("shards",))
-@click.argument("shards", nargs=-1, type=click.Path(dir_okay=False), metavar="SHARD.h5...")
+@shards_argument()
 @apply(TABLE_OPTIONS + COMMAND_OPTIONS)
 @click.pass_context
 def train_command(ctx, shards, summarize, partial, verbose, recipe, **kw):
@@ -85,6 +92,7 @@ def train_command(ctx, shards, summarize, partial, verbose, recipe, **kw):
         return _summarize(summarize, partial)
     if not shards:
         raise click.UsageError("give at least one SHARD.h5 (or --summarize RUN_DIR)")
+    check_shards(shards)
     dataset = _dataset_of(shards, kw["preset"])
     if recipe:
         _layer_recipe(ctx, kw, recipe, dataset)
@@ -130,7 +138,7 @@ def _print_paper_differences(cfg: TrainConfig, dataset: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fer3d-train``."""
-    return run_command(train_command, argv)
+    return run_command(train_command, argv, resumable=True)
 
 
 if __name__ == "__main__":

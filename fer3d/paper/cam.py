@@ -12,6 +12,7 @@ with its labels.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -22,11 +23,13 @@ from torch import nn
 
 from fer3d.campaign.protocol import relabel
 from fer3d.campaign.rundir import CellDir, RunDir, parse_cell_name
-from fer3d.errors import Fer3dError
+from fer3d.errors import Fer3dError, unknown_names
 from fer3d.paper.catalog import DATASET_TITLES, VARIANT_BY_NAME
 from fer3d.train.checkpoint import class_names_of, load_model
 from fer3d.train.dataset import ShardDataset
 from fer3d_data.shard_index import read_shard_index
+
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
@@ -40,6 +43,11 @@ def load_samples(shards: list[str], sample_ids: list[str], image_size: int,
     ``class_names`` (default: the shards'; -1: not one of them) and ``truth`` (their label
     names)."""
     index = read_shard_index(shards)
+    known = set(index.sample_id.tolist())
+    unknown = [s for s in sample_ids if s not in known]
+    if unknown:
+        raise Fer3dError(f"samples not in the shards {', '.join(shards)}: "
+                         f"{unknown_names(unknown, known)}")
     rows = index.rows_of(sample_ids)
     truth = [index.class_names[int(c)] for c in index.label[rows]]
     ds = ShardDataset(relabel(index, class_names or index.class_names), rows,
@@ -78,6 +86,28 @@ class StackedInputs(nn.Module):
 
 
 CAM_CLASSES = ("predicted", "true")
+
+
+def layer4_side(size: int) -> int:
+    """Side of a ResNet18 branch's layer4 map (where the maps are taken) at input ``size``:
+    the stem's convolution and max-pool and layer2-4 each halve it, rounding up."""
+    for _ in range(5):
+        size = (size + 1) // 2
+    return size
+
+
+# Smallest input (a multiple of 4, as every input) whose layer4 map is more than one cell.
+MIN_CAM_SIZE = next(s for s in range(8, 1025, 4) if layer4_side(s) > 1)
+
+
+def flat_maps_warning(size: int) -> str | None:
+    """Why Grad-CAM maps at input ``size`` say nothing, or None when they can."""
+    if layer4_side(size) > 1:
+        return None
+    return (f"Grad-CAM at {size} px: layer4 maps are 1x1, so every map is flat (one value); "
+            f"use --image-size {MIN_CAM_SIZE} or more ({layer4_side(MIN_CAM_SIZE)}x"
+            f"{layer4_side(MIN_CAM_SIZE)} maps; the paper's 224 gives {layer4_side(224)}x"
+            f"{layer4_side(224)})")
 
 
 def branch_cams(model: nn.Module, batch: dict, cam_class: str = "predicted"
@@ -262,6 +292,10 @@ def make_figures(checkpoints: list[str | os.PathLike], shards: list[str], sample
     predict the same classes."""
     loaded = [load_model(c) for c in checkpoints]
     size = image_size or int(loaded[0][1].get("image_size", 224))
+    flat = flat_maps_warning(size)
+    if flat:
+        log.warning("%s", flat)
+        title = f"{title or 'Grad-CAM'}; FLAT MAPS: layer4 is 1x1 at {size} px"
     names = _common_classes(loaded, read_shard_index(shards).class_names)
     batch = load_samples(shards, samples, size, names)
     save_cam_montage([(model_label(meta), m) for m, meta in loaded], batch, out, title,

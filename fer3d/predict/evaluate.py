@@ -15,7 +15,7 @@ import numpy as np
 
 from fer3d import metrics
 from fer3d.campaign import protocol
-from fer3d.errors import PlanError
+from fer3d.errors import PlanError, unknown_names
 from fer3d.settings import DEFAULT_BATCH_SIZE
 from fer3d.train.checkpoint import class_names_of, load_model
 from fer3d.train.runtime import resolve_amp, resolve_device
@@ -31,9 +31,10 @@ def _subjects(meta: dict, index, preset: str, classes: list[str],
     """The subjects to test and those of them outside the checkpoint's test fold."""
     subjects = list(subjects or meta.get("test_subjects") or
                     protocol.eligible_subjects(index, preset, classes))
-    unknown = sorted(set(subjects) - set(index.subject.tolist()))
+    known = sorted(set(index.subject.tolist()))
+    unknown = sorted(set(subjects) - set(known))
     if unknown:
-        raise PlanError(f"subjects not in the shards: {', '.join(unknown)}")
+        raise PlanError(f"subjects not in the shards: {unknown_names(unknown, known)}")
     # Subjects outside the cell's test fold may have been trained on: say so loudly.
     untested = sorted(set(subjects) - set(meta.get("test_subjects") or subjects))
     if untested:
@@ -82,7 +83,7 @@ def evaluate_checkpoint(ckpt_path: str | os.PathLike, shards: list[str], *,
             "subjects": sorted(subjects), "outside_test_fold": untested,
             "sample_ids": [str(s) for s in index.sample_id[rows[pos]]],
             "labels": y.tolist(), "predictions": p.tolist(),
-            "accuracy": float((p == y).mean()),
+            **metrics.scores(cm),
             "per_class_accuracy": dict(zip(classes, metrics.per_class_accuracy(cm))),
             "confusion_matrix": cm.tolist(), "class_names": classes,
             **(_sequence_result(logits, y, index, rows[pos]) if per_sequence else {})}

@@ -154,11 +154,30 @@ def runs_table(runs: list[Run]) -> Table:
     return table
 
 
+def scores_table(runs: list[Run]) -> Table:
+    """Accuracy, balanced accuracy and macro-F1 of every run (fer3d.metrics.scores), each
+    its mean over repeats and its spread (the summary's one figure of spread, named in the
+    notes); blank for a summary written before they were recorded."""
+    names = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
+             ("macro_f1", "macro-F1"))
+    table = Table("Accuracy, balanced accuracy and macro-F1 (%), mean and spread",
+                  ["variant", "dataset"] + [f"{title}{part}" for _, title in names
+                                            for part in (" (%)", " ±")])
+    for run in runs:
+        values = [run.summary.get(f"{key}_{part}") for key, _ in names
+                  for part in ("mean", "spread")]
+        table.rows.append([run.variant, DATASET_TITLES.get(run.dataset, run.dataset),
+                           *[None if v is None else 100 * float(v) for v in values]])
+    table.notes += [SPREAD_NOTE, "balanced accuracy: mean recall over the classes; macro-F1: "
+                    "mean F1 over them; each pooled over a repeat's folds (docs/protocol.md)."]
+    return table
+
+
 def per_class_table(runs: list[Run]) -> Table:
     """Columns: every class of the runs, in the order first met (blank: not a class of
     that run's)."""
     names = list(dict.fromkeys(n for run in runs for n in run.summary["class_names"]))
-    table = Table("Per-class accuracy (%), pooled over repeats and folds",
+    table = Table("Per-class accuracy (recall, %), pooled over repeats and folds",
                   ["variant", "dataset", *names])
     for run in runs:
         per = run.summary["per_class_accuracy"]

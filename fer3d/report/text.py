@@ -9,6 +9,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# Scores beside accuracy (fer3d.metrics.scores), as printed.
+OTHER_SCORES = (("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro-F1"))
+
+
+def _percent(value) -> str:
+    """A fraction as a percentage; n/a when absent (a summary of an older run) or NaN."""
+    return "n/a" if value is None or value != value else f"{100 * value:.2f}"
+
 
 def format_confusion(cm: np.ndarray, class_names: Sequence[str]) -> str:
     """Counts as a text table, rows true, columns predicted (names cut to 4 letters)."""
@@ -29,8 +37,10 @@ def format_accuracy(mean: float, spread: float | None, name: str) -> str:
 def _campaign_accuracy(summary: dict, name: str = "accuracy") -> str:
     """A summary's ``{name}_mean`` and spread as :func:`format_accuracy` writes them."""
     spread = summary[f"{name}_spread"]
+    # a summary written before balanced accuracy and macro-F1 had their own spread names
+    label = summary.get(f"{name}_spread_name", summary["accuracy_spread_name"])
     return format_accuracy(100 * summary[f"{name}_mean"], None if spread is None else
-                           100 * spread, summary[f"{name}_spread_name"])
+                           100 * spread, label)
 
 
 def _sequence_lines(summary: dict) -> list[str]:
@@ -54,11 +64,14 @@ def format_summary(summary: dict) -> str:
     if "accuracy_mean" in summary:
         lines.append(f"{what} over {summary['repeats']} repeat(s) x {summary['folds']} "
                      "folds: " + _campaign_accuracy(summary))
+        lines += [f"{title}: " + _campaign_accuracy(summary, key) for key, title in OTHER_SCORES
+                  if f"{key}_mean" in summary]  # absent from a run summarised before them
     else:
         lines.append(f"{what}: {100 * summary['accuracy']:.2f} % "
                      f"({len(summary['labels'])} samples)")
+        lines += [f"{title}: {_percent(summary.get(key))} %" for key, title in OTHER_SCORES]
     lines += sequences
-    lines.append("per-class accuracy:")
+    lines.append("per-class accuracy (recall):")
     for name in names:
         acc = summary["per_class_accuracy"][name]
         lines.append(f"  {name:<10} {'n/a' if acc != acc else f'{100 * acc:6.2f} %'}")

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from fer3d import metrics
 from fer3d.campaign.atomic import atomic_write
 from fer3d.campaign.rundir import RunDir
 from fer3d.metrics import sequence_votes
+from fer3d.settings import PLAN_KEYS
 from fer3d.train.checkpoint import CellCheckpoints
 from fer3d.train.runtime import (
     AmpMode,
@@ -194,6 +196,17 @@ def _tensorboard(run: CellRun, repeat: int, fold: int):
     return SummaryWriter(os.fspath(run.run.tensorboard(repeat, fold)))
 
 
+def _log_test(tb, cfg, record: dict, n_classes: int) -> None:
+    """The cell's test scores as scalars (test/...) and, with the plan's settings, as one
+    HParams session, so TensorBoard can compare cells and campaigns."""
+    cm = metrics.confusion_matrix(record["labels"], record["predictions"], n_classes)
+    test = {f"test/{k}": v for k, v in metrics.scores(cm).items()}
+    for key, value in test.items():
+        tb.add_scalar(key, value, cfg.epochs)
+    hparams = {k: "none" if getattr(cfg, k) is None else getattr(cfg, k) for k in PLAN_KEYS}
+    tb.add_hparams(hparams, test, run_name=".", global_step=cfg.epochs)
+
+
 def train_one_cell(run: CellRun, repeat: int, fold: int) -> dict:
     """Train and test one (repeat, fold); returns the fold record (also fold.json).
 
@@ -204,10 +217,12 @@ def train_one_cell(run: CellRun, repeat: int, fold: int) -> dict:
     tb = _tensorboard(run, repeat, fold)
     try:
         t.fit(history, tb)
+        record = t.test()
+        if tb is not None:
+            _log_test(tb, run.cfg, record, len(run.plan.class_names))
     finally:
         if tb is not None:
             tb.close()
-    record = t.test()
     t.ckpt.finish(t.raw, run.cfg.epochs, lambda: t.state(run.cfg.epochs))
     t.cell.write_record(record)
     log.info("r%d f%d: test accuracy %.4f (%d/%d)", repeat, fold, record["accuracy"],

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import torch
 
+from fer3d.errors import ShardReadError
 from fer3d.train.transforms import (
     NO_AUGMENT,
     Augment,
@@ -115,9 +116,18 @@ class ShardDataset(torch.utils.data.Dataset):
         self._files, self._pid = None, None
 
     def read(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Storage tensors of item ``i`` (see :func:`read_sample`)."""
+        """Storage tensors of item ``i`` (see :func:`read_sample`); ShardReadError naming
+        the shard and the sample when HDF5 cannot read it (a damaged chunk)."""
         g = int(self.rows[i])
-        return read_sample(self._file(int(self.index.shard[g])), int(self.index.row[g]))
+        shard, row = int(self.index.shard[g]), int(self.index.row[g])
+        try:
+            return read_sample(self._file(shard), row)
+        except OSError as exc:  # h5py's error for a chunk that fails its checksum or gzip
+            path = self.index.paths[shard]
+            detail = " ".join(str(exc).split())[:160]
+            raise ShardReadError(f"{path}: sample {str(self.index.sample_id[g])!r} (row {row}) "
+                                 f"cannot be read ({detail}); the shard is damaged: check it "
+                                 f"with `fer3d-prep verify {path}` and prepare it again") from None
 
     def _landmarks(self, i: int) -> np.ndarray:
         g = int(self.rows[i])

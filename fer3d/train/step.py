@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fer3d.errors import ConfigError, DivergedError
+from fer3d.errors import CheckpointError, ConfigError, DivergedError
 from fer3d.train.runtime import AmpMode
 from fer3d_data.schema import MASKS
 
@@ -109,11 +109,17 @@ def check_masks(name: str, index) -> None:
 
 
 def model_from_config(cfg, num_classes: int) -> torch.nn.Module:
-    """The one place TrainConfig settings become model-builder keywords."""
+    """The one place TrainConfig settings become model-builder keywords; ``--pretrained``
+    is read by :func:`fer3d.train.checkpoint.read_pretrained`."""
     from fer3d.models import create_model
+    from fer3d.train.checkpoint import read_pretrained
 
-    return create_model(cfg.variant, num_classes=num_classes, pretrained=cfg.pretrained,
-                        head_init=cfg.head_init)
+    state = None if cfg.pretrained is None else read_pretrained(cfg.pretrained)
+    try:
+        return create_model(cfg.variant, num_classes=num_classes, pretrained=state,
+                            head_init=cfg.head_init)
+    except ValueError as exc:  # the weights do not fit (the variant was checked before)
+        raise CheckpointError(f"--pretrained: {cfg.pretrained}: {exc}") from None
 
 
 def place_model(model: torch.nn.Module, device: torch.device,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer3d.campaign.protocol import FoldPlan, subject_folds
+from fer3d.campaign.folds import subject_folds
+from fer3d.campaign.protocol import FoldPlan
 from fer3d.campaign.rundir import RunDir
 from fer3d.campaign.summary import summarise
 from fer3d_data.schema import EXPRESSIONS

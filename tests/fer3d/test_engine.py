@@ -320,21 +320,29 @@ def test_nan_loss_stops_cell_and_campaign_resumes(bu3dfe_shard, tmp_path, monkey
         assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
 
 
-def test_rerun_without_resume_is_refused(bu3dfe_shard, tmp_path):
+def test_rerun_attaches_and_resume_needs_a_run(bu3dfe_shard, tmp_path, caplog):
+    """Resuming is the default: the same settings attach without --resume; --resume only
+    refuses to start a new run (a mistyped --out)."""
+    caplog.set_level("INFO")
     run_campaign(tiny(bu3dfe_shard, tmp_path / "run", init_only=True))
-    with pytest.raises(FileExistsError, match="pass --resume"):
-        run_campaign(tiny(bu3dfe_shard, tmp_path / "run"))
+    run_campaign(tiny(bu3dfe_shard, tmp_path / "run", init_only=True))
+    assert any("resuming the run there: 0 of 2 cells done" in r.message for r in caplog.records)
+    with pytest.raises(ConfigError, match="--resume: .*typo holds no run to resume"):
+        run_campaign(tiny(bu3dfe_shard, tmp_path / "typo", resume=True))
+    assert not (tmp_path / "typo").exists()
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 def test_finished_cell_keeps_fp32_weights_only(bu3dfe_shard, tmp_path, caplog):
     caplog.set_level("INFO")
-    run_campaign(tiny(bu3dfe_shard, tmp_path / "run", epochs=1, variant="texture_only",
+    run_campaign(tiny(bu3dfe_shard, tmp_path / "run", epochs=2, variant="texture_only",
                       checkpoint_every=1))
-    # the cost is known after the first epoch: samples/s and an ETA, once per process
-    eta = [r.message for r in caplog.records if "first epoch:" in r.message]
-    assert len(eta) == 1 and "samples/s; 2 cell(s) x 1 epochs x 12 samples" in eta[0]
+    # the cost is known after the first steady-state epoch (the first has the warm-up): an
+    # ETA over the epochs left, once per process
+    eta = [r.message for r in caplog.records if "steady-state epoch:" in r.message]
+    assert len(eta) == 1 and eta[0].startswith("r0 f0 ")
+    assert "2 more epoch(s) in 1 cell(s)" in eta[0]
     assert "ETA" in eta[0]
     cell = tmp_path / "run/cells/r0_f0"
     assert sorted(p.name for p in cell.iterdir()) == ["epochs.csv", "fold.json", "logits.npz",
@@ -378,7 +386,7 @@ def _truncated(path):
     (_truncated, "truncated checkpoint"),
     (lambda p: p.write_text("# README\nnot a model\n"), "not a PyTorch checkpoint"),
     (lambda p: torch.save({"weights": 1}, p), "not a fer3d checkpoint"),
-    (lambda p: None, "no such checkpoint"),
+    (lambda p: None, "no such file"),
 ])
 def test_checkpoint_load_errors_name_file_and_problem(tmp_path, make, problem):
     path = tmp_path / "ckpt.pt"
