@@ -46,7 +46,7 @@ def test_summary_has_the_scores_per_repeat_and_over_repeats():
     recs = [{"repeat": r, "fold": f, "variant": "v", "labels": [0, 1, 1, 1],
              "predictions": [0, 1, 1, 0] if r == 0 else [1, 1, 1, 1], "correct": 3, "total": 4}
             for r in range(2) for f in range(2)]
-    s = summarise(recs, 2)
+    s = summarise(recs, 2, ["no", "yes"])
     # repeat 0: recall (1, 2/3) -> 5/6; F1 (2/3, 4/5); repeat 1: recall (0, 1); F1 (0, 6/7)
     assert s["repeat_balanced_accuracy"] == pytest.approx([5 / 6, 0.5])
     assert s["repeat_macro_f1"] == pytest.approx([(2 / 3 + 4 / 5) / 2, 3 / 7])

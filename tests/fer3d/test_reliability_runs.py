@@ -121,7 +121,7 @@ def test_no_complete_subject_names_the_likely_cause(make_shard):
                                "--intensities?"),
         (index.expression != 1, "no scan of disgust: shards prepared with --expressions?"),
         (~((index.expression == 2) & (index.intensity == 3)),
-         "every subject lacks some expression: a --shard I/N part"),
+         "every subject lacks some class: a --shard I/N part"),
     ]
     for keep, cause in cases:
         with pytest.raises(PlanError, match="no subject of the shards \\(3\\) has all six "
