@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import click
 
+from fer3d.campaign.protocol import PRESETS
 from fer3d.errors import ConfigError
 from fer3d.paper.catalog import VARIANT_NAMES
 from fer3d_data.clibase import StrictBool, StrictFloat, StrictInt
@@ -31,9 +32,9 @@ DEFAULT_EPOCHS = 30      # the paper gives no epoch count or batch size (docs/pr
 DEFAULT_BATCH_SIZE = 32
 # Largest input: the paper trains at 224; at 1024 a batch of 32 already needs tens of GiB.
 MAX_IMAGE_SIZE = 1024
-PRESET_CHOICES = ("auto", "bu3dfe", "bosphorus")
+PRESET_CHOICES = ("auto", *PRESETS)
 EXECUTORS = ("local", "ray")
-KEEP = ("weights", "none", "full")
+KEEP = ("weights", "first", "none", "full")
 AUTO_ON_OFF = ("auto", "on", "off")
 HEAD_INITS = ("normal", "identity")
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
@@ -77,6 +78,25 @@ class OptionalText(click.ParamType):
         if value is None or str(value).strip().lower() in ("", "none"):
             return None
         return str(value)
+
+
+class NameList(click.ParamType):
+    """Comma-separated names (or a list of them) -> list; ``none`` or empty -> None."""
+
+    name = "a,b,..."
+
+    def convert(self, value, param, ctx):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            self.fail(f"{value!r} is not a comma-separated list of names", param, ctx)
+        names = [str(v).strip() for v in items]
+        if not all(names):
+            self.fail(f"{value!r} holds an empty name", param, ctx)
+        if len(set(names)) != len(names):
+            self.fail(f"{value!r} names a class twice", param, ctx)
+        return names
 
 
 def setting(default, kind: click.ParamType, help: str, *, scope: str = "process",
@@ -137,12 +157,16 @@ class TrainConfig:
     seed: int = setting(0, StrictInt(min=0), "seed of subject choice, folds and every cell",
                         scope="plan", recipe=True)
     resume: bool = setting(False, StrictBool(),
-                           "attach to the run in --out (finished cells are kept)")
+                           "refuse to start a new run: --out must hold one (the same command "
+                           "resumes its run with or without this flag)")
     preset: str = setting("auto", click.Choice(PRESET_CHOICES),
-                          "sample selection; auto: the shards' dataset", scope="plan",
-                          recipe=True)
-    subjects: int = setting(60, StrictInt(min=1), "subjects to select", scope="plan",
-                            recipe=True)
+                          "sample selection (docs/protocol.md); auto: the shards' dataset's, "
+                          "labels for any other collection", scope="plan", recipe=True)
+    classes: list[str] | None = setting(None, NameList(), "classes to train, in this order "
+                                        "(default: the preset's; labels: every label of the "
+                                        "shards)", scope="plan", recipe=True, optional=True)
+    subjects: int = setting(60, StrictInt(min=1), "subjects drawn by a preset that draws "
+                            "them (labels: every subject)", scope="plan", recipe=True)
     pretrained: str | None = setting(
         None, click.STRING, "resnet18 state dict for both branches (imagenet: torchvision's "
         "file in the torch hub cache; never downloaded); none: from scratch", scope="plan",
@@ -161,7 +185,8 @@ class TrainConfig:
     compile: str = setting("auto", click.Choice(AUTO_ON_OFF),
                            "torch.compile the model (auto: off, see docs/performance.md)")
     keep: str = setting("weights", click.Choice(KEEP), "what a finished cell keeps: weights "
-                        "(fp32), none, full (+optimizer)", scope="run")
+                        "(fp32), first (weights of cell r0 f0 only), none, full (+optimizer)",
+                        scope="run", recipe=True)
     checkpoint_every: int | None = setting(None, AutoInt(), "epochs between resume "
                                            "checkpoints; 0 none; auto: < 5 % of training time",
                                            scope="run", optional=True)

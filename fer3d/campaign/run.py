@@ -22,13 +22,14 @@ import threading
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from fer3d.campaign import executors
 from fer3d.campaign.claims import HEARTBEAT_S, try_claim
 from fer3d.campaign.plan import open_run, selected_cells
-from fer3d.campaign.protocol import resolve_preset
+from fer3d.campaign.protocol import plan_classes, relabel, resolve_preset
 from fer3d.campaign.rundir import RunDir
 from fer3d.campaign.summary import summarize_run
 from fer3d.errors import CellsFailedError, ConfigError, DivergedError
@@ -37,7 +38,7 @@ from fer3d.train.cell import CellRun
 from fer3d.train.packed import Models, pack_size, train_cells
 from fer3d.train.runtime import configure, resolve_amp, resolve_device, versions
 from fer3d.train.sources import DeviceData, use_device_data
-from fer3d.train.step import check_variant, model_from_config
+from fer3d.train.step import check_masks, check_variant, model_from_config
 from fer3d_data.shard_index import read_shard_index
 
 log = logging.getLogger(__name__)
@@ -48,14 +49,15 @@ def _duration(secs: float) -> str:
         f"{secs / 60:.1f} min" if secs >= 60 else f"{secs:.0f} s")
 
 
-def eta_line(stats: dict, n_train: int, epochs: int, cells: int) -> str:
-    """samples/s of the first epoch and what the cells of this process will take (the first
-    epoch includes warm-up: compile, cuDNN autotuning, so this errs on the long side)."""
-    secs = cells * epochs * n_train / max(stats["samples_per_s"], 1e-9)
+def eta_line(epoch_stats: dict, epochs_left: int, cells_left: int, pack: int = 1) -> str:
+    """What the epochs this process still has to train will take, at the speed of a
+    steady-state epoch (not a cell's first: it includes warm-up, compile, cuDNN autotuning);
+    ``epochs_left`` counts cell-epochs, of which a pack trains ``pack`` at once."""
+    secs = epochs_left * epoch_stats["time"] / pack
     finish = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + secs))
-    return (f"first epoch: {stats['samples_per_s']:.1f} samples/s; {cells} cell(s) x "
-            f"{epochs} epochs x {n_train} samples ≈ {_duration(secs)} at this speed "
-            f"(ETA {finish})")
+    return (f"steady-state epoch: {epoch_stats['samples_per_s']:.1f} samples/s, "
+            f"{epoch_stats['time']:.1f} s; {epochs_left} more epoch(s) in {cells_left} "
+            f"cell(s) ≈ {_duration(secs)} (ETA {finish})")
 
 
 @contextmanager
@@ -81,7 +83,8 @@ def sigterm_releases():
 
 @dataclass
 class Context:
-    """What every cell of this process shares; samples go to the device on first use."""
+    """What every cell of this process shares; samples go to the device on first use.
+    ``index`` labels its rows with the plan's class codes (:func:`relabel`)."""
 
     cfg: TrainConfig
     index: object
@@ -89,10 +92,11 @@ class Context:
     device: torch.device
     amp: object
     share: float = 1.0  # of the device's memory, when processes share a GPU
-    eta_cells: int = 0
+    eta_cells: int = 0       # cells this process will train: the ETA's horizon (0: no ETA)
     _data: DeviceData | None = field(default=None, repr=False)
     _loaded: bool = False
     _cell_run: CellRun | None = field(default=None, repr=False)
+    _seen: list = field(default_factory=list)  # (repeat, fold) of the first epochs trained
 
     @property
     def run(self) -> RunDir:
@@ -116,7 +120,8 @@ class Context:
             mode = None if cfg.compile != "on" else (
                 "reduce-overhead" if dev.type == "cuda" else "default")
             run = CellRun(cfg, self.run, self.index, self.plan, dev, self.amp,
-                          data=self.data(), compile=mode, models=Models(cfg, dev, mode),
+                          data=self.data(), compile=mode,
+                          models=Models(cfg, dev, mode, len(self.plan.class_names)),
                           on_epoch=self._eta, details={
                               "device": versions(dev)["device"], "amp": self.amp.name})
             run.pack = pack_size(cfg.pack, run, self.share)
@@ -125,50 +130,76 @@ class Context:
         return self._cell_run
 
     def _eta(self, repeat: int, fold: int, epoch: int, row: dict) -> None:
-        if epoch == 1 and self.eta_cells:
-            log.info("r%d f%d %s", repeat, fold,
-                     eta_line(row, row["n_train"], self.cfg.epochs, self.eta_cells))
-            self.eta_cells = 0
+        """Log the ETA once, after the first epoch that is not the first this process
+        trained (with one epoch per cell: the second pack's), unless nothing is left. A
+        pack reports once per epoch, under its first cell."""
+        if not self.eta_cells or len(self._seen) >= 2:
+            return
+        self._seen.append((repeat, fold))
+        if len(self._seen) < 2:
+            return
+        pack = self._cell_run.pack if self._cell_run else 1
+        started = min(self.eta_cells, pack * len(set(self._seen)))
+        more_cells = self.eta_cells - started
+        this_pack = (self.cfg.epochs - epoch) * min(pack, started)
+        left = this_pack + more_cells * self.cfg.epochs
+        if left > 0:
+            log.info("r%d f%d %s", repeat, fold, eta_line(
+                row, left, more_cells + min(pack, started) * (this_pack > 0), pack))
 
 
 def _check(cfg: TrainConfig):
     """Checks that need no device; the shard index."""
     check_variant(cfg.variant)
-    if cfg.pretrained is not None:
-        try:  # a missing or mismatched weights file fails now, not in the first cell
-            model_from_config(cfg)
-        except (FileNotFoundError, ValueError) as exc:
-            raise ConfigError(f"--pretrained: {exc}") from None
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ConfigError(f"--out {cfg.out}: is a file, not a run directory; choose another "
+                          "--out")
+    selected_cells(cfg, cfg.folds)  # --cells and the task slot, before anything is written
     index = read_shard_index(cfg.shards)
     cfg.preset = resolve_preset(cfg.preset, index)
+    check_masks(cfg.variant, index)
+    classes = plan_classes(index, cfg.preset, cfg.classes)
+    if cfg.pretrained is not None:  # a missing or mismatched weights file fails now
+        model_from_config(cfg, len(classes))
     if cfg.image_size > index.image_size:
         log.warning("--image-size %d is larger than the shards' %d px grid: inputs are "
                     "upsampled and hold no more detail", cfg.image_size, index.image_size)
     return index
 
 
-def prepare(cfg: TrainConfig, *, worker: int = 0, share: float = 1.0,
+def prepare(cfg: TrainConfig, *, worker: int | None = None, share: float = 1.0,
             on_workers: bool = False) -> Context | None:
     """Every check that can fail before training, then the run directory (created or
-    attached) and this process's device (``worker``: its --parallel-cells index).
+    attached) and this process's device (``worker``: a launched worker's --parallel-cells
+    index; None in the process the user started).
     ``on_workers`` (the driver of worker processes or Ray actors): the run directory only;
     each worker sets up its own device, and no Context is made here."""
     index = _check(cfg)
     if on_workers:
         resolved = {"device": f"{cfg.device} on each worker", "amp": f"{cfg.amp} on each worker",
                     "grid": index.image_size}
-        open_run(cfg, index, {"resolved": resolved, "versions": versions(None)})
+        _say_attached(cfg, *open_run(cfg, index, {"resolved": resolved,
+                                                  "versions": versions(None)}))
         return None
-    device = resolve_device(cfg.device, worker=worker)
+    device = resolve_device(cfg.device, worker=worker or 0)
     amp = resolve_amp(cfg.amp, device)
     configure(device)
     resolved = {"resolved": {"device": str(device), "amp": amp.name, "grid": index.image_size},
                 "versions": versions(device)}
-    plan = open_run(cfg, index, resolved)
-    log.info("%s: %d subjects, %d samples, %d repeat(s) x %d folds, device %s, amp %s",
-             plan.preset, len(plan.subjects), len(plan.sample_ids), cfg.repeats, plan.k,
-             device, amp.name)
-    return Context(cfg, index, plan, device, amp, share=share)
+    plan, attached = open_run(cfg, index, resolved)
+    log.info("%s: %d classes (%s), %d subjects, %d samples, %d repeat(s) x %d folds, "
+             "device %s, amp %s", plan.preset, len(plan.class_names),
+             ", ".join(plan.class_names), len(plan.subjects), len(plan.sample_ids),
+             cfg.repeats, plan.k, device, amp.name)
+    if worker is None:
+        _say_attached(cfg, plan, attached)
+    return Context(cfg, relabel(index, plan.class_names), plan, device, amp, share=share)
+
+
+def _say_attached(cfg: TrainConfig, plan, attached: bool) -> None:
+    if attached:
+        log.info("%s: resuming the run there: %d of %d cells done", cfg.out,
+                 len(RunDir(cfg.out).finished_cells()), cfg.repeats * plan.k)
 
 
 class CellWorker:
@@ -277,7 +308,10 @@ def run_campaign(cfg: TrainConfig) -> dict:
             log.info("%s: planned %d cells; attach with the same settings", cfg.out,
                      cfg.repeats * k)
             return {"run_dir": cfg.out, "cells": cfg.repeats * k, "init_only": True}
-        cells = selected_cells(cfg, k)
+        chosen = selected_cells(cfg, k)
+        cells = [c for c in chosen if not RunDir(cfg.out).cell_at(c, k).done]
+        log.info("%d cell(s) to train in this process (%d of its %d done already)",
+                 len(cells), len(chosen) - len(cells), len(chosen))
         if launched:
             results = _launch(cfg, cells)
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -355,46 +356,30 @@ def imagenet_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such resnet18 state dict file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or "conv1.weight" not in state:
-        raise ValueError(f"{path}: not a torchvision resnet18 state dict (no 'conv1.weight')")
-    return {k: v for k, v in state.items() if not k.startswith("fc.")}
-
-
-def load_resnet18_weights(model: AFNetM, source: str | os.PathLike) -> AFNetM:
-    """Load ResNet18 weights into every branch of ``model`` (in place; returns it).
-
-    ``source`` is a path to a torchvision resnet18 state dict (``.pth``) or
-    ``"imagenet"``: torchvision's ``IMAGENET1K_V1`` file, used only when it is already in
-    the torch hub cache (never downloaded). Loading is strict except for ``fc``, which
-    stays freshly initialised. S1's 6-channel first conv gets the RGB filters twice, halved,
-    so that a (texture, depth) pair of equal images gives the pretrained response.
+def load_resnet18_weights(model: AFNetM, state: Mapping[str, torch.Tensor]) -> AFNetM:
+    """Load a torchvision resnet18 state dict into every branch of ``model`` (in place;
+    returns it). Files are read by :func:`fer3d.train.checkpoint.read_pretrained` (the one
+    reader of weights files; ``"imagenet"`` is torchvision's file in the torch hub cache,
+    never downloaded). Loading is strict except for ``fc``, which stays freshly initialised;
+    ValueError names what does not match. S1's 6-channel first conv gets the RGB filters
+    twice, halved, so that a (texture, depth) pair of equal images gives the pretrained
+    response.
     """
-    if str(source) == "imagenet":
-        path = imagenet_weights_path()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: ImageNet resnet18 weights are not in the torch hub cache and fer3d never "
-                f"downloads. Fetch {ResNet18_Weights.IMAGENET1K_V1.url} once and put it at that "
-                "path (or set TORCH_HOME), or pass pretrained=<path to a resnet18 state dict .pth>."
-            )
-    else:
-        path = Path(source)
-    state = _read_state_dict(path)
+    first = state.get("conv1.weight")
+    if first is None or first.ndim != 4 or first.shape[1] not in (1, 3):
+        raise ValueError("not a torchvision resnet18 state dict (no conv1.weight of shape "
+                         "(64, 3, 7, 7))")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     for branch in model.branches.values():
         branch_state = dict(state)
         in_chans = branch.conv1.in_channels
-        if in_chans != state["conv1.weight"].shape[1]:
-            repeats = in_chans // state["conv1.weight"].shape[1]
-            branch_state["conv1.weight"] = state["conv1.weight"].repeat(1, repeats, 1, 1) / repeats
+        if in_chans != first.shape[1]:
+            repeats = in_chans // first.shape[1]
+            branch_state["conv1.weight"] = first.repeat(1, repeats, 1, 1) / repeats
         try:
             branch.load_state_dict(branch_state, strict=True)
         except RuntimeError as err:
-            raise ValueError(f"{path}: does not match torchvision resnet18: {err}") from err
+            detail = " ".join(str(err).split())  # one line, cut: 100+ missing keys is common
+            detail = detail if len(detail) <= 200 else detail[:197] + "..."
+            raise ValueError(f"does not match torchvision resnet18: {detail}") from None
     return model

@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from fer3d import metrics
 from fer3d.campaign.atomic import atomic_write
 from fer3d.campaign.rundir import RunDir
+from fer3d.metrics import sequence_votes
+from fer3d.settings import PLAN_KEYS
 from fer3d.train.checkpoint import CellCheckpoints
 from fer3d.train.runtime import AmpMode, cell_seed, rng_state, seed_everything, set_rng_state
 from fer3d.train.sources import DeviceData, make_source, train_shape
-from fer3d.train.step import NUM_CLASSES, model_from_config, predict
+from fer3d.train.step import model_from_config, predict
 from fer3d.train.transforms import NO_AUGMENT, Augment
-from fer3d_data.schema import EXPRESSIONS
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class CellRun:
 
     cfg: object
     run: RunDir
-    index: object
+    index: object      # labels in the plan's class codes
     plan: object
     device: torch.device
     amp: AmpMode
@@ -67,9 +69,11 @@ class Cell:
         self.rows = run.plan.cell(run.index, repeat, fold)
         self.seed = cell_seed(cfg.seed, repeat, fold)
         self.test_subjects = [str(s) for s in run.plan.folds[repeat][fold]]
+        self.classes = list(run.plan.class_names)
         self.ckpt = CellCheckpoints(self.dir, cfg.keep, {
-            "variant": cfg.variant, "num_classes": NUM_CLASSES, "image_size": cfg.image_size,
-            "class_names": list(EXPRESSIONS), "test_subjects": self.test_subjects})
+            "variant": cfg.variant, "num_classes": len(self.classes),
+            "image_size": cfg.image_size, "class_names": self.classes,
+            "test_subjects": self.test_subjects})
         self.start, self.best, self.history = 0, {"val_acc": -1.0, "epoch": 0}, []
         self.resumed: dict | None = None
 
@@ -85,7 +89,7 @@ class Cell:
         if self.resumed is not None:
             return self.resumed["model"]
         seed_everything(self.seed)
-        return model_from_config(self.run.cfg).state_dict()
+        return model_from_config(self.run.cfg, len(self.classes)).state_dict()
 
     def restore(self) -> None:
         """Read the resume checkpoint, if any: epoch, best, history, RNG states."""
@@ -136,7 +140,8 @@ class Cell:
         logits, y, pos = predict(model, src.eval_batches(), self.run.amp, self.run.device,
                                  cfg.channels_last)
         src.close()
-        ids = np.array([str(s) for s in self.run.index.sample_id[self.rows["test"][pos]]])
+        index, rows = self.run.index, self.rows["test"][pos]
+        ids = np.array([str(s) for s in index.sample_id[rows]])
         atomic_write(self.dir.logits, lambda tmp: _save_npz(
             tmp, logits=logits, labels=y, sample_ids=ids))
         p = logits.argmax(1).astype(np.int64)
@@ -146,11 +151,26 @@ class Cell:
                 "correct": int((p == y).sum()), "total": len(y),
                 "accuracy": float((p == y).mean()) if len(y) else float("nan"),
                 "epochs": cfg.epochs, "selected_epoch": self.best["epoch"] or cfg.epochs,
-                **self.run.details, "pack": pack}
+                **self.sequence_record(logits, y, rows), **self.run.details, "pack": pack}
+
+    def sequence_record(self, logits: np.ndarray, y: np.ndarray, rows: np.ndarray) -> dict:
+        """Per-sequence votes of the test samples when the campaign has sequences."""
+        index = self.run.index
+        if not (index.sequence[np.concatenate(list(self.rows.values()))] != "").any():
+            return {}
+        _, labels, preds = sequence_votes(logits, y, index.sequence[rows],
+                                          index.sample_id[rows])
+        return {"sequence_correct": int((preds == labels).sum()), "sequence_total": len(labels)}
 
     def finish(self, model, last_state: Callable[[], dict], pack: int = 1) -> dict:
         """Test, keep what ``--keep`` asks for, write fold.json (last: the cell is done)."""
         record = self.test(model, pack)
+        tb = tensorboard(self.run, self.repeat, self.fold)
+        if tb is not None:
+            try:
+                _log_test(tb, self.run.cfg, record, len(self.classes))
+            finally:
+                tb.close()
         self.ckpt.finish(model, self.run.cfg.epochs, last_state)
         self.dir.write_record(record)
         log.info("r%d f%d: test accuracy %.4f (%d/%d)", self.repeat, self.fold,
@@ -169,3 +189,14 @@ def tensorboard(run: CellRun, repeat: int, fold: int):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(os.fspath(run.run.tensorboard(repeat, fold)))
+
+
+def _log_test(tb, cfg, record: dict, n_classes: int) -> None:
+    """The cell's test scores as scalars (test/...) and, with the plan's settings, as one
+    HParams session, so TensorBoard can compare cells and campaigns."""
+    cm = metrics.confusion_matrix(record["labels"], record["predictions"], n_classes)
+    test = {f"test/{k}": v for k, v in metrics.scores(cm).items()}
+    for key, value in test.items():
+        tb.add_scalar(key, value, cfg.epochs)
+    hparams = {k: "none" if getattr(cfg, k) is None else getattr(cfg, k) for k in PLAN_KEYS}
+    tb.add_hparams(hparams, test, run_name=".", global_step=cfg.epochs)

@@ -36,7 +36,7 @@ from fer3d.models.packed import (
 from fer3d.train.cell import Cell, CellRun, tensorboard
 from fer3d.train.checkpoint import SaveCadence, state_bytes
 from fer3d.train.runtime import make_optimizer
-from fer3d.train.step import NUM_CLASSES, place_model, train_epoch
+from fer3d.train.step import place_model, train_epoch
 from fer3d.train.transforms import NO_AUGMENT, Augment
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,13 @@ class Models:
     """A process's networks: one per pack size (with its compiled runner) and one lone
     evaluation model, each built once and reloaded for every pack."""
 
-    def __init__(self, cfg, device: torch.device, compile_mode: str | None):
+    def __init__(self, cfg, device: torch.device, compile_mode: str | None, num_classes: int):
         from fer3d.models import create_model
 
         self.cfg, self.device, self.compile_mode = cfg, device, compile_mode
+        self.num_classes = num_classes
         with torch.device("meta"):
-            self.template = create_model(cfg.variant, num_classes=NUM_CLASSES,
+            self.template = create_model(cfg.variant, num_classes=num_classes,
                                          head_init=cfg.head_init)
         self._nets: dict[int, tuple[torch.nn.Module, torch.nn.Module]] = {}
         self._eval: torch.nn.Module | None = None
@@ -67,7 +68,7 @@ class Models:
         """Weights of a new network (for measuring, not a cell's draw)."""
         from fer3d.models import create_model
 
-        return create_model(self.cfg.variant, num_classes=NUM_CLASSES,
+        return create_model(self.cfg.variant, num_classes=self.num_classes,
                             head_init=self.cfg.head_init).state_dict()
 
     def training(self, states: list[dict]) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -109,7 +110,7 @@ def cell_bytes(run: CellRun) -> int:
     s, b = cfg.image_size, cfg.batch_size
     batch = (torch.rand(b, 3, s, s, device=dev), torch.rand(b, 3, s, s, device=dev),
              torch.rand(b, 1, s // 4, s // 4, device=dev),
-             torch.randint(0, NUM_CLASSES, (b,), device=dev))
+             torch.randint(0, run.models.num_classes, (b,), device=dev))
     train_step(model, batch, make_optimizer(model.parameters(), cfg.lr),
                torch.amp.GradScaler(dev.type, enabled=run.amp.scaler), run.amp, dev,
                Totals(1, dev), channels_last=cfg.channels_last)

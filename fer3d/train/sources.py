@@ -87,7 +87,7 @@ class DeviceData:
         self.texture = torch.stack([p[0] for p in parts]).to(device)
         self.depth = torch.stack([p[1] for p in parts]).to(device, dtype)
         self.mask56 = torch.stack([p[2] for p in parts]).to(device)
-        self.labels = torch.from_numpy(index.expression[self.rows]).to(device)
+        self.labels = torch.from_numpy(index.label[self.rows]).to(device)
         self.device = device
 
     @property

@@ -16,16 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fer3d.errors import ConfigError
+from fer3d.errors import CheckpointError, ConfigError
 from fer3d.models.packed import cell_logits, to_cells_layout
 from fer3d.train.runtime import AmpMode
-from fer3d_data.schema import EXPRESSIONS
-
-NUM_CLASSES = len(EXPRESSIONS)
+from fer3d_data.schema import MASKS
 
 
 def compute_loss(logits: torch.Tensor, labels: torch.Tensor, cells: int = 1) -> torch.Tensor:
-    """``(B, K*6)`` logits of K packed cells, ``(K*B,)`` codes stacked cell-major -> each
+    """``(B, K*C)`` logits of K packed cells, ``(K*B,)`` codes stacked cell-major -> each
     cell's mean cross-entropy ``(K,)`` in fp32 (K = 1: one cell, a 1-element tensor)."""
     per_sample = F.cross_entropy(cell_logits(logits, cells).flatten(0, 1).float(), labels,
                                  reduction="none")
@@ -104,7 +102,7 @@ def train_epoch(model, batches, optimizer, scaler, amp: AmpMode, device: torch.d
 @torch.no_grad()
 def predict(model, batches, amp: AmpMode, device: torch.device,
             channels_last: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(logits (N, 6) float32, labels (N,) int64, source positions (N,) int64)."""
+    """(logits (N, C) float32, labels (N,) int64, source positions (N,) int64)."""
     model.eval()
     logits, labels, where = [], [], []
     for tex, dep, mask, y, pos in batches:
@@ -114,7 +112,8 @@ def predict(model, batches, amp: AmpMode, device: torch.device,
         labels.append(y)
         where.append(pos)
     if not logits:
-        return np.zeros((0, NUM_CLASSES), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        empty = np.zeros(0, np.int64)
+        return np.zeros((0, model.num_classes), np.float32), empty, empty
     return (torch.cat(logits).cpu().numpy(), torch.cat(labels).cpu().numpy().astype(np.int64),
             torch.cat(where).cpu().numpy().astype(np.int64))
 
@@ -128,12 +127,33 @@ def check_variant(name: str) -> None:
         raise ConfigError(f"unknown variant {name!r}; available: {', '.join(names)}")
 
 
-def model_from_config(cfg) -> torch.nn.Module:
-    """The one place TrainConfig settings become model-builder keywords."""
+def check_masks(name: str, index) -> None:
+    """ConfigError when variant ``name`` uses mask attention and the shards of ``index``
+    hold no salient-region masks (written with ``--masks none``: every mask is zero)."""
     from fer3d.models import create_model
 
-    return create_model(cfg.variant, num_classes=NUM_CLASSES, pretrained=cfg.pretrained,
-                        head_init=cfg.head_init)
+    if index.masks == MASKS[0]:
+        return
+    with torch.device("meta"):  # the variant's structure only: no memory, no init cost
+        uses_mask = create_model(name).uses_mask
+    if uses_mask:
+        raise ConfigError(f"variant {name} needs salient-region masks, but "
+                          f"{index.paths[0]} has masks {index.masks!r} (prepared with "
+                          "--masks none); train a variant without MA, e.g. afnet_m_no_ma")
+
+
+def model_from_config(cfg, num_classes: int) -> torch.nn.Module:
+    """The one place TrainConfig settings become model-builder keywords; ``--pretrained``
+    is read by :func:`fer3d.train.checkpoint.read_pretrained`."""
+    from fer3d.models import create_model
+    from fer3d.train.checkpoint import read_pretrained
+
+    state = None if cfg.pretrained is None else read_pretrained(cfg.pretrained)
+    try:
+        return create_model(cfg.variant, num_classes=num_classes, pretrained=state,
+                            head_init=cfg.head_init)
+    except ValueError as exc:  # the weights do not fit (the variant was checked before)
+        raise CheckpointError(f"--pretrained: {cfg.pretrained}: {exc}") from None
 
 
 def place_model(model: torch.nn.Module, device: torch.device,

@@ -32,6 +32,7 @@ from fer3d.train.runtime import (
     seed_everything,
     set_rng_state,
 )
+from fer3d_data.schema import EXPRESSIONS
 
 
 def tiny(shard, out, **kw) -> TrainConfig:
@@ -107,7 +108,7 @@ def test_summarise_pools_repeats():
              "correct": 1, "total": 2},
             {"repeat": 1, "fold": 0, "variant": "v", "labels": [0, 1, 2, 2],
              "predictions": [1, 1, 2, 2], "correct": 3, "total": 4}]
-    s = summarise(recs, 2)
+    s = summarise(recs, 2, list(EXPRESSIONS))
     assert s["repeat_accuracies"] == [0.75, 0.75]
     assert s["accuracy_mean"] == 0.75 and s["accuracy_spread"] == 0.0
     assert s["accuracy_spread_name"] == "std over repeats"
@@ -122,10 +123,10 @@ def test_one_repeat_spreads_over_its_folds():
     was 0.00 in fer3d-train's line and 8.84 in the report's); a single cell has none."""
     recs = [{"repeat": 0, "fold": f, "variant": "v", "labels": [0, 1], "predictions": p,
              "correct": c, "total": 2} for f, (p, c) in enumerate([([0, 1], 2), ([0, 0], 1)])]
-    s = summarise(recs, 1)
+    s = summarise(recs, 1, ["a", "b"])
     assert s["accuracy_spread"] == pytest.approx(np.std([1.0, 0.5], ddof=1))
     assert s["accuracy_spread_name"] == "std over folds"
-    assert summarise(recs[:1], 1)["accuracy_spread"] is None
+    assert summarise(recs[:1], 1, ["a", "b"])["accuracy_spread"] is None
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -281,21 +282,29 @@ def test_nan_loss_stops_cell_and_campaign_resumes(bu3dfe_shard, tmp_path, monkey
         assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
 
 
-def test_rerun_without_resume_is_refused(bu3dfe_shard, tmp_path):
+def test_rerun_attaches_and_resume_needs_a_run(bu3dfe_shard, tmp_path, caplog):
+    """Resuming is the default: the same settings attach without --resume; --resume only
+    refuses to start a new run (a mistyped --out)."""
+    caplog.set_level("INFO")
     run_campaign(tiny(bu3dfe_shard, tmp_path / "run", init_only=True))
-    with pytest.raises(FileExistsError, match="pass --resume"):
-        run_campaign(tiny(bu3dfe_shard, tmp_path / "run"))
+    run_campaign(tiny(bu3dfe_shard, tmp_path / "run", init_only=True))
+    assert any("resuming the run there: 0 of 2 cells done" in r.message for r in caplog.records)
+    with pytest.raises(ConfigError, match="--resume: .*typo holds no run to resume"):
+        run_campaign(tiny(bu3dfe_shard, tmp_path / "typo", resume=True))
+    assert not (tmp_path / "typo").exists()
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 def test_finished_cell_keeps_fp32_weights_only(bu3dfe_shard, tmp_path, caplog):
     caplog.set_level("INFO")
-    run_campaign(tiny(bu3dfe_shard, tmp_path / "run", epochs=1, variant="texture_only",
+    run_campaign(tiny(bu3dfe_shard, tmp_path / "run", epochs=2, variant="texture_only",
                       checkpoint_every=1))
-    # the cost is known after the first epoch: samples/s and an ETA, once per process
-    eta = [r.message for r in caplog.records if "first epoch:" in r.message]
-    assert len(eta) == 1 and "samples/s; 2 cell(s) x 1 epochs x 12 samples" in eta[0]
+    # the cost is known after the first steady-state epoch (the first has the warm-up): an
+    # ETA over the epochs left, once per process
+    eta = [r.message for r in caplog.records if "steady-state epoch:" in r.message]
+    assert len(eta) == 1 and eta[0].startswith("r0 f0 ")
+    assert "2 more epoch(s) in 1 cell(s)" in eta[0]
     assert "ETA" in eta[0]
     cell = tmp_path / "run/cells/r0_f0"
     assert sorted(p.name for p in cell.iterdir()) == ["epochs.csv", "fold.json", "logits.npz",
@@ -339,7 +348,7 @@ def _truncated(path):
     (_truncated, "truncated checkpoint"),
     (lambda p: p.write_text("# README\nnot a model\n"), "not a PyTorch checkpoint"),
     (lambda p: torch.save({"weights": 1}, p), "not a fer3d checkpoint"),
-    (lambda p: None, "no such checkpoint"),
+    (lambda p: None, "no such file"),
 ])
 def test_checkpoint_load_errors_name_file_and_problem(tmp_path, make, problem):
     path = tmp_path / "ckpt.pt"
