@@ -1,5 +1,5 @@
-"""The campaign engine on this machine, side by side in one run: data paths, the training
-step, and a tiny campaign with the old settings and the new defaults.
+"""The campaign engine on this machine, side by side in one run: data paths, cells alone
+against cells packed, and a tiny campaign with the old settings and the new defaults.
 
 Stage: training performance (docs/performance.md). Prints JSON:
 
@@ -7,13 +7,18 @@ Stage: training performance (docs/performance.md). Prints JSON:
   ``device_data_sps``: device-resident batches incl. augmentation (same cores),
   ``auto_picks`` and ``data_speedup`` = the picked path over the other (>= 1: auto never
   picks the slower one);
-- ``train_sps``, ``gflop_per_sample`` (forward + backward, counted by torch's
-  FlopCounterMode), ``achieved_gflops``;
+- ``lone_sps`` (= ``train_sps``) and ``packed_sps``: training samples/s of one cell, and of
+  ``--pack-k`` cells packed into one network, through the real data path, timed in turn
+  for ``--rounds`` rounds (ABAB: both see the same load; best round and ``*_range``);
+  ``pack_auto``: what ``--pack auto`` picks here; ``pack_speedup``: auto's choice over
+  lone cells (>= 1: auto never picks the slower setting); ``packed_over_lone``;
+- ``gflop_per_sample`` (forward + backward, counted by torch's FlopCounterMode on the meta
+  device), ``achieved_gflops``;
 - ``campaign_old_s`` (per-sample loader, a full checkpoint every epoch kept, a host sync
   every step) vs ``campaign_new_s`` (the defaults) for 4 cells x 2 epochs at small images,
   and ``campaign_speedup``.
 
-    .venv/bin/python benchmarks/bench_campaign.py [--size 224] [--device cpu]
+    .venv/bin/python benchmarks/bench_campaign.py [--size 224] [--device cpu] [--pack-k 2]
 """
 
 from __future__ import annotations
@@ -29,38 +34,18 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _emit import emit  # noqa: E402
+from _emit import emit, interleaved  # noqa: E402
+from _packing import pack_trainer, sync  # noqa: E402
 from bench_loader import fabricate_shard  # noqa: E402
-from bench_train import fake_batches  # noqa: E402
 
 from fer3d.campaign.run import run_campaign  # noqa: E402
 from fer3d.models import create_model  # noqa: E402
 from fer3d.settings import TrainConfig  # noqa: E402
-from fer3d.train.runtime import make_optimizer, resolve_amp, resolve_device  # noqa: E402
-from fer3d.train.sources import (  # noqa: E402
-    DeviceData,
-    LoaderSource,
-    make_source,
-    use_device_data,
-)
-from fer3d.train.step import place_model, train_epoch  # noqa: E402
+from fer3d.train.packed import pack_size  # noqa: E402
+from fer3d.train.runtime import resolve_amp, resolve_device  # noqa: E402
+from fer3d.train.sources import DeviceData, make_source, use_device_data  # noqa: E402
 from fer3d.train.transforms import Augment  # noqa: E402
 from fer3d_data.shard_index import read_shard_index  # noqa: E402
-
-
-def machine(device: torch.device) -> dict:
-    """What the figures ran on: CPU capability (probed), threads, GPU name."""
-    info = {"device": str(device), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def data_sps(shard: str, size: int, batch: int, device: torch.device, *, on_device: bool,
@@ -77,42 +62,50 @@ def data_sps(shard: str, size: int, batch: int, device: torch.device, *, on_devi
     for epoch in range(1, epochs + 1):
         for b in src.train_batches(epoch):
             seen += b[3].shape[0]
-    _sync(device)
+    sync(device)
     secs = time.perf_counter() - t0
-    if isinstance(src, LoaderSource):
-        src.close()
+    src.close()
     return seen / secs
 
 
-def gflop_per_sample(variant: str, size: int, device: torch.device) -> float:
-    """Forward + backward GFLOP of one training sample (FlopCounterMode, batch 2)."""
+def gflop_per_sample(variant: str, size: int, device: torch.device | None = None) -> float:
+    """Forward + backward GFLOP of one training sample (FlopCounterMode on the meta device:
+    shapes only, no memory, no time; ``device`` is not needed)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = create_model(variant).to(device).train()
-    tex, dep, mask, labels, _ = fake_batches(1, 2, size, device=device)[0]
+    with torch.device("meta"):
+        model = create_model(variant).train()
+        inputs = (torch.rand(2, 3, size, size), torch.rand(2, 3, size, size),
+                  torch.rand(2, 1, size // 4, size // 4))
+        labels = torch.zeros(2, dtype=torch.int64)
     with FlopCounterMode(display=False) as counter:
-        torch.nn.functional.cross_entropy(model(tex, dep, mask), labels).backward()
+        torch.nn.functional.cross_entropy(model(*inputs), labels).backward()
     return counter.get_total_flops() / 2 / 1e9
 
 
-def train_sps(variant: str, size: int, batch: int, device: torch.device, *, steps: int,
-              warmup: int = 2, compile: bool = False) -> float:
-    """Samples/s of the engine's step with its defaults for ``device``."""
-    torch.manual_seed(0)
-    model = place_model(create_model(variant), device, True)
-    run = torch.compile(model) if compile else model
-    opt = make_optimizer(model.parameters(), 1e-4, device)
+def lone_vs_packed(shard: str, args, device: torch.device) -> dict:
+    """Samples/s of one cell and of ``--pack-k`` packed cells, timed in turn (ABAB)."""
+    index = read_shard_index([shard])
     amp = resolve_amp("auto", device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp.scaler)
-    batches = fake_batches(warmup + steps, batch, size, device=device)
-    train_epoch(run, batches[:warmup], opt, scaler, amp, device, channels_last=True,
-                where="warm-up")
-    _sync(device)
-    t0 = time.perf_counter()
-    train_epoch(run, batches[warmup:], opt, scaler, amp, device, channels_last=True,
-                where="bench")
-    _sync(device)
-    return steps * batch / (time.perf_counter() - t0)
+    data = DeviceData(index, np.arange(len(index)), device)
+    rows = np.arange(min(len(index), args.steps * args.batch))
+    epochs = {k: pack_trainer(data, rows, variant=args.variant, size=args.size,
+                              batch=args.batch, k=k, device=device, amp=amp)
+              for k in (1, args.pack_k)}
+    for epoch in epochs.values():  # warm-up: first allocations, autotuning
+        epoch()
+    samples = {k: k * len(rows) // args.batch * args.batch for k in epochs}
+    times = [t for t, _ in interleaved(list(epochs.values()), args.rounds)]
+    out = {}
+    for (k, t), name in zip(zip(epochs, times), ("lone", "packed")):
+        out[f"{name}_sps"] = round(samples[k] / min(t), 3)
+        out[f"{name}_sps_range"] = [round(samples[k] / max(t), 3), round(samples[k] / min(t), 3)]
+    run = type("Run", (), {"device": device, "amp": amp, "data": data})()
+    auto = pack_size(None, run)
+    out.update(pack_k=args.pack_k, pack_auto=auto,
+               packed_over_lone=round(out["packed_sps"] / out["lone_sps"], 3),
+               pack_speedup=1.0 if auto == 1 else round(out["packed_sps"] / out["lone_sps"], 3))
+    return out
 
 
 def campaign_seconds(shard: str, out: str, **settings) -> float:
@@ -132,7 +125,9 @@ def main(argv=None) -> dict:
     p.add_argument("--size", type=int, default=224, help="data-path and step image size")
     p.add_argument("--n", type=int, default=96, help="samples in the fabricated shard")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=2, help="timed training steps")
+    p.add_argument("--steps", type=int, default=2, help="training steps per timed epoch")
+    p.add_argument("--pack-k", type=int, default=2, help="cells packed against one alone")
+    p.add_argument("--rounds", type=int, default=2, help="lone and packed epochs in turn")
     p.add_argument("--campaign-size", type=int, default=32, help="tiny campaign image size")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None)
@@ -140,7 +135,7 @@ def main(argv=None) -> dict:
 
     device = resolve_device(args.device)
     workers = max(1, os.cpu_count() or 1)
-    result = {**machine(device), "variant": args.variant, "image_size": args.size,
+    result = {"device": str(device), "variant": args.variant, "image_size": args.size,
               "batch": args.batch}
     with tempfile.TemporaryDirectory() as tmp:
         shard = fabricate_shard(os.path.join(tmp, "bench.h5"), args.n, args.size)
@@ -152,9 +147,9 @@ def main(argv=None) -> dict:
         result["auto_picks"] = "device" if picked else "loader"
         a, b = result["device_data_sps"], result["loader_sps"]
         result["data_speedup"] = a / b if picked else b / a
-        result["gflop_per_sample"] = gflop_per_sample(args.variant, args.size, device)
-        result["train_sps"] = train_sps(args.variant, args.size, args.batch, device,
-                                        steps=args.steps)
+        result["gflop_per_sample"] = gflop_per_sample(args.variant, args.size)
+        result.update(lone_vs_packed(shard, args, device))
+        result["train_sps"] = result["lone_sps"]
         result["achieved_gflops"] = result["train_sps"] * result["gflop_per_sample"]
 
         small = fabricate_shard(os.path.join(tmp, "small.h5"), 48, args.campaign_size)
@@ -165,7 +160,7 @@ def main(argv=None) -> dict:
                                                     **tiny, **OLD_WAY)
         result["campaign_new_s"] = campaign_seconds(small, os.path.join(tmp, "new"), **tiny)
         result["campaign_speedup"] = result["campaign_old_s"] / result["campaign_new_s"]
-    return emit(result, args.out)
+    return emit(result, args.out, device)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,23 @@
-"""ShardDataset + DataLoader throughput at 224 with training augmentation.
+"""ShardDataset + DataLoader throughput with training augmentation, beside the training step
+it feeds.
 
-Stage: training input pipeline (docs/performance.md). Fabricates a schema-conforming
-224x224 shard (gzip + shuffle, one sample per chunk, as fer3d-prep writes), then times
-full epochs of the engine's training loader. Prints JSON {"loader_sps", ...}; compare
-with bench_train.py's "ours_sps" (target: loader >= 10x the training step).
+Stage: training input pipeline (docs/performance.md). Fabricates a schema-conforming shard
+(gzip + shuffle, one sample per chunk, as fer3d-prep writes), then, in turn for ``--rounds``
+rounds (ABAB...: the same load for both), times one epoch of the engine's training loader
+and the engine's training step (fer3d.train.step.train_epoch, its defaults) on ``--steps``
+of that loader's batches: the same-run reference the target names (loader >= 10x the
+step, so the loader never holds training up). Steady state: a warm-up epoch (worker
+start-up, first file opens) and warm-up steps come first. Prints JSON {"loader_sps",
+"train_step_sps", "loader_vs_train_step", ...}: best round, and the rounds' range.
 
     .venv/bin/python benchmarks/bench_loader.py --workers 2 --n 96
+    .venv/bin/python benchmarks/bench_loader.py --smoke     # tiny sizes: does it run
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import tempfile
 import time
@@ -18,12 +25,17 @@ import time
 import h5py
 import numpy as np
 import torch
-from _emit import emit
+from _emit import emit, interleaved
+from bench_train import engine_trainer
 
+from fer3d.train.runtime import resolve_amp
 from fer3d.train.sources import LoaderSource
 from fer3d.train.transforms import Augment
 from fer3d_data.schema import CLASS_NAMES, FORMAT, FORMAT_VERSION
 from fer3d_data.shard_index import read_shard_index
+
+TARGET_VS_STEP = 10.0
+SMOKE = {"n": 24, "size": 32, "batch": 4, "workers": 1, "steps": 1, "rounds": 2}
 
 
 def fabricate_shard(path: str, n: int, size: int, seed: int = 0) -> str:
@@ -60,38 +72,61 @@ def fabricate_shard(path: str, n: int, size: int, seed: int = 0) -> str:
     return path
 
 
+def item_ms(src: LoaderSource, n: int) -> float:
+    """Milliseconds per augmented sample read in this process (no worker)."""
+    t = time.perf_counter()
+    for i in range(n):
+        src.train_ds[(i, i)]
+    return 1000 * (time.perf_counter() - t) / n
+
+
+def measure(path: str, args) -> dict:
+    cpu = torch.device("cpu")
+    src = LoaderSource(read_shard_index([path]), np.arange(args.n), args.size, args.batch,
+                       Augment(), args.workers, cpu)
+    step = engine_trainer(args.variant, cpu, resolve_amp("auto", cpu))
+    batches = list(src.train_batches(0))  # warm-up epoch: worker start-up, first opens
+    step(batches[:2])
+    step_batches = [batches[i % len(batches)] for i in range(args.steps)]
+    step_samples = sum(b[3].shape[0] for b in step_batches)
+    seeds = itertools.count(1)  # a new epoch (order, augmentation) every round
+    (loader_t, seen), (step_t, _) = interleaved(
+        [lambda: sum(b[3].shape[0] for b in src.train_batches(next(seeds))),
+         lambda: step(step_batches)], args.rounds)
+    loader = [seen / t for t in loader_t]
+    train = [step_samples / t for t in step_t]
+    ratios = [a / b for a, b in zip(loader, train)]
+    result = {"loader_sps": round(max(loader), 2),
+              "loader_sps_range": [round(min(loader), 2), round(max(loader), 2)],
+              "train_step_sps": round(max(train), 3),
+              "loader_vs_train_step": round(max(loader) / max(train), 2),
+              "loader_vs_train_step_range": [round(min(ratios), 2), round(max(ratios), 2)],
+              "samples_per_epoch": seen, "single_process_item_ms":
+              round(item_ms(src, min(32, args.n)), 2)}
+    src.close()
+    return result
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=96, help="samples in the fabricated shard")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up")
-    p.add_argument("--out", default=None)
+    p.add_argument("--variant", default="afnet_m", help="the model of the training step")
+    p.add_argument("--steps", type=int, default=3, help="timed training steps per round")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of loader and step in turn")
+    p.add_argument("--smoke", action="store_true", help=f"tiny sizes: {SMOKE}")
+    p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
-
+    if args.smoke:
+        vars(args).update(SMOKE)
     with tempfile.TemporaryDirectory() as tmp:
         path = fabricate_shard(os.path.join(tmp, "bench.h5"), args.n, args.size)
-        index = read_shard_index([path])
-        src = LoaderSource(index, np.arange(args.n), args.size, args.batch, Augment(),
-                           args.workers, torch.device("cpu"))
-        for _ in src.train_batches(0):  # warm-up: worker start-up and first file opens
-            pass
-        seen, t0 = 0, time.perf_counter()
-        for epoch in range(1, args.epochs + 1):
-            for batch in src.train_batches(epoch):
-                seen += batch[3].shape[0]
-        secs = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        for i in range(min(32, args.n)):
-            src.train_ds[(i, i)]
-        item_ms = 1000 * (time.perf_counter() - t1) / min(32, args.n)
-        src.close()
-        del src
-    result = {"loader_sps": seen / secs, "workers": args.workers, "batch": args.batch,
-              "image_size": args.size, "samples": seen, "seconds": secs,
-              "single_process_item_ms": item_ms}
-    return emit(result, args.out)
+        result = {"workers": args.workers, "batch": args.batch, "image_size": args.size,
+                  "variant": args.variant, "steps": args.steps, "rounds": args.rounds,
+                  **measure(path, args), "target_vs_train_step": TARGET_VS_STEP}
+    return emit(result, args.out, torch.device("cpu"))
 
 
 if __name__ == "__main__":

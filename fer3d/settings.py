@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import click
 
+from fer3d.campaign.protocol import PRESETS
 from fer3d.errors import ConfigError
 from fer3d.paper.catalog import VARIANT_NAMES
 from fer3d_data.clibase import StrictBool, StrictFloat, StrictInt
@@ -31,25 +32,41 @@ DEFAULT_EPOCHS = 30      # the paper gives no epoch count or batch size (docs/pr
 DEFAULT_BATCH_SIZE = 32
 # Largest input: the paper trains at 224; at 1024 a batch of 32 already needs tens of GiB.
 MAX_IMAGE_SIZE = 1024
-PRESET_CHOICES = ("auto", "bu3dfe", "bosphorus")
+PRESET_CHOICES = ("auto", *PRESETS)
 EXECUTORS = ("local", "ray")
-KEEP = ("weights", "none", "full")
+KEEP = ("weights", "first", "none", "full")
 AUTO_ON_OFF = ("auto", "on", "off")
 HEAD_INITS = ("normal", "identity")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
 AMPS = ("auto", "off", "bf16", "fp16")
 SCOPES = ("plan", "run", "process")
 
 
 class AutoInt(click.ParamType):
-    """``auto`` (None) or an integer >= 0."""
+    """``auto`` (None) or an integer >= ``min``."""
 
     name = "auto|integer"
+
+    def __init__(self, min: int = 0):
+        self.min = min
 
     def convert(self, value, param, ctx):
         if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
             return None
-        return StrictInt(min=0).convert(value, param, ctx)
+        return StrictInt(min=self.min).convert(value, param, ctx)
+
+
+class DeviceName(click.ParamType):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (one GPU by its index)."""
+
+    name = "auto|cpu|cuda|cuda:N"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip().lower()
+        kind, _, index = text.partition(":")
+        if text in DEVICES or (kind == "cuda" and index.isdigit()):
+            return text
+        self.fail(f"{value!r} is not a device; use auto, cpu, cuda or cuda:N", param, ctx)
 
 
 class OptionalText(click.ParamType):
@@ -61,6 +78,25 @@ class OptionalText(click.ParamType):
         if value is None or str(value).strip().lower() in ("", "none"):
             return None
         return str(value)
+
+
+class NameList(click.ParamType):
+    """Comma-separated names (or a list of them) -> list; ``none`` or empty -> None."""
+
+    name = "a,b,..."
+
+    def convert(self, value, param, ctx):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            self.fail(f"{value!r} is not a comma-separated list of names", param, ctx)
+        names = [str(v).strip() for v in items]
+        if not all(names):
+            self.fail(f"{value!r} holds an empty name", param, ctx)
+        if len(set(names)) != len(names):
+            self.fail(f"{value!r} names a class twice", param, ctx)
+        return names
 
 
 def setting(default, kind: click.ParamType, help: str, *, scope: str = "process",
@@ -107,8 +143,10 @@ class TrainConfig:
                         scope="plan", recipe=True)
     image_size: int = setting(224, StrictInt(min=8, max=MAX_IMAGE_SIZE),
                               "input size S (multiple of 4)", scope="plan", recipe=True)
-    device: str = setting("auto", click.Choice(DEVICES),
-                          "auto: cuda (cuda:LOCAL_RANK under torchrun) if present, else cpu")
+    device: str = setting("auto", DeviceName(), "auto: a GPU if torch can use one, else cpu "
+                          "(refused when GPUs are allocated but unusable); cuda: this process's "
+                          "GPU (torchrun LOCAL_RANK, srun SLURM_LOCALID, --parallel-cells "
+                          "worker); cuda:N: that one")
     amp: str = setting("auto", click.Choice(AMPS),
                        "mixed precision; auto: bf16 where native, fp16+scaler on old GPUs",
                        scope="run")
@@ -119,12 +157,16 @@ class TrainConfig:
     seed: int = setting(0, StrictInt(min=0), "seed of subject choice, folds and every cell",
                         scope="plan", recipe=True)
     resume: bool = setting(False, StrictBool(),
-                           "attach to the run in --out (finished cells are kept)")
+                           "refuse to start a new run: --out must hold one (the same command "
+                           "resumes its run with or without this flag)")
     preset: str = setting("auto", click.Choice(PRESET_CHOICES),
-                          "sample selection; auto: the shards' dataset", scope="plan",
-                          recipe=True)
-    subjects: int = setting(60, StrictInt(min=1), "subjects to select", scope="plan",
-                            recipe=True)
+                          "sample selection (docs/protocol.md); auto: the shards' dataset's, "
+                          "labels for any other collection", scope="plan", recipe=True)
+    classes: list[str] | None = setting(None, NameList(), "classes to train, in this order "
+                                        "(default: the preset's; labels: every label of the "
+                                        "shards)", scope="plan", recipe=True, optional=True)
+    subjects: int = setting(60, StrictInt(min=1), "subjects drawn by a preset that draws "
+                            "them (labels: every subject)", scope="plan", recipe=True)
     pretrained: str | None = setting(
         None, click.STRING, "resnet18 state dict for both branches (imagenet: torchvision's "
         "file in the torch hub cache; never downloaded); none: from scratch", scope="plan",
@@ -143,7 +185,8 @@ class TrainConfig:
     compile: str = setting("auto", click.Choice(AUTO_ON_OFF),
                            "torch.compile the model (auto: off, see docs/performance.md)")
     keep: str = setting("weights", click.Choice(KEEP), "what a finished cell keeps: weights "
-                        "(fp32), none, full (+optimizer)", scope="run")
+                        "(fp32), first (weights of cell r0 f0 only), none, full (+optimizer)",
+                        scope="run", recipe=True)
     checkpoint_every: int | None = setting(None, AutoInt(), "epochs between resume "
                                            "checkpoints; 0 none; auto: < 5 % of training time",
                                            scope="run", optional=True)
@@ -159,10 +202,13 @@ class TrainConfig:
                               "nothing")
     executor: str = setting("local", click.Choice(EXECUTORS),
                             "local (this machine) or ray (a cluster, `fer3d[ray]`)")
-    parallel_cells: int = setting(1, StrictInt(min=1), "local executor: cells trained at once "
-                                  "in separate processes")
+    parallel_cells: int = setting(1, StrictInt(min=1), "local executor: worker processes, "
+                                  "spread over this process's GPUs")
+    pack: int | None = setting(None, AutoInt(min=1), "cells trained at once as one network "
+                               "grouped K ways (auto: from free GPU memory on CUDA, 1 on a CPU)",
+                               optional=True)
     gpus_per_cell: float = setting(1.0, StrictFloat(min=0.0, max=64.0),
-                                   "ray: GPUs per cell task (0.25: four cells share a GPU)")
+                                   "ray: GPUs per worker actor (0.25: four actors share a GPU)")
     ray_address: str | None = setting(None, OptionalText(), "ray: a running cluster's head "
                                       "(default: start a local instance)", optional=True)
     claim_timeout: float = setting(300.0, StrictFloat(min=1.0), "seconds without heartbeat "

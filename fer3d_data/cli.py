@@ -18,7 +18,7 @@ import click
 
 from .clibase import Group, StrictInt, config_option
 from .datasets import ADAPTERS
-from .prep.command import PROG, prep_command, prep_options
+from .prep.command import PROG, check_output, prep_command, prep_options
 from .prep.config import PrepConfig
 from .synth.command import synth_group
 
@@ -129,6 +129,7 @@ def merge_command(out, parts, virtual, overwrite):
     samples and /errors rows are copied (without --virtual)."""
     from .shards import inspect, merge
 
+    check_output(out)
     merge(out, parts, overwrite=overwrite, virtual=virtual)
     info = inspect(out)
     click.echo(f"{out}: {info['n_samples']} samples from {len(parts)} parts, "
@@ -152,6 +153,7 @@ def export_command(source, scan_id, output, **params):
     cells and textured with its aligned texture; the options do not apply)."""
     from .export import export_face
 
+    check_output(output)
     for path in export_face(source, scan_id, output, PrepConfig(**params)):
         click.echo(path)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, Callable
 
 import click
 
-from .errors import Fer3dDataError, UserError
+from .errors import Fer3dDataError, RawFormatError, UserError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True,
                     "max_content_width": 100}
@@ -30,14 +31,33 @@ class ProjectError(click.ClickException):
     exit_code = 2
 
 
+# What to do about a system error on a path the user gave (or one derived from it).
+_OS_ADVICE = {
+    errno.EACCES: "check its permissions, or choose another path",
+    errno.EPERM: "check its permissions, or choose another path",
+    errno.EROFS: "the file system is read-only: choose another path",
+    errno.ENOENT: "check that the path and its folder exist",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EISDIR: "it is a folder: give a file path",
+    errno.EEXIST: "it exists: remove it, or choose another path",
+    errno.ENAMETOOLONG: "use a shorter path",
+    errno.ELOOP: "it is a loop of symbolic links: check the links",
+}
+
+
 def _reraise(exc: BaseException) -> None:
-    """Turn the project's own errors and a full disk into a one-line click error."""
+    """Turn the project's own errors, a full disk and a system error naming a file into a
+    one-line click error; anything else (a bug) keeps its traceback."""
     if isinstance(exc, UserError):
         raise ProjectError(str(exc)) from exc
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         where = f" writing {exc.filename}" if exc.filename else ""
         raise ProjectError(f"no space left on device{where}; free space and rerun the same "
                            "command to resume") from exc
+    if isinstance(exc, OSError) and exc.filename:
+        path = exc.filename + (f" -> {exc.filename2}" if exc.filename2 else "")
+        advice = _OS_ADVICE.get(exc.errno, "check the path")
+        raise ProjectError(f"{path}: {exc.strerror or exc}; {advice}") from exc
 
 
 class Command(click.Command):
@@ -141,28 +161,115 @@ class StrictBool(click.ParamType):
 
 # --------------------------------------------------------------------------- config files
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Option values from a YAML or JSON mapping; keys may use '-' or '_'."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise Fer3dDataError(f"{path}: cannot read config file ({e})") from None
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
+# Largest file a person types for a command (--config, @FILE lists): genuine ones are a few
+# KB, so the cap only stops /dev/zero and the like.
+MAX_USER_FILE_BYTES = 2**20
+# Values a config file may expand to: a flat mapping of options holds a few dozen; YAML
+# aliases can make a 400-byte file expand to billions (an "alias bomb").
+MAX_CONFIG_VALUES = 10_000
+# Longest message about one bad value: a value is quoted, and may be huge.
+MAX_MESSAGE_CHARS = 300
 
-            data = yaml.safe_load(text)
+
+def read_user_file(path: str | Path, what: str) -> str:
+    """The text of a file a user names, through the bounded reader of every raw file
+    (regular file only, ``MAX_USER_FILE_BYTES``, a time limit): /dev/zero, a FIFO or a
+    folder is a one-line Fer3dDataError naming the path and ``what`` it is."""
+    from .io._common import read_bytes  # here: fer3d_data.io imports OpenCV
+
+    try:
+        data = read_bytes(path, max_bytes=MAX_USER_FILE_BYTES)
+    except RawFormatError as e:
+        raise Fer3dDataError(f"{path}: cannot read {what}: {e.problem}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Fer3dDataError(f"{path}: {what} is not UTF-8 text") from None
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Option values from a YAML or JSON mapping; keys may use '-' or '_'.
+
+    A duplicate key, and YAML aliases expanding past ``MAX_CONFIG_VALUES`` values, are
+    refused: the file must say one thing, in bounded work.
+    """
+    path = Path(path)
+    text = read_user_file(path, "config file")
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+    try:
+        data = (json.loads(text, object_pairs_hook=_unique_keys) if kind == "JSON"
+                else load_yaml(text))
     except Exception as e:  # yaml and json raise several types; all mean "not parseable"
-        raise Fer3dDataError(f"{path}: not valid "
-                             f"{path.suffix.lstrip('.') or 'YAML'} ({e})") from None
+        mark = getattr(e, "problem_mark", None)  # yaml's errors: say where, on one line
+        why = f"{e.problem}, line {mark.line + 1}" if getattr(e, "problem", None) and mark else e
+        raise Fer3dDataError(f"{path}: not valid {kind} ({one_line(why)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise Fer3dDataError(f"{path}: a config file must hold a mapping of option names to values")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object that names each key once (json.loads would keep the last silently)."""
+    keys = [k for k, _ in pairs]
+    twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if twice is not None:
+        raise ValueError(f"duplicate key {twice!r}")
+    return dict(pairs)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML a user wrote (config, landmark scheme), with yaml's safe types; a duplicate key
+    or aliases expanding past ``MAX_CONFIG_VALUES`` values raise yaml.YAMLError."""
+    return _yaml_loader()(text).get_single_data()
+
+
+@functools.cache
+def _yaml_loader() -> type:
+    """A SafeLoader refusing duplicate keys and documents of over ``MAX_CONFIG_VALUES``
+    values once aliases are expanded (counted as the nodes are composed, so an alias bomb
+    is refused after reading its few hundred bytes, before anything is built)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def __init__(self, stream):
+            super().__init__(stream)
+            self.expanded: dict[int, int] = {}  # id(node) -> values it stands for
+
+        def compose_node(self, parent, index):
+            node = super().compose_node(parent, index)
+            if id(node) not in self.expanded:  # an alias returns its anchor, counted already
+                children = (node.value if isinstance(node, yaml.SequenceNode) else
+                            [n for pair in node.value for n in pair]
+                            if isinstance(node, yaml.MappingNode) else [])
+                self.expanded[id(node)] = 1 + sum(self.expanded[id(c)] for c in children)
+                if self.expanded[id(node)] > MAX_CONFIG_VALUES:
+                    raise yaml.composer.ComposerError(
+                        None, None, f"expands to over {MAX_CONFIG_VALUES} values (aliases?)",
+                        node.start_mark)
+            return node
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base" may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, str | int):
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r}", key_node.start_mark)
+                    seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return Loader
 
 
 def apply_config(ctx: click.Context, values: dict[str, Any], source: str,
@@ -190,9 +297,11 @@ def apply_config(ctx: click.Context, values: dict[str, Any], source: str,
             else:
                 accepted[key] = param.type_cast_value(ctx, value)
         except click.BadParameter as e:
-            problems.append(f"{key}: {e.message}")
+            problems.append(one_line(f"{key}: {e.message}"))
     if problems:
-        raise click.UsageError(f"{source}: " + "; ".join(problems), ctx=ctx)
+        raise click.UsageError(f"{source}: " + "; ".join(problems[:10])
+                               + (f"; ... ({len(problems)} in all)" if len(problems) > 10
+                                  else ""), ctx=ctx)
     ctx.default_map = {**(ctx.default_map or {}), **accepted}
 
 
@@ -227,10 +336,7 @@ def split_list(value: str | None) -> list[str] | None:
     if value is None:
         return None
     if value.startswith("@"):
-        try:
-            items = Path(value[1:]).read_text().split()
-        except OSError as e:
-            raise Fer3dDataError(f"{value[1:]}: cannot read list file ({e.strerror})") from None
+        items = read_user_file(value[1:], "list file").split()
     else:
         items = value.split(",")
     return [v.strip() for v in items if v.strip()]

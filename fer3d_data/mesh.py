@@ -9,6 +9,7 @@ inverse; :func:`write_textured` writes ``face.ply`` or ``face.obj`` with ``face.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -102,6 +103,8 @@ def write_textured(tm, path: str | os.PathLike) -> list[Path]:
             data = head + sep + head2 + sep2 + f"comment TextureFile {png.name}\n".encode() + rest
         path.write_bytes(data)
     if image is not None:
-        cv2.imwrite(str(png), cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR))
+        rgb = np.asarray(image.convert("RGB"))
+        if not cv2.imwrite(str(png), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):  # OpenCV: no error
+            raise OSError(errno.EIO, "the texture image could not be written", str(png))
         written.append(png)
     return written

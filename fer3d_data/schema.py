@@ -21,6 +21,11 @@ CLASS_CODE = {name: i for i, name in enumerate(CLASS_NAMES)}
 # Intensity code for scans that are not graded (all of Bosphorus).
 INTENSITY_UNGRADED = -1
 
+# Sides S a shard's grid may have (PrepConfig.image_size): AFNet-M attends with masks at
+# S/4, so S is a multiple of 4; one scan's preprocessing memory grows with S^2 (6.8 GB at
+# S = 2048), so S stays at most 1024 (docs/preprocessing.md).
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, IMAGE_SIZE_STEP = 8, 1024, 4
+
 # Index columns every shard holds (the per-sample datasets: fer3d_data.shards.array_spec).
 INDEX_COLUMNS = ("sample_id", "subject", "expression", "intensity", "source", "mask_source",
                  "label", "sequence", "frame")

@@ -110,12 +110,13 @@ def find_scheme(ref: str) -> Scheme | None:
 def _load(path: str) -> Scheme:
     import yaml
 
+    from .clibase import load_yaml, one_line  # duplicate keys and alias bombs refused
     from .io._common import read_bytes
 
     try:
-        data = yaml.safe_load(read_bytes(path, max_bytes=_MAX_SCHEME_BYTES).decode("utf-8"))
+        data = load_yaml(read_bytes(path, max_bytes=_MAX_SCHEME_BYTES).decode("utf-8"))
     except (RawFormatError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise Fer3dDataError(f"{path}: cannot read landmark scheme ({e})") from None
+        raise Fer3dDataError(f"{path}: cannot read landmark scheme ({one_line(e)})") from None
     if not isinstance(data, dict) or not isinstance(data.get("points"), list):
         raise Fer3dDataError(f"{path}: a landmark scheme is a mapping with a 'points' list")
     names = tuple(str(p) for p in data["points"])

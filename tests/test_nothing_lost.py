@@ -1,8 +1,9 @@
-"""Issue 9 end to end through fer3d-prep: every input that cannot be used is an /errors row
-(or a clear failure), never a silent gap; the rest is written.
+"""Issues 9 and 15 end to end through fer3d-prep: every input that cannot be used is an
+/errors row (or a clear failure), never a silent gap; the rest is written.
 
-A synthetic BU-3DFE tree gets a subject folder the walker cannot list and a scan whose
-texture reference leaves the dataset tree (an absolute path to an image outside it).
+A synthetic BU-3DFE tree gets a subject folder the walker cannot list, a scan whose texture
+reference leaves the dataset tree (an absolute path to an image outside it), a mesh that is
+a symbolic link loop; file names in another case are scans like the others.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fer3d_data import cli
+from fer3d_data import cli, synth
+from fer3d_data.datasets import ADAPTERS
 from fer3d_data.shards import open_shard, verify
 
 SELECT = ["--expressions", "anger", "--intensities", "3", "--workers", "0", "--quiet",
@@ -72,3 +74,47 @@ def test_a_subject_that_does_not_exist_is_an_error(raw_tree, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "F0009" in err and "Traceback" not in err
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.h5.tmp").exists()
+
+
+# ---------------------------------------------------------------- issue 15
+
+
+def test_a_mesh_that_is_a_symbolic_link_loop_is_an_error_row(raw_tree, tmp_path, capsys):
+    """The loop aborted the whole prep (and every rerun) with a RuntimeError traceback."""
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_tree / "F0001", raw / "F0001")
+    wrl = next((raw / "F0001").glob("F0001_AN03*_F3D.wrl"))
+    wrl.unlink()
+    wrl.symlink_to(wrl.name)  # a link to itself
+    out = tmp_path / "bu.h5"
+    for _ in range(2):  # and the rerun too
+        assert cli.main(["bu3dfe", str(raw), str(out), *SELECT, "--intensities", "3,4"]) == 0
+        assert "Traceback" not in capsys.readouterr().err
+    with open_shard(out) as shard:
+        (error,) = shard.errors()
+        assert len(shard) == 1  # the anger-4 scan
+    assert error["source"] == f"F0001/{wrl.name}" and error["step"] == "read"
+    assert error["message"] == f"{wrl}: symbolic link loop"
+
+
+@pytest.mark.parametrize("dataset, rename", [("bu3dfe", str.lower), ("bosphorus", str.upper)])
+def test_file_names_in_another_case_are_scans(tmp_path, dataset, rename):
+    """f0001_an04la_f3d.wrl or BS000_E_ANGER_0.BNT gave neither a sample nor an error row."""
+    raw = tmp_path / "raw"
+    if dataset == "bu3dfe":
+        synth.make_bu3dfe(raw, subjects=1, vertices=2500, texture_size=128, f2d_size=8,
+                          expressions=("anger",))
+    else:
+        synth.make_bosphorus(raw, subjects=1, grid=(92, 76), texture_scale=1.0,
+                             expressions=("neutral", "anger"))
+    ids = sorted(r.scan_id for r in ADAPTERS[dataset].walk(raw))
+    for path in [p for p in raw.rglob("*") if p.is_file()]:
+        path.rename(path.with_name(rename(path.name)))
+    records = ADAPTERS[dataset].walk(raw)
+    assert sorted(r.scan_id for r in records) == ids
+    assert all(r.problem is None and not r.missing for r in records), records
+    out = tmp_path / "out.h5"
+    assert cli.main([dataset, str(raw), str(out), "--workers", "0", "--quiet", "--size",
+                     "48"]) == 0
+    with open_shard(out) as shard:
+        assert shard.errors() == [] and sorted(shard.index["sample_id"]) == ids

@@ -8,6 +8,7 @@ the path it could not write. Reading is :mod:`fer3d.campaign.rundir`'s job.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -24,7 +25,9 @@ def tmp_name(path: str | os.PathLike) -> str:
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """``write(tmp)`` then rename to ``path``; on any failure the temporary file goes.
 
-    A full disk surfaces as ``OSError(ENOSPC)`` whose ``filename`` is ``path``.
+    A full disk surfaces as ``OSError(ENOSPC)`` whose ``filename`` is ``path``, and so does
+    any system error about the temporary file (a read-only run directory): the message
+    names the file the user knows.
     """
     tmp = tmp_name(path)
     try:
@@ -37,6 +40,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
             pass
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path)) from exc
+        if isinstance(exc, OSError) and exc.errno and exc.filename == tmp:
+            raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
         raise
 
 
@@ -52,13 +57,19 @@ def publish_once(path: Path, obj) -> bool:
 
     The content is complete before the name appears (``os.link`` of a finished temporary
     file fails if ``path`` exists), so a second process reads either nothing or all of it.
+    A system error names ``path``, as in :func:`atomic_write`.
     """
     tmp = tmp_name(path)
-    write_json(obj, tmp)
     try:
+        write_json(obj, tmp)
         os.link(tmp, path)
         return True
     except FileExistsError:
         return False
+    except OSError as exc:
+        if exc.errno and exc.filename in (tmp, os.fspath(path)):
+            raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
+        raise
     finally:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):  # gone when write_json failed
+            os.unlink(tmp)

@@ -15,39 +15,75 @@ from fer3d import metrics
 from fer3d.campaign.claims import is_live, read_owner
 from fer3d.campaign.rundir import RunDir
 from fer3d.report.confusion import save_confusion_png
-from fer3d_data.schema import EXPRESSIONS
 
 
-def accuracy_spread(repeat_accuracies: list[float], fold_accuracies: list[float]) -> dict:
+def accuracy_spread(repeat_accuracies: list[float], fold_accuracies: list[float],
+                    name: str = "accuracy") -> dict:
     """The one figure of spread of a campaign's accuracy, with its name: the std (ddof 1)
     of the repeats' accuracies when there are several repeats, else of the folds' (one
-    repeat's folds still vary); None when a single value is all there is."""
+    repeat's folds still vary); None when a single value is all there is. Keys
+    ``{name}_spread`` and ``{name}_spread_name``."""
     over, values = (("repeats", repeat_accuracies) if len(repeat_accuracies) > 1
                     else ("folds", fold_accuracies))
-    return {"accuracy_spread": float(np.std(values, ddof=1)) if len(values) > 1 else None,
-            "accuracy_spread_name": f"std over {over}"}
+    return {f"{name}_spread": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            f"{name}_spread_name": f"std over {over}"}
 
 
-def summarise(records: list[dict], repeats: int) -> dict:
-    """Fold records -> accuracy mean over repeats and its spread (:func:`accuracy_spread`),
-    per-class accuracy, pooled confusion matrix (rows true, columns predicted)."""
+def _accuracy(records: list[dict], name: str, prefix: str = "") -> tuple[dict, list[float]]:
+    """``{name}_mean`` over repeats (each repeat: correct / total over its folds) and its
+    spread, and the per-repeat accuracies; ``prefix`` "sequence_": of the sequence votes."""
     per_repeat = []
     for r in sorted({x["repeat"] for x in records}):
         mine = [x for x in records if x["repeat"] == r]
-        per_repeat.append(sum(x["correct"] for x in mine) / max(sum(x["total"] for x in mine), 1))
+        per_repeat.append(sum(x[prefix + "correct"] for x in mine)
+                          / max(sum(x[prefix + "total"] for x in mine), 1))
+    folds = [x[prefix + "correct"] / x[prefix + "total"] for x in records if x[prefix + "total"]]
+    mean = float(np.mean(per_repeat)) if per_repeat else float("nan")
+    return {f"{name}_mean": mean, **accuracy_spread(per_repeat, folds, name)}, per_repeat
+
+
+def _scores(records: list[dict], n_classes: int) -> dict[str, float]:
+    return metrics.scores(metrics.confusion_matrix(
+        [y for x in records for y in x["labels"]],
+        [p for x in records for p in x["predictions"]], n_classes))
+
+
+def _other_scores(records: list[dict], n_classes: int) -> dict:
+    """Balanced accuracy and macro-F1 (:func:`fer3d.metrics.scores`) of each repeat's pooled
+    folds, their mean over repeats and their spread as accuracy's (:func:`accuracy_spread`)."""
+    by_repeat = [_scores([x for x in records if x["repeat"] == r], n_classes)
+                 for r in sorted({x["repeat"] for x in records})]
+    by_fold = [_scores([x], n_classes) for x in records if x["total"]]
+    out = {}
+    for name in ("balanced_accuracy", "macro_f1"):
+        values = [s[name] for s in by_repeat]
+        out.update({f"{name}_mean": float(np.mean(values)) if values else float("nan"),
+                    **accuracy_spread(values, [s[name] for s in by_fold], name),
+                    f"repeat_{name}": values})
+    return out
+
+
+def summarise(records: list[dict], repeats: int, class_names: list[str]) -> dict:
+    """Fold records -> accuracy mean over repeats and its spread (:func:`accuracy_spread`),
+    balanced accuracy and macro-F1 likewise, per-class accuracy (recall), pooled confusion
+    matrix (rows true, columns predicted) of ``class_names``; the same accuracy of the
+    per-sequence votes when the records have them (``sequence_accuracy_*``,
+    ``n_sequences``)."""
     labels = np.array([y for x in records for y in x["labels"]], dtype=np.int64)
     preds = np.array([p for x in records for p in x["predictions"]], dtype=np.int64)
-    cm = metrics.confusion_matrix(labels, preds, len(EXPRESSIONS))
-    acc = np.array(per_repeat)
-    return {"variant": records[0]["variant"] if records else None,
-            "repeats": repeats, "folds": len({x["fold"] for x in records}),
-            "accuracy_mean": float(acc.mean()) if len(acc) else float("nan"),
-            **accuracy_spread(per_repeat, [x["correct"] / x["total"] for x in records
-                                           if x["total"]]),
-            "repeat_accuracies": [float(a) for a in acc],
-            "class_names": list(EXPRESSIONS),
-            "per_class_accuracy": dict(zip(EXPRESSIONS, metrics.per_class_accuracy(cm))),
-            "confusion_matrix": cm.tolist(), "n_predictions": len(labels)}
+    cm = metrics.confusion_matrix(labels, preds, len(class_names))
+    accuracy, per_repeat = _accuracy(records, "accuracy")
+    summary = {"variant": records[0]["variant"] if records else None,
+               "repeats": repeats, "folds": len({x["fold"] for x in records}), **accuracy,
+               "repeat_accuracies": [float(a) for a in per_repeat],
+               **_other_scores(records, len(class_names)),
+               "class_names": list(class_names),
+               "per_class_accuracy": dict(zip(class_names, metrics.per_class_accuracy(cm))),
+               "confusion_matrix": cm.tolist(), "n_predictions": len(labels)}
+    if records and all("sequence_total" in x for x in records):
+        summary.update(_accuracy(records, "sequence_accuracy", "sequence_")[0],
+                       n_sequences=sum(x["sequence_total"] for x in records))
+    return summary
 
 
 def cell_status(run: RunDir, repeats: int, k: int, stale_after: float) -> dict:
@@ -78,12 +114,12 @@ def summarize_run(run_dir: str | os.PathLike, *, partial: bool = False,
         return status
     if status["complete"] or (partial and status["done"]):
         records = [run.cell_at(c, k).read_record() for c in status["done"]]
-        summary = summarise(records, repeats)
+        summary = summarise(records, repeats, plan.class_names)
         summary.update(preset=plan.preset, n_samples=len(plan.sample_ids),
                        cells_done=len(status["done"]), cells=repeats * k)
         run.write_summary(summary, partial=not status["complete"])
         if status["complete"]:
-            save_confusion_png(np.array(summary["confusion_matrix"]), EXPRESSIONS,
+            save_confusion_png(np.array(summary["confusion_matrix"]), plan.class_names,
                                run.confusion)
         status["summary"] = summary
     return status

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import click
 
-from fer3d.cli.options import run_command, setting_option
+from fer3d.cli.options import (
+    check_output_file,
+    check_shards,
+    run_command,
+    setting_option,
+    setup_logging,
+    shards_argument,
+)
 from fer3d.errors import Fer3dError
 from fer3d.paper.catalog import TARGETS
 from fer3d.settings import check
@@ -31,7 +38,7 @@ def _reproduce_pair(root: Path, shards: list[str]) -> list[Path]:
 
 @click.command("fer3d-cam", cls=Command)
 @click.argument("ckpt", type=click.Path(exists=True))
-@click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@shards_argument(required=True)
 @config_option()
 @click.option("--samples", required=True, metavar="ID,ID|@FILE",
               help="sample ids to show, comma-separated or one per line in FILE")
@@ -39,7 +46,7 @@ def _reproduce_pair(root: Path, shards: list[str]) -> list[Path]:
               help="a second checkpoint shown beside (e.g. the without-MA variant)")
 @click.option("--output", "-o", default="cams.png", type=click.Path(dir_okay=False))
 @click.option("--fusion-weights", type=click.Path(dir_okay=False), metavar="PNG",
-              help="also plot the adaptive-fusion weights per expression on the test fold")
+              help="also plot the adaptive-fusion weights per class on the test fold")
 @setting_option("image_size", default=None, help="default: the size the weights were trained at")
 @click.option("--cam-class", type=click.Choice(["predicted", "true"]), default="predicted",
               help="class whose score the maps explain")
@@ -49,6 +56,11 @@ def cam_command(ckpt, shards, samples, compare, output, fusion_weights, image_si
     a cell or run directory, or a fer3d-reproduce directory (AFNet-M and without MA)."""
     require("pytorch_grad_cam", "cam", "fer3d-cam")
     from fer3d.paper.cam import make_figures
+
+    setup_logging(False)
+    check_shards(shards)
+    check_output_file(output, "--output")
+    check_output_file(fusion_weights, "--fusion-weights")
 
     if image_size is not None:
         image_size = check({"image_size": image_size})["image_size"]

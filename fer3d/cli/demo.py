@@ -65,7 +65,7 @@ def main(args) -> int:
                "epochs, CPU")
     code = train_cli.main([str(shard), "--out", str(out / "run"), "--folds", "2",
                                  "--epochs", str(args.epochs), "--image-size", str(args.image_size),
-                                 "--batch-size", "16", "--seed", str(args.seed), "--resume"])
+                                 "--batch-size", "16", "--seed", str(args.seed)])
     print(f"({time.perf_counter() - t:.0f} s)")
     if code:
         return code

@@ -10,7 +10,15 @@ import sys
 
 import click
 
-from fer3d.cli.options import apply, run_command, setting_option, setup_logging
+from fer3d.cli.options import (
+    apply,
+    check_output_file,
+    check_shards,
+    run_command,
+    setting_option,
+    setup_logging,
+    shards_argument,
+)
 from fer3d.settings import check
 from fer3d_data.clibase import CONTEXT_SETTINGS, Command, split_list
 
@@ -26,13 +34,15 @@ EVAL_OPTIONS = [
 
 @click.command("fer3d-eval", cls=Command, context_settings=CONTEXT_SETTINGS)
 @click.argument("checkpoint", type=click.Path(exists=True), metavar="CKPT")
-@click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False),
-                metavar="SHARD.h5...")
+@shards_argument(required=True)
 @click.option("--subjects", default=None, metavar="A,B,...|@FILE",
               help="subjects to test (default: the weights' test subjects)")
 @apply(EVAL_OPTIONS)
+@click.option("--per-sequence", is_flag=True, default=False,
+              help="also vote per sequence: the mean of its frames' softmaxes (a sample "
+                   "outside any sequence votes alone)")
 @click.option("--out", default=None, metavar="JSON", help="write the result here")
-def eval_command(checkpoint, shards, subjects, out, **kw):
+def eval_command(checkpoint, shards, subjects, per_sequence, out, **kw):
     """Evaluate saved weights (a cell's weights.pt or checkpoint.pt, a cell directory or a
     run directory's first cell) on shard samples (default: the test subjects stored with
     the weights)."""
@@ -41,9 +51,11 @@ def eval_command(checkpoint, shards, subjects, out, **kw):
     from fer3d.report.text import format_summary
 
     setup_logging(False)
+    check_shards(shards)
+    check_output_file(out, "--out")
     values = check({k: v for k, v in kw.items() if v is not None})
     result = evaluate_checkpoint(checkpoint, list(shards), subjects=split_list(subjects),
-                                 **values)
+                                 per_sequence=per_sequence, **values)
     click.echo(format_summary(result))
     if out:
         write_json(result, out)

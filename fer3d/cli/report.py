@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from fer3d.cli.options import run_command
+from fer3d.cli.options import make_output_folder, run_command
 from fer3d.errors import RunError
 from fer3d_data.clibase import Command, config_option
 
@@ -23,7 +23,7 @@ RUN_DIR = click.Path(exists=True, file_okay=False)
 @click.command("fer3d-report", cls=Command)
 @click.argument("runs", nargs=-1, type=RUN_DIR)
 @config_option()
-@click.option("--out", "-o", type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--out", "-o", type=click.Path(), metavar="DIR",
               help="report directory (required unless --compare)")
 @click.option("--params/--no-params", default=True,
               help="include the parameter table (Table 4; builds the three models)")
@@ -38,13 +38,14 @@ def report_command(runs, out, params, strict, compare, unpaired):
     """Compile finished run directories RUN... into DIR/report.md, with tables (markdown,
     LaTeX, CSV) under DIR/tables and figures under DIR/figures; or, with --compare, test
     the difference between two runs."""
-    from fer3d.report import load_runs, write_report
+    from fer3d.report import find_runs, load_runs, write_report
 
     if compare:
         return _compare(*compare, unpaired)
     if not runs or not out:
         raise click.UsageError("give RUN... and --out DIR (or --compare RUN_A RUN_B)")
-    found, problems = load_runs(list(runs))
+    make_output_folder(out, "--out")
+    found, problems = load_runs(find_runs(runs))
     for line in problems:
         click.echo(f"fer3d-report: skipped {line}", err=True)
     if not found or (strict and problems):

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import click
 
-from fer3d.cli.options import apply, run_command, setting_option, setup_logging
+from fer3d.cli.options import (
+    apply,
+    check_shards,
+    make_output_folder,
+    run_command,
+    setting_option,
+    setup_logging,
+    shards_argument,
+)
 from fer3d.paper.catalog import TARGET_NAMES, TARGETS
 from fer3d.settings import check
 from fer3d_data.clibase import Command, StrictInt, config_option, require
@@ -22,8 +30,11 @@ OVERRIDES = [setting_option(name, default=None, help=f"{help} ({FROM_RECIPE})") 
     ("repeats", "protocol repeats"), ("folds", "k of k-fold"), ("epochs", "epochs per cell"),
     ("image_size", "input side S"), ("batch_size", "training batch"),
     ("subjects", "subjects to select"),
-    ("pretrained", "resnet18 weights of both branches, never downloaded"))] + [
+    ("pretrained", "resnet18 weights of both branches, never downloaded"),
+    ("keep", "what a finished cell keeps; first (r0 f0's weights) unless the recipe says"))] + [
     setting_option("device"),
+    setting_option("pack", default=None, help="cells trained at once as one network "
+                   "(default: fer3d-train's, auto)"),
     setting_option("workers", default=None, help="DataLoader workers (default: fer3d-train's)"),
     setting_option("progress", help="per-cell progress bars"),
 ]
@@ -31,19 +42,20 @@ OVERRIDES = [setting_option(name, default=None, help=f"{help} ({FROM_RECIPE})") 
 
 @click.command("fer3d-reproduce", cls=Command)
 @click.argument("target", type=click.Choice(TARGET_NAMES))
-@click.argument("shards", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@shards_argument()
 @config_option()
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--out", "-o", required=True, type=click.Path(), metavar="DIR",
               help="runs go to DIR/runs/<dataset>/<variant>, each target to DIR/<target>")
 @click.option("--recipe", default="paper", show_default=True,
               help="shipped recipe name or a YAML file of fer3d-train settings")
 @apply(OVERRIDES)
 @click.option("--cam-samples", type=StrictInt(min=1), default=6,
-              help="Fig. 6: test samples in the Grad-CAM montage (one per expression first)")
+              help="Fig. 6: test samples in the Grad-CAM montage (one per class first)")
 @click.option("-v", "--verbose", is_flag=True)
 def reproduce_command(target, shards, out, recipe, cam_samples, verbose, **overrides):
-    """Run every campaign TARGET needs on SHARDS (one or both datasets), reusing finished runs
-    and resuming unfinished ones, then build TARGET beside the paper's numbers.
+    """Run every campaign TARGET needs on SHARDS (one or both datasets), then build TARGET
+    beside the paper's numbers. Rerunning the same command resumes (finished cells are
+    kept); a run of other settings is refused, never reused.
 
     TARGET: table1 (AFNet-M), table2 (fusion strategies, no MA), table3 (MA ablation),
     table4 (parameters, no training, no SHARDS needed), fig4 (confusion matrices), fig5
@@ -54,6 +66,8 @@ def reproduce_command(target, shards, out, recipe, cam_samples, verbose, **overr
     setup_logging(verbose)
     if (TARGETS.get(target) is None or TARGETS[target].trains) and not shards:
         raise click.UsageError(f"{target} trains models: give the shard file(s)")
+    check_shards(shards)
+    make_output_folder(out, "--out")
     if target in ("fig6", "all"):
         require("pytorch_grad_cam", "cam", "Fig. 6 (Grad-CAM)")
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -68,7 +82,7 @@ def reproduce_command(target, shards, out, recipe, cam_samples, verbose, **overr
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fer3d-reproduce``."""
-    return run_command(reproduce_command, argv)
+    return run_command(reproduce_command, argv, resumable=True)
 
 
 if __name__ == "__main__":

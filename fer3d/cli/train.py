@@ -12,19 +12,26 @@ import sys
 
 import click
 
-from fer3d.cli.options import apply, run_command, setting_option, setup_logging
-from fer3d.settings import TrainConfig, names
+from fer3d.cli.options import (
+    apply,
+    check_shards,
+    run_command,
+    setting_option,
+    setup_logging,
+    shards_argument,
+)
+from fer3d.settings import FIELDS, AutoInt, TrainConfig, names
 from fer3d_data.clibase import CONTEXT_SETTINGS, Command, config_option, require
 
 # Options in the order --help lists them; the rest of the table follows.
 FIRST = ("variant", "repeats", "folds", "epochs", "batch_size", "lr", "image_size", "preset",
-         "subjects", "val_subjects", "augment", "pretrained", "head_init")
+         "classes", "subjects", "val_subjects", "augment", "pretrained", "head_init")
 METAVARS = {"variant": "NAME", "pretrained": "PATH|imagenet|none", "out": "RUN_DIR",
             "cells": "LIST", "ray_address": "HOST:PORT", "campaign": "RUN_DIR"}
 
 
 def _option(name: str):
-    if name == "checkpoint_every":  # the table's None reads "auto" on the command line
+    if isinstance(FIELDS[name].metadata["kind"], AutoInt):  # None reads "auto" there
         return setting_option(name, default="auto")
     return setting_option(name, metavar=METAVARS.get(name))
 
@@ -77,7 +84,7 @@ def _train(cfg: TrainConfig) -> dict:
 
 @click.command("fer3d-train", cls=Command, context_settings=CONTEXT_SETTINGS)
 @config_option(ignore=("shards",))
-@click.argument("shards", nargs=-1, type=click.Path(dir_okay=False), metavar="SHARD.h5...")
+@shards_argument()
 @apply(TABLE_OPTIONS + COMMAND_OPTIONS)
 @click.pass_context
 def train_command(ctx, shards, summarize, partial, verbose, recipe, **kw):
@@ -90,6 +97,7 @@ def train_command(ctx, shards, summarize, partial, verbose, recipe, **kw):
         return _summarize(summarize, partial)
     if not shards:
         raise click.UsageError("give at least one SHARD.h5 (or --summarize RUN_DIR)")
+    check_shards(shards)
     dataset = _dataset_of(shards, kw["preset"])
     if recipe:
         _layer_recipe(ctx, kw, recipe, dataset)
@@ -116,10 +124,13 @@ def _layer_recipe(ctx: click.Context, kw: dict, recipe: str, dataset: str) -> No
 
 
 def _print_paper_differences(cfg: TrainConfig, dataset: str) -> None:
+    from fer3d.paper.catalog import DATASETS
     from fer3d.paper.recipes import paper_differences
     from fer3d.settings import RECIPE_KEYS
     from fer3d.train.runtime import resolved_precision
 
+    if dataset not in DATASETS:  # a collection of the user's: no paper to differ from
+        return
     lines = paper_differences({k: getattr(cfg, k) for k in RECIPE_KEYS}, dataset,
                               resolved_precision(cfg.device, cfg.amp))
     if lines:
@@ -132,7 +143,7 @@ def _print_paper_differences(cfg: TrainConfig, dataset: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fer3d-train``."""
-    return run_command(train_command, argv)
+    return run_command(train_command, argv, resumable=True)
 
 
 if __name__ == "__main__":

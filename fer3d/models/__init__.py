@@ -2,7 +2,9 @@
 
 Stage: training. :mod:`fer3d.models.afnet_m` holds the blocks (mask attention,
 adaptive fusion) and the configurable two-branch ResNet18 :class:`AFNetM`;
-:mod:`fer3d.models.variants` the named builders of the paper's tables and the registry.
+:mod:`fer3d.models.variants` the named builders of the paper's tables and the registry;
+:mod:`fer3d.models.packed` trains K models of one variant as one network grouped K ways
+(:mod:`fer3d.models.channels`: the channel layout that shares).
 Every model is called as ``model(texture (B,3,S,S), depth (B,3,S,S), mask (B,1,h,w))``
 and returns logits ``(B, num_classes)``.
 """

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
+
+from fer3d.models.channels import cat_channels, check_pair, split_channels
 
 MODALITIES = ("texture", "depth")
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
@@ -40,8 +43,8 @@ def normal_init_(conv: nn.Conv2d) -> None:
     nn.init.zeros_(conv.bias)
 
 
-def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize a salient-region mask ``(B, 1, h, w)`` to ``size = (H, W)``.
+def resize_mask(mask: torch.Tensor, size: tuple[int, int], groups: int = 1) -> torch.Tensor:
+    """Resize a salient-region mask ``(B, 1, h, w)`` (``(B, G, h, w)``: G packed cells) to ``size``.
 
     Area averaging when shrinking (keeps the fraction of salient area per cell, as the
     shard's mask56/mask28 are made), bilinear when growing.
@@ -49,8 +52,8 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     >>> resize_mask(torch.ones(2, 1, 56, 56), (28, 28)).shape
     torch.Size([2, 1, 28, 28])
     """
-    if mask.ndim != 4 or mask.shape[1] != 1:
-        raise ValueError(f"mask must be (B, 1, h, w), got {tuple(mask.shape)}")
+    if mask.ndim != 4 or mask.shape[1] != groups:
+        raise ValueError(f"mask must be (B, {groups}, h, w), got {tuple(mask.shape)}")
     h, w = mask.shape[-2:]
     if (h, w) == tuple(size):
         return mask
@@ -65,7 +68,14 @@ def _pointwise_mlp(channels: int, hidden: int) -> nn.Sequential:
     )
 
 
-class MaskAttention(nn.Module):
+class Grouped(nn.Module):
+    """Channel-structural steps follow ``groups``, the cells packed in (1: one model; see
+    :func:`fer3d.models.packed.pack_models`): maps ``(B, G*C, H, W)``, masks ``(B, G, h, w)``."""
+
+    groups = 1
+
+
+class MaskAttention(Grouped):
     """Mask attention (Eq. 1): ``out = gamma * X + beta`` with gamma, beta from the mask.
 
     The single-channel mask is resized to X's grid and expanded to C channels; two
@@ -99,15 +109,17 @@ class MaskAttention(nn.Module):
             nn.init.zeros_(self.beta[2].bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"x must be (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        c, g = self.channels, self.groups
+        if x.ndim != 4 or x.shape[1] != g * c:
+            raise ValueError(f"x must be (B, {g * c}, H, W), got {tuple(x.shape)}")
         if mask.shape[0] != x.shape[0]:
             raise ValueError(f"mask batch {mask.shape[0]} != feature batch {x.shape[0]}")
-        m = resize_mask(mask.to(x.dtype), tuple(x.shape[-2:])).expand(-1, self.channels, -1, -1)
+        m = resize_mask(mask.to(x.dtype), tuple(x.shape[-2:]), g)
+        m = m[:, :, None].expand(-1, -1, c, -1, -1).flatten(1, 2)  # each cell's mask, C times
         return self.gamma(m) * x + self.beta(m)
 
 
-class AdaptiveFusion(nn.Module):
+class AdaptiveFusion(Grouped):
     """Adaptive fusion (Eq. 2-3): ``M = w_t * X_t + w_d * X_d``.
 
     Per modality, ``w = sigmoid(conv(avgpool(X)) + conv(maxpool(X)))`` with one 1x1 conv
@@ -136,18 +148,14 @@ class AdaptiveFusion(nn.Module):
         return torch.sigmoid(conv(F.adaptive_avg_pool2d(x, 1)) + conv(F.adaptive_max_pool2d(x, 1)))
 
     def forward(self, x_t: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
-        if x_t.shape != x_d.shape or x_t.ndim != 4 or x_t.shape[1] != self.channels:
-            raise ValueError(
-                f"x_t and x_d must both be (B, {self.channels}, H, W), "
-                f"got {tuple(x_t.shape)} and {tuple(x_d.shape)}"
-            )
+        check_pair(x_t, x_d, self.channels * self.groups)
         w_t = self.channel_weights(self.texture, x_t)
         w_d = self.channel_weights(self.depth, x_d)
         self.last_weights = (w_t.detach(), w_d.detach())
         return w_t * x_t + w_d * x_d
 
 
-class SumFusion(nn.Module):
+class SumFusion(Grouped):
     """Convolution-level fusion without weights (S4): ``M = X_t + X_d``, i.e. AF with w = 1.
 
     Shapes: ``x_t, x_d (B, C, H, W)`` -> ``(B, C, H, W)``; no parameters (``head_init`` is
@@ -160,11 +168,7 @@ class SumFusion(nn.Module):
         self.channels = channels
 
     def forward(self, x_t: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
-        if x_t.shape != x_d.shape or x_t.ndim != 4 or x_t.shape[1] != self.channels:
-            raise ValueError(
-                f"x_t and x_d must both be (B, {self.channels}, H, W), "
-                f"got {tuple(x_t.shape)} and {tuple(x_d.shape)}"
-            )
+        check_pair(x_t, x_d, self.channels * self.groups)
         return x_t + x_d
 
 
@@ -182,7 +186,7 @@ def _stem(net: ResNet, x: torch.Tensor) -> torch.Tensor:
     return net.maxpool(net.relu(net.bn1(net.conv1(x))))
 
 
-class AFNetM(nn.Module):
+class AFNetM(Grouped):
     """AFNet-M and the paper's ablations, one configurable two-branch ResNet18.
 
     ``forward(texture (B,3,S,S), depth (B,3,S,S), mask (B,1,h,w)) -> logits (B, n)``
@@ -209,7 +213,8 @@ class AFNetM(nn.Module):
     ignored and may be ``None``.
     Uniform surface as timm: :meth:`forward_features` returns the last feature map
     ``(B, num_features, S/32, S/32)`` (Grad-CAM target), :meth:`forward_head` pools and
-    classifies, :meth:`reset_classifier` swaps the classifier.
+    classifies, :meth:`reset_classifier` swaps the classifier. Packed (:class:`Grouped`),
+    every input and feature map holds ``groups`` cells' channels.
     """
 
     def __init__(
@@ -280,18 +285,18 @@ class AFNetM(nn.Module):
     def _branch_inputs(
         self, texture: torch.Tensor | None, depth: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
-        given = {"texture": texture, "depth": depth}
+        given, g = {"texture": texture, "depth": depth}, self.groups
         for name in self.modalities:
             x = given[name]
-            if x is None or x.ndim != 4 or x.shape[1] != 3:
+            if x is None or x.ndim != 4 or x.shape[1] != 3 * g:
                 shape = None if x is None else tuple(x.shape)
-                raise ValueError(f"{name} must be (B, 3, S, S), got {shape}")
+                raise ValueError(f"{name} must be (B, {3 * g}, S, S), got {shape}")
         if len(self.modalities) == 2 and texture.shape != depth.shape:
             raise ValueError(
                 f"texture {tuple(texture.shape)} and depth {tuple(depth.shape)} differ"
             )
         if self.fusion == "data":
-            return {"rgbd": torch.cat([texture, depth], dim=1)}
+            return {"rgbd": cat_channels([texture, depth], g)}
         return {name: given[name] for name in self.modalities}
 
     def forward_features(
@@ -299,9 +304,9 @@ class AFNetM(nn.Module):
     ) -> torch.Tensor:
         """Inputs as :meth:`forward` -> last feature map ``(B, num_features, S/32, S/32)``."""
         streams = self._branch_inputs(texture, depth)
-        if self.uses_mask and (mask is None or mask.ndim != 4 or mask.shape[1] != 1):
+        if self.uses_mask and (mask is None or mask.ndim != 4 or mask.shape[1] != self.groups):
             shape = None if mask is None else tuple(mask.shape)
-            raise ValueError(f"mask must be (B, 1, h, w), got {shape}")
+            raise ValueError(f"mask must be (B, {self.groups}, h, w), got {shape}")
         streams = {name: _stem(self.branches[name], x) for name, x in streams.items()}
         for layer in LAYERS:
             for name in streams:
@@ -313,7 +318,7 @@ class AFNetM(nn.Module):
                 streams["texture"] = self.fusions[layer](streams["texture"], streams["depth"])
         if self.fusion_layers:
             return streams["texture"]
-        return torch.cat(list(streams.values()), dim=1)
+        return cat_channels(list(streams.values()), self.groups)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``(B, num_features, h, w)`` -> logits ``(B, num_classes)`` (or pooled features)."""
@@ -322,9 +327,10 @@ class AFNetM(nn.Module):
             return pooled
         if self.fusion != "decision":
             return self.fc(pooled)
+        parts = split_channels(pooled, [512] * len(self.modalities), self.groups)
         log_probs = [
-            F.log_softmax(self.fc[name](part), dim=1)
-            for name, part in zip(self.modalities, pooled.split(512, dim=1))
+            F.log_softmax(self.fc[name](part).unflatten(1, (self.groups, -1)), dim=2).flatten(1)
+            for name, part in zip(self.modalities, parts)
         ]
         # log of the mean probability, computed stably
         return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))
@@ -350,46 +356,30 @@ def imagenet_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such resnet18 state dict file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or "conv1.weight" not in state:
-        raise ValueError(f"{path}: not a torchvision resnet18 state dict (no 'conv1.weight')")
-    return {k: v for k, v in state.items() if not k.startswith("fc.")}
-
-
-def load_resnet18_weights(model: AFNetM, source: str | os.PathLike) -> AFNetM:
-    """Load ResNet18 weights into every branch of ``model`` (in place; returns it).
-
-    ``source`` is a path to a torchvision resnet18 state dict (``.pth``) or
-    ``"imagenet"``: torchvision's ``IMAGENET1K_V1`` file, used only when it is already in
-    the torch hub cache (never downloaded). Loading is strict except for ``fc``, which
-    stays freshly initialised. S1's 6-channel first conv gets the RGB filters twice, halved,
-    so that a (texture, depth) pair of equal images gives the pretrained response.
+def load_resnet18_weights(model: AFNetM, state: Mapping[str, torch.Tensor]) -> AFNetM:
+    """Load a torchvision resnet18 state dict into every branch of ``model`` (in place;
+    returns it). Files are read by :func:`fer3d.train.checkpoint.read_pretrained` (the one
+    reader of weights files; ``"imagenet"`` is torchvision's file in the torch hub cache,
+    never downloaded). Loading is strict except for ``fc``, which stays freshly initialised;
+    ValueError names what does not match. S1's 6-channel first conv gets the RGB filters
+    twice, halved, so that a (texture, depth) pair of equal images gives the pretrained
+    response.
     """
-    if str(source) == "imagenet":
-        path = imagenet_weights_path()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: ImageNet resnet18 weights are not in the torch hub cache and fer3d never "
-                f"downloads. Fetch {ResNet18_Weights.IMAGENET1K_V1.url} once and put it at that "
-                "path (or set TORCH_HOME), or pass pretrained=<path to a resnet18 state dict .pth>."
-            )
-    else:
-        path = Path(source)
-    state = _read_state_dict(path)
+    first = state.get("conv1.weight")
+    if first is None or first.ndim != 4 or first.shape[1] not in (1, 3):
+        raise ValueError("not a torchvision resnet18 state dict (no conv1.weight of shape "
+                         "(64, 3, 7, 7))")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     for branch in model.branches.values():
         branch_state = dict(state)
         in_chans = branch.conv1.in_channels
-        if in_chans != state["conv1.weight"].shape[1]:
-            repeats = in_chans // state["conv1.weight"].shape[1]
-            branch_state["conv1.weight"] = state["conv1.weight"].repeat(1, repeats, 1, 1) / repeats
+        if in_chans != first.shape[1]:
+            repeats = in_chans // first.shape[1]
+            branch_state["conv1.weight"] = first.repeat(1, repeats, 1, 1) / repeats
         try:
             branch.load_state_dict(branch_state, strict=True)
         except RuntimeError as err:
-            raise ValueError(f"{path}: does not match torchvision resnet18: {err}") from err
+            detail = " ".join(str(err).split())  # one line, cut: 100+ missing keys is common
+            detail = detail if len(detail) <= 200 else detail[:197] + "..."
+            raise ValueError(f"does not match torchvision resnet18: {detail}") from None
     return model

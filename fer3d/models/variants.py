@@ -10,8 +10,7 @@ Table 4 unit (docs/model.md).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -57,10 +56,11 @@ def create_model(
     name: str,
     *,
     num_classes: int = 6,
-    pretrained: str | os.PathLike | None = None,
+    pretrained: Mapping[str, torch.Tensor] | None = None,
     head_init: str = "normal",
 ) -> AFNetM:
-    """Build a registered model; ``pretrained`` as :func:`load_resnet18_weights` (or None);
+    """Build a registered model; ``pretrained`` a resnet18 state dict loaded into every
+    branch by :func:`load_resnet18_weights` (or None);
     ``head_init`` "normal" (the paper's) or "identity" for the MA/AF convolutions.
 
     >>> create_model("afnet_m", num_classes=6).num_features
@@ -72,7 +72,7 @@ def create_model(
                                  head_init=head_init)
 
 
-def _build(pretrained: str | os.PathLike | None, **config) -> AFNetM:
+def _build(pretrained: Mapping[str, torch.Tensor] | None, **config) -> AFNetM:
     model = AFNetM(**config)
     return model if pretrained is None else load_resnet18_weights(model, pretrained)
 

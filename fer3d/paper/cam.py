@@ -1,4 +1,4 @@
-"""Grad-CAM of each branch (the paper's Fig. 6) and the adaptive-fusion weights per expression.
+"""Grad-CAM of each branch (the paper's Fig. 6) and the adaptive-fusion weights per class.
 
 Stage: checkpoints + shard samples -> figures (and fer3d-predict's per-input maps,
 :func:`save_input_cams`). pytorch-grad-cam (``fer3d[cam]``) computes the
@@ -6,11 +6,14 @@ maps; :class:`StackedInputs` lets it drive the three-input model through one ten
 branch's map is taken at its last block (``branches[name].layer4[-1]``) for the class the
 model predicts (as pytorch-grad-cam does by default: the map explains the decision; for the
 true class, often all-zero on a wrong prediction, pass ``cam_class="true"``), and scaled to
-[0, 1] per image by the library.
+[0, 1] per image by the library. Class names are the weights' own
+(:func:`fer3d.train.checkpoint.class_names_of`): a model trained on any label set is drawn
+with its labels.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -19,14 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer3d.campaign.protocol import relabel
 from fer3d.campaign.rundir import CellDir, RunDir, parse_cell_name
-from fer3d.errors import Fer3dError
+from fer3d.errors import Fer3dError, unknown_names
 from fer3d.paper.catalog import DATASET_TITLES, VARIANT_BY_NAME
 from fer3d.train import contract
-from fer3d.train.checkpoint import load_model
+from fer3d.train.checkpoint import class_names_of, load_model
 from fer3d.train.dataset import ShardDataset
-from fer3d_data.schema import EXPRESSIONS
 from fer3d_data.shard_index import read_shard_index
+
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = torch.tensor(contract.IMAGENET_MEAN)[:, None, None]
 IMAGENET_STD = torch.tensor(contract.IMAGENET_STD)[:, None, None]
@@ -34,17 +39,28 @@ IMAGENET_STD = torch.tensor(contract.IMAGENET_STD)[:, None, None]
 
 # --------------------------------------------------------------------------- samples
 
-def load_samples(shards: list[str], sample_ids: list[str], image_size: int) -> dict:
-    """Stacked model inputs of ``sample_ids`` (in that order) and their labels."""
+def load_samples(shards: list[str], sample_ids: list[str], image_size: int,
+                 class_names: list[str] | None = None) -> dict:
+    """Stacked model inputs of ``sample_ids`` (in that order), their ``label`` codes into
+    ``class_names`` (default: the shards'; -1: not one of them) and ``truth`` (their label
+    names)."""
     index = read_shard_index(shards)
-    ds = ShardDataset(index, index.rows_of(sample_ids), image_size=image_size)
+    known = set(index.sample_id.tolist())
+    unknown = [s for s in sample_ids if s not in known]
+    if unknown:
+        raise Fer3dError(f"samples not in the shards {', '.join(shards)}: "
+                         f"{unknown_names(unknown, known)}")
+    rows = index.rows_of(sample_ids)
+    truth = [index.class_names[int(c)] for c in index.label[rows]]
+    ds = ShardDataset(relabel(index, class_names or index.class_names), rows,
+                      image_size=image_size)
     try:
         items = [ds[i] for i in range(len(ds))]
     finally:
         ds.close()
     batch = {k: torch.stack([it[k] for it in items]) for k in ("texture", "depth", "mask",
                                                                "label")}
-    batch["sample_id"] = list(sample_ids)
+    batch["sample_id"], batch["truth"] = list(sample_ids), truth
     return batch
 
 
@@ -74,6 +90,28 @@ class StackedInputs(nn.Module):
 CAM_CLASSES = ("predicted", "true")
 
 
+def layer4_side(size: int) -> int:
+    """Side of a ResNet18 branch's layer4 map (where the maps are taken) at input ``size``:
+    the stem's convolution and max-pool and layer2-4 each halve it, rounding up."""
+    for _ in range(5):
+        size = (size + 1) // 2
+    return size
+
+
+# Smallest input (a multiple of 4, as every input) whose layer4 map is more than one cell.
+MIN_CAM_SIZE = next(s for s in range(8, 1025, 4) if layer4_side(s) > 1)
+
+
+def flat_maps_warning(size: int) -> str | None:
+    """Why Grad-CAM maps at input ``size`` say nothing, or None when they can."""
+    if layer4_side(size) > 1:
+        return None
+    return (f"Grad-CAM at {size} px: layer4 maps are 1x1, so every map is flat (one value); "
+            f"use --image-size {MIN_CAM_SIZE} or more ({layer4_side(MIN_CAM_SIZE)}x"
+            f"{layer4_side(MIN_CAM_SIZE)} maps; the paper's 224 gives {layer4_side(224)}x"
+            f"{layer4_side(224)})")
+
+
 def branch_cams(model: nn.Module, batch: dict, cam_class: str = "predicted"
                 ) -> dict[str, np.ndarray]:
     """Per branch, Grad-CAM ``(B, S, S)`` in [0, 1] at its last block for ``cam_class``."""
@@ -88,6 +126,9 @@ def branch_cams(model: nn.Module, batch: dict, cam_class: str = "predicted"
     wrapper = StackedInputs(model).eval()
     x = StackedInputs.stack(batch)
     classes = predict(model, batch) if cam_class == "predicted" else batch["label"].numpy()
+    if (classes < 0).any():
+        raise Fer3dError(f"{batch['sample_id'][int(np.argmin(classes))]}: its label is not "
+                         "a class of the model; no true-class map")
     targets = [ClassifierOutputTarget(int(y)) for y in classes]
     cams = {}
     for name, branch in model.branches.items():
@@ -127,23 +168,25 @@ def _overlay(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
 
 
 def save_cam_montage(models: list[tuple[str, nn.Module]], batch: dict,
-                     path: str | os.PathLike, title: str = "", cam_class: str = "predicted"
-                     ) -> dict:
-    """Rows: samples; columns: texture, depth, then each model's branch Grad-CAMs.
+                     path: str | os.PathLike, title: str = "", cam_class: str = "predicted",
+                     class_names: list[str] | None = None) -> dict:
+    """Rows: samples; columns: texture, depth, then each model's branch Grad-CAMs; the
+    models predict ``class_names`` (default: the codes as numbers).
 
     Returns the maps as ``{model label: {branch: (B, S, S)}}``.
     """
     tex, dep = display_images(batch)
     maps = {label: branch_cams(model, batch, cam_class) for label, model in models}
-    preds = {label: predict(model, batch) for label, model in models}
+    preds = {label: [class_names[c] if class_names else str(c) for c in predict(model, batch)]
+             for label, model in models}
     columns = [("texture", None, None), ("depth", None, None)]
     columns += [(f"{label}\n{branch} Grad-CAM", label, branch)
                 for label, _ in models for branch in maps[label]]
     n = len(batch["sample_id"])
     fig = _figure(1.9 * len(columns), 2.0 * n + 0.6)
     for i in range(n):
-        truth = EXPRESSIONS[int(batch["label"][i])]
-        guesses = ", ".join(f"{label}: {EXPRESSIONS[int(preds[label][i])]}" for label, _ in models)
+        truth = batch["truth"][i]
+        guesses = ", ".join(f"{label}: {preds[label][i]}" for label, _ in models)
         for j, (head, label, branch) in enumerate(columns):
             ax = fig.add_subplot(n, len(columns), i * len(columns) + j + 1)
             if label is None:
@@ -197,8 +240,9 @@ def save_input_cams(model: nn.Module, batch: dict, sample_ids: list[str], class_
 
 
 @torch.no_grad()
-def fusion_weights_by_expression(model: nn.Module, batch: dict) -> dict:
-    """``{layer: {"texture"|"depth": (6, n_per_class) list of channel-mean weights}}``."""
+def fusion_weights_by_class(model: nn.Module, batch: dict) -> dict:
+    """``{layer: {"texture"|"depth": (C, n_per_class) list of channel-mean weights}}``,
+    C the model's classes, samples grouped by their ``label``."""
     model(batch["texture"], batch["depth"], batch["mask"])
     weights = model.fusion_weights()
     if not weights:
@@ -207,16 +251,17 @@ def fusion_weights_by_expression(model: nn.Module, batch: dict) -> dict:
     out = {}
     for layer, (w_t, w_d) in weights.items():
         out[layer] = {m: [w.mean(dim=(1, 2, 3)).numpy()[labels == c].tolist()
-                          for c in range(len(EXPRESSIONS))]
+                          for c in range(model.num_classes)]
                       for m, w in (("texture", w_t), ("depth", w_d))}
     return out
 
 
-def save_fusion_weights_plot(weights: dict, path: str | os.PathLike, title: str) -> None:
-    """Grouped bars per expression: mean (± std over samples) texture and depth weight."""
+def save_fusion_weights_plot(weights: dict, path: str | os.PathLike, title: str,
+                             class_names: list[str]) -> None:
+    """Grouped bars per class: mean (± std over samples) texture and depth weight."""
     layers = list(weights)
-    fig = _figure(5.0 * len(layers), 3.8)
-    x = np.arange(len(EXPRESSIONS))
+    fig = _figure(max(5.0, 0.8 * len(class_names)) * len(layers), 3.8)
+    x = np.arange(len(class_names))
     for k, layer in enumerate(layers):
         ax = fig.add_subplot(1, len(layers), k + 1)
         for shift, modality in ((-0.2, "texture"), (0.2, "depth")):
@@ -224,7 +269,7 @@ def save_fusion_weights_plot(weights: dict, path: str | os.PathLike, title: str)
             means = [np.mean(g) if g else np.nan for g in groups]
             stds = [np.std(g) if g else 0.0 for g in groups]
             ax.bar(x + shift, means, width=0.4, yerr=stds, capsize=3, label=modality)
-        ax.set_xticks(x, EXPRESSIONS, rotation=30, ha="right")
+        ax.set_xticks(x, class_names, rotation=30, ha="right")
         ax.set_ylim(0, 1)
         ax.set_ylabel("fusion weight (mean over channels)")
         ax.set_title(f"after {layer}", fontsize=9)
@@ -242,9 +287,9 @@ def fold_sample_ids(checkpoint: Path) -> list[str] | None:
     return [str(s) for s in cell.read_record()["sample_ids"]] if cell and cell.done else None
 
 
-def one_per_expression(sample_ids: list[str], labels: list[int], n: int) -> list[str]:
-    """Up to ``n`` samples, taking the expressions in turn (first sample of each first)."""
-    queues = [[s for s, y in zip(sample_ids, labels) if y == c] for c in range(len(EXPRESSIONS))]
+def one_per_class(sample_ids: list[str], labels: list[int], n: int) -> list[str]:
+    """Up to ``n`` samples, taking the classes in turn (first sample of each first)."""
+    queues = [[s for s, y in zip(sample_ids, labels) if y == c] for c in sorted(set(labels))]
     chosen = []
     while len(chosen) < n and any(queues):
         for q in queues:
@@ -258,17 +303,34 @@ def model_label(meta: dict) -> str:
     return known.label if known else meta["variant"]
 
 
+def _common_classes(loaded: list, shard_names) -> list[str]:
+    """The class names every loaded model predicts; Fer3dError when two differ."""
+    names = [class_names_of(meta, shard_names) for _, meta in loaded]
+    for (_, meta), other in zip(loaded[1:], names[1:]):
+        if other != names[0]:
+            raise Fer3dError(f"{meta['path']}: classes {other} differ from "
+                             f"{loaded[0][1]['path']}'s {names[0]}; compare models of one "
+                             "label set")
+    return names[0]
+
+
 def make_figures(checkpoints: list[str | os.PathLike], shards: list[str], samples: list[str],
                  out: str | os.PathLike, *, fusion_out: str | os.PathLike | None = None,
                  image_size: int | None = None, title: str = "", cam_class: str = "predicted"
                  ) -> list[Path]:
     """Grad-CAM montage of ``samples`` for each checkpoint side by side; with ``fusion_out``,
-    the first adaptive-fusion model's weights per expression on its test fold."""
+    the first adaptive-fusion model's weights per class on its test fold. The models must
+    predict the same classes."""
     loaded = [load_model(c) for c in checkpoints]
     size = image_size or int(loaded[0][1].get("image_size", 224))
-    batch = load_samples(shards, samples, size)
+    flat = flat_maps_warning(size)
+    if flat:
+        log.warning("%s", flat)
+        title = f"{title or 'Grad-CAM'}; FLAT MAPS: layer4 is 1x1 at {size} px"
+    names = _common_classes(loaded, read_shard_index(shards).class_names)
+    batch = load_samples(shards, samples, size, names)
     save_cam_montage([(model_label(meta), m) for m, meta in loaded], batch, out, title,
-                     cam_class)
+                     cam_class, names)
     written = [Path(out)]
     if fusion_out is not None:
         from fer3d.models import AdaptiveFusion
@@ -279,11 +341,11 @@ def make_figures(checkpoints: list[str | os.PathLike], shards: list[str], sample
             raise Fer3dError("fusion weights: no checkpoint of a model with adaptive fusion")
         fold = fold_sample_ids(Path(meta["path"]))
         ids = fold or samples
-        weights = fusion_weights_by_expression(model, load_samples(shards, ids, size))
+        weights = fusion_weights_by_class(model, load_samples(shards, ids, size, names))
         where = "its test fold" if fold else "the given samples"
-        save_fusion_weights_plot(weights, fusion_out, f"Adaptive-fusion weights per expression: "
+        save_fusion_weights_plot(weights, fusion_out, f"Adaptive-fusion weights per class: "
                                  f"{model_label(meta)}, {len(ids)} samples of {where} "
-                                 "(bars: std over samples)")
+                                 "(bars: std over samples)", names)
         written.append(Path(fusion_out))
     return written
 
@@ -293,7 +355,7 @@ def fig6_from_runs(runs: list, shards: list[str], out: Path, dataset: str, n_sam
     """Fig. 6 of a reproduction: the runs' first cells, samples of that cell's test fold."""
     out.mkdir(parents=True, exist_ok=True)
     cell = runs[0].cells[0]
-    samples = one_per_expression(cell["sample_ids"], cell["labels"], n_samples)
+    samples = one_per_class(cell["sample_ids"], cell["labels"], n_samples)
     cells = [RunDir(r.path).cell(cell["repeat"], cell["fold"]).path for r in runs]
     name = DATASET_TITLES.get(dataset, dataset)
     return make_figures(cells, shards, samples,

@@ -3,9 +3,11 @@
 Stage: shards -> campaigns -> tables and figures. For each dataset found in the shards and
 each variant the target needs (:func:`fer3d.paper.catalog.target_variants`), one campaign in
 ``OUT/runs/<dataset>/<variant>`` with the recipe's settings and the caller's overrides. A
-finished campaign with the asked number of repeats is reused; any other is resumed
-(finished cells skipped, unfinished ones continued from their checkpoint). A campaign that
-fails is recorded and the others go on; the target is then built from what finished.
+run there is resumed when its settings and shards are these (finished cells skipped,
+unfinished ones continued from their checkpoint: a finished run costs nothing) and refused
+otherwise (:func:`fer3d.campaign.plan.check_same`); it is never reused as it is. A campaign
+that fails or is refused is recorded and the others go on; the target is then built from
+what finished.
 Layout and costs: docs/reproduce.md.
 """
 
@@ -19,7 +21,6 @@ from pathlib import Path
 
 import h5py
 
-from fer3d.campaign.rundir import RunDir
 from fer3d.errors import ConfigError, Fer3dError, ReproduceError
 from fer3d.paper.catalog import DATASETS, TARGETS, target_variants
 from fer3d.paper.recipes import paper_differences, recipe_values
@@ -28,6 +29,11 @@ from fer3d.report import load_runs, write_report
 from fer3d.settings import TrainConfig
 
 log = logging.getLogger(__name__)
+
+# What a reproduction's cells keep: the tables need only each cell's fold.json, and Fig. 6,
+# fer3d-cam RUN and fer3d-eval RUN read the weights of cell r0 f0 alone. Every cell's
+# weights of `all` (26 campaigns x 1,000 cells x 73 MB on average) would fill ~1.9 TB.
+REPRODUCE_KEEP = "first"
 
 
 @dataclass
@@ -57,8 +63,9 @@ def shards_by_dataset(shards: list[str]) -> dict[str, list[str]]:
 
 
 def campaign_values(recipe: str, dataset: str, overrides: dict) -> dict:
-    """The recipe's values for ``dataset`` with every non-None override on top."""
-    values = recipe_values(recipe, dataset)
+    """The recipe's values for ``dataset`` with every non-None override on top (``keep``
+    defaults to :data:`REPRODUCE_KEEP`)."""
+    values = {"keep": REPRODUCE_KEEP, **recipe_values(recipe, dataset)}
     values.update({k: v for k, v in overrides.items() if v is not None})
     if str(values.get("pretrained")).lower() == "none":
         values["pretrained"] = None
@@ -66,39 +73,53 @@ def campaign_values(recipe: str, dataset: str, overrides: dict) -> dict:
 
 
 def train_config(values: dict, shards: list[str], out: Path, variant: str) -> TrainConfig:
-    """A resuming TrainConfig; a setting the engine does not take is an error."""
+    """The TrainConfig of one campaign (it attaches to the run in ``out`` when its settings
+    are the run's, and is refused naming the difference otherwise); a setting the engine
+    does not take is an error."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unused = sorted(k for k in values if k not in names)
     if unused:
         raise ConfigError(f"fer3d-train has no setting {unused}")
     kept = {k: v for k, v in values.items() if k in names and k != "variant"}
-    return TrainConfig(shards=shards, out=str(out), variant=variant, resume=True, **kept)
+    return TrainConfig(shards=shards, out=str(out), variant=variant, **kept)
 
 
 def check_pretrained(value) -> None:
-    """Fail once, before any campaign, when the weights file is not there."""
-    if value is None:
-        return
-    if value == "imagenet":
-        from fer3d.models import imagenet_weights_path  # needs torch: only for "imagenet"
+    """Fail once, before any campaign, when ``--pretrained`` names weights that cannot be
+    used (missing, not a resnet18 state dict: :func:`read_pretrained`'s one line)."""
+    if value is not None:
+        from fer3d.train.checkpoint import read_pretrained  # torch: only when weights are named
 
-        path = imagenet_weights_path()
-        hint = " (the torch hub cache; fer3d never downloads: see docs/model.md)"
-    else:
-        path, hint = Path(value), ""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no resnet18 weights file{hint}; or pass --pretrained "
-                             "PATH, or --pretrained none to train from scratch")
+        read_pretrained(value)
 
 
-def _finished(run_dir: Path, repeats: int) -> bool:
-    run = RunDir(run_dir)
-    return run.summary.is_file() and int(run.read_summary().get("repeats", -1)) == repeats
+def _size(n_bytes: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes / 1e3:.0f} kB"
+
+
+def disk_estimate(variants: list[str], values: dict) -> str:
+    """What ``--keep`` will keep of ``variants``' weights (fp32 parameters; a full resume
+    checkpoint adds Adam's two moments), beside what ``--keep weights`` would keep."""
+    import torch
+
+    from fer3d.models import count_parameters, create_model
+
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        weights = sum(4 * count_parameters(create_model(v)) for v in variants)
+    cells = int(values["repeats"]) * int(values["folds"])
+    kept = {"weights": cells, "first": 1, "none": 0, "full": 4 * cells}[values["keep"]]
+    return (f"--keep {values['keep']}: ≈ {_size(kept * weights)} of weights for "
+            f"{len(variants)} campaign(s) of {cells} cells (--keep weights: ≈ "
+            f"{_size(cells * weights)}; predictions and logs ≈ 50 kB per cell)")
 
 
 def run_campaigns(target: str, shards: list[str], out: Path, *, recipe: str = "paper",
                   overrides: dict | None = None) -> Outcome:
-    """Run (or reuse, or resume) every campaign ``target`` needs, per dataset."""
+    """Run every campaign ``target`` needs, per dataset: a run of the same settings is
+    resumed (nothing to do when finished), one of other settings refused and recorded."""
     from fer3d.campaign.run import run_campaign  # torch: imported only when training
     from fer3d.train.runtime import resolved_precision
 
@@ -109,12 +130,9 @@ def run_campaigns(target: str, shards: list[str], out: Path, *, recipe: str = "p
         precision = resolved_precision(values.get("device", "auto"), values.get("amp", "auto"))
         for line in paper_differences(values, dataset, precision):
             log.info("%s: %s", dataset, line)
+        log.info("%s: %s", dataset, disk_estimate(target_variants(target), values))
         for variant in target_variants(target):
             run_dir = out / "runs" / dataset / variant
-            if _finished(run_dir, int(values["repeats"])):
-                log.info("%s %s: finished run reused (%s)", dataset, variant, run_dir)
-                outcome.runs.append(run_dir)
-                continue
             try:
                 log.info("%s %s: campaign in %s", dataset, variant, run_dir)
                 run_campaign(train_config(values, files, run_dir, variant))
@@ -123,7 +141,10 @@ def run_campaigns(target: str, shards: list[str], out: Path, *, recipe: str = "p
                 if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                     raise  # every later campaign would fail the same way
                 outcome.failures.append(f"{dataset} {variant}: {type(exc).__name__}: {exc}")
-                log.exception("%s %s failed", dataset, variant)
+                if isinstance(exc, Fer3dError):
+                    log.error("%s %s: %s", dataset, variant, exc)
+                else:
+                    log.exception("%s %s failed", dataset, variant)
     return outcome
 
 

@@ -12,6 +12,6 @@ a whole report.
 """
 
 from fer3d.report.build import write_report, write_table
-from fer3d.report.runs import Run, load_run, load_runs
+from fer3d.report.runs import Run, find_runs, load_run, load_runs
 
-__all__ = ["Run", "load_run", "load_runs", "write_report", "write_table"]
+__all__ = ["Run", "find_runs", "load_run", "load_runs", "write_report", "write_table"]

@@ -69,8 +69,9 @@ def write_report(runs: list[Run], out: Path, *, problems: list[str] = (),
 
 
 def _main_tables(runs: list[Run]) -> list[tuple[str, tables.Table]]:
-    """Every run, per class, then each paper table with at least one of its runs."""
-    found = [("runs", tables.runs_table(runs)), ("per_class", tables.per_class_table(runs))]
+    """Every run, its scores, per class, then each paper table with at least one of its runs."""
+    found = [("runs", tables.runs_table(runs)), ("scores", tables.scores_table(runs)),
+             ("per_class", tables.per_class_table(runs))]
     present = {r.variant for r in runs}
     for target in ("table1", "table2", "table3", "fig4", "fig5"):
         if present & {v for v, _ in TARGETS[target].rows}:

@@ -129,28 +129,60 @@ def accuracy_cells(run: Run | None, paper: float | None) -> list:
     return [mean, spread, name, f"{run.repeats} × {run.folds}", paper, diff]
 
 
+SEQUENCE_COLUMNS = ["sequence accuracy (%)", "sequence spread (%)"]
+
+
 def runs_table(runs: list[Run]) -> Table:
-    """One row per run: accuracy mean ± spread and the paper's number where it prints one."""
+    """One row per run: accuracy mean ± spread and the paper's number where it prints one;
+    the per-sequence votes' accuracy too when a run has sequences."""
+    votes = any(run.sequence_accuracy() for run in runs)
     table = Table("Accuracy of every run", ["run", "variant", "paper row", "dataset",
-                                            *ACCURACY_COLUMNS])
+                                            *ACCURACY_COLUMNS,
+                                            *(SEQUENCE_COLUMNS if votes else [])])
     for run in runs:
         tag = VARIANT_BY_NAME[run.variant].paper if run.variant in VARIANT_BY_NAME else ""
         table.rows.append([run.path.name, run.variant, tag or "extra",
                            DATASET_TITLES.get(run.dataset, run.dataset),
-                           *accuracy_cells(run, published_accuracy(run.variant, run.dataset))])
+                           *accuracy_cells(run, published_accuracy(run.variant, run.dataset)),
+                           *((run.sequence_accuracy() or (None, None)) if votes else ())])
     table.notes += [SPREAD_NOTE, f"paper: the accuracy the paper prints for the variant (its "
                     f"Tables 1-3); {BLANK}: none printed (extras, Fig. 5's positions)."]
+    if votes:
+        table.notes.append("accuracy: per frame (scan); sequence accuracy: one vote per "
+                           "sequence (the mean of its frames' softmaxes) or lone scan, its "
+                           "spread as the accuracy's.")
+    return table
+
+
+def scores_table(runs: list[Run]) -> Table:
+    """Accuracy, balanced accuracy and macro-F1 of every run (fer3d.metrics.scores), each
+    its mean over repeats and its spread (the summary's one figure of spread, named in the
+    notes); blank for a summary written before they were recorded."""
+    names = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
+             ("macro_f1", "macro-F1"))
+    table = Table("Accuracy, balanced accuracy and macro-F1 (%), mean and spread",
+                  ["variant", "dataset"] + [f"{title}{part}" for _, title in names
+                                            for part in (" (%)", " ±")])
+    for run in runs:
+        values = [run.summary.get(f"{key}_{part}") for key, _ in names
+                  for part in ("mean", "spread")]
+        table.rows.append([run.variant, DATASET_TITLES.get(run.dataset, run.dataset),
+                           *[None if v is None else 100 * float(v) for v in values]])
+    table.notes += [SPREAD_NOTE, "balanced accuracy: mean recall over the classes; macro-F1: "
+                    "mean F1 over them; each pooled over a repeat's folds (docs/protocol.md)."]
     return table
 
 
 def per_class_table(runs: list[Run]) -> Table:
-    names = list(runs[0].summary["class_names"]) if runs else []
-    table = Table("Per-class accuracy (%), pooled over repeats and folds",
+    """Columns: every class of the runs, in the order first met (blank: not a class of
+    that run's)."""
+    names = list(dict.fromkeys(n for run in runs for n in run.summary["class_names"]))
+    table = Table("Per-class accuracy (recall, %), pooled over repeats and folds",
                   ["variant", "dataset", *names])
     for run in runs:
         per = run.summary["per_class_accuracy"]
         table.rows.append([run.variant, DATASET_TITLES.get(run.dataset, run.dataset),
-                           *[100 * float(per[n]) for n in names]])
+                           *[100 * float(per[n]) if n in per else None for n in names]])
     return table
 
 

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import torch
 
+from fer3d.errors import ShardReadError
 from fer3d.train.transforms import (
     NO_AUGMENT,
     Augment,
@@ -43,10 +44,12 @@ class ShardDataset(torch.utils.data.Dataset):
     Items are dicts: ``texture`` (3, S, S) float32, ``depth`` (3, S, S) float32 (depth in
     [0, 1] over covered cells, replicated to 3 channels, ImageNet-normalised so pretrained
     weights fit both branches), ``mask`` (1, S/4, S/4) float32 in [0, 1] (area-resized
-    ``/mask56``), ``label`` int64 expression code, ``index`` int64 position in this dataset
-    (``landmarks`` (K, 2) in output pixels too when ``landmarks=True``; a flip mirrors their
-    positions but keeps each row's name, so after a flip "left" rows lie on the right: the
-    BU-3DFE 83-point mirror pairing is not documented well enough to swap rows safely).
+    ``/mask56``), ``label`` int64 code into ``index.class_names`` (a campaign passes its
+    relabelled index: :func:`fer3d.campaign.protocol.relabel`), ``index`` int64 position in
+    this dataset (``landmarks`` (K, 2) in output pixels too when ``landmarks=True``; a flip
+    mirrors their positions but keeps each row's name, so after a flip "left" rows lie on
+    the right: the BU-3DFE 83-point mirror pairing is not documented well enough to swap
+    rows safely).
 
     source      a :class:`ShardIndex` (read once per campaign) or shard path(s).
     indices     rows of the index to expose; default all.
@@ -92,7 +95,7 @@ class ShardDataset(torch.utils.data.Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        return self.index.expression[self.rows]
+        return self.index.label[self.rows]
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -113,9 +116,18 @@ class ShardDataset(torch.utils.data.Dataset):
         self._files, self._pid = None, None
 
     def read(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Storage tensors of item ``i`` (see :func:`read_sample`)."""
+        """Storage tensors of item ``i`` (see :func:`read_sample`); ShardReadError naming
+        the shard and the sample when HDF5 cannot read it (a damaged chunk)."""
         g = int(self.rows[i])
-        return read_sample(self._file(int(self.index.shard[g])), int(self.index.row[g]))
+        shard, row = int(self.index.shard[g]), int(self.index.row[g])
+        try:
+            return read_sample(self._file(shard), row)
+        except OSError as exc:  # h5py's error for a chunk that fails its checksum or gzip
+            path = self.index.paths[shard]
+            detail = " ".join(str(exc).split())[:160]
+            raise ShardReadError(f"{path}: sample {str(self.index.sample_id[g])!r} (row {row}) "
+                                 f"cannot be read ({detail}); the shard is damaged: check it "
+                                 f"with `fer3d-prep verify {path}` and prepare it again") from None
 
     def _landmarks(self, i: int) -> np.ndarray:
         g = int(self.rows[i])

@@ -24,6 +24,7 @@ from fer3d.train.transforms import (
     Augment,
     augment,
     epoch_draws,
+    imagenet_stats,
     normalise,
     prepare,
 )
@@ -86,7 +87,7 @@ class DeviceData:
         self.texture = torch.stack([p[0] for p in parts]).to(device)
         self.depth = torch.stack([p[1] for p in parts]).to(device, dtype)
         self.mask56 = torch.stack([p[2] for p in parts]).to(device)
-        self.labels = torch.from_numpy(index.expression[self.rows]).to(device)
+        self.labels = torch.from_numpy(index.label[self.rows]).to(device)
         self.device = device
 
     @property
@@ -95,8 +96,8 @@ class DeviceData:
                    for t in (self.texture, self.depth, self.mask56, self.labels))
 
     def positions(self, rows: np.ndarray) -> torch.Tensor:
-        """Positions of index ``rows`` in this store, on the device."""
-        return torch.tensor([self.where[int(r)] for r in rows], device=self.device)
+        """Positions of index ``rows`` in this store (on the CPU)."""
+        return torch.tensor([self.where[int(r)] for r in rows], dtype=torch.int64)
 
     def batch(self, pos: torch.Tensor, size: int, flip: torch.Tensor | None = None,
               theta: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
@@ -116,28 +117,36 @@ def n_batches(n: int, batch_size: int, train: bool) -> int:
     return n // batch_size
 
 
+def train_shape(n: int, batch_size: int) -> tuple[int, int]:
+    """(training batches per epoch, samples per batch) of ``n`` samples: cells that agree
+    can train as one pack (each step takes one batch of each)."""
+    return n_batches(n, batch_size, train=True), min(n, batch_size)
+
+
 class DeviceSource:
     """Batches of one cell from a :class:`DeviceData`."""
 
     def __init__(self, data: DeviceData, rows: np.ndarray, image_size: int, batch_size: int,
                  aug: Augment):
-        self.data, self.pos = data, data.positions(rows)
+        self.data, self.pos_cpu = data, data.positions(rows)
+        self.pos = self.pos_cpu.to(data.device)
         self.size, self.batch_size, self.aug = image_size, batch_size, aug
 
     def __len__(self) -> int:
         return len(self.pos)
 
+    def epoch(self, epoch_seed: int) -> tuple[torch.Tensor, ...]:
+        """This epoch's training batches as store positions (batches, B), flips (batches, B),
+        affine maps (batches, B, 2, 3) and positions among this cell's rows (batches, B), on
+        the CPU."""
+        order, flip, theta = epoch_draws(len(self.pos), epoch_seed, self.aug)
+        nb, b = train_shape(len(self.pos), self.batch_size)
+        take = order[:nb * b]
+        return (self.pos_cpu[take].view(nb, b), flip[take].view(nb, b),
+                theta[take].view(nb, b, 2, 3), take.view(nb, b))
+
     def train_batches(self, epoch_seed: int):
-        n, bs = len(self.pos), self.batch_size
-        order, flip, theta = epoch_draws(n, epoch_seed, self.aug)
-        dev = self.data.device
-        order, flip, theta = order.to(dev), flip.to(dev), theta.to(dev)
-        affine = self.aug.has_affine
-        for b in range(n_batches(n, bs, train=True)):
-            idx = order[b * bs:(b + 1) * bs]
-            out = self.data.batch(self.pos[idx], self.size, flip[idx],
-                                  theta[idx] if affine else None)
-            yield (*out, idx)
+        return pack_batches([self], [epoch_seed])
 
     def eval_batches(self):
         bs = self.batch_size
@@ -147,6 +156,28 @@ class DeviceSource:
 
     def close(self) -> None:
         """Nothing to release: the samples belong to the campaign's DeviceData."""
+
+
+def pack_batches(sources: list[DeviceSource], epoch_seeds: list[int]):
+    """Training batches of K cells for one epoch each (cell k's order and draws from
+    ``epoch_seeds[k]``, exactly as it alone would take them): step b yields the K cells'
+    b-th batches stacked cell-major, ``(K*B, ...)`` tensors and labels, plus each sample's
+    position among its cell's rows. Every draw moves to the device here, before the first
+    step (four copies per epoch);
+    a step itself only indexes and transforms on the device (tests/fer3d/test_sync.py)."""
+    first = sources[0]
+    assert len({train_shape(len(s), s.batch_size) for s in sources}) == 1, sources
+    parts = [s.epoch(seed) for s, seed in zip(sources, epoch_seeds)]
+    dev, affine = first.data.device, first.aug.has_affine
+    pos, flip, theta, local = (torch.cat([p[i] for p in parts], dim=1).to(dev)
+                               for i in range(4))
+    imagenet_stats(dev)  # made now if not yet, not inside a step
+
+    def batches():
+        for b in range(pos.shape[0]):
+            out = first.data.batch(pos[b], first.size, flip[b], theta[b] if affine else None)
+            yield (*out, local[b])
+    return batches()
 
 
 class EpochSampler(torch.utils.data.Sampler):

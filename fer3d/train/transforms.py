@@ -12,6 +12,7 @@ docs/shards.md.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import h5py
@@ -115,11 +116,19 @@ def augment(image: torch.Tensor, mask: torch.Tensor, flip: torch.Tensor,
     return image, mask
 
 
+@functools.cache
+def imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std (1, 3, 1, 1) on ``device``, made once per device: a tensor
+    built from Python numbers in every batch would be a host-to-device copy (a stream sync
+    on CUDA, and a break in a captured CUDA graph)."""
+    return (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1))
+
+
 def normalise(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """image (B, 4, s, s) in [0, 1] -> ImageNet-normalised texture (B, 3, s, s) and depth
     replicated to 3 channels (so ImageNet weights fit both branches), mask clamped."""
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=image.device).view(1, 3, 1, 1)
+    mean, std = imagenet_stats(image.device)
     image = image.clamp(0.0, 1.0)
     texture = (image[:, :3] - mean) / std
     depth = (image[:, 3:].expand(-1, 3, -1, -1) - mean) / std

@@ -1,13 +1,15 @@
 """Tree walking shared by the dataset walkers: find a dataset's files under a root in
 either layout (per-subject folders or one flat folder) and group them by scan.
 
-Nothing is skipped silently: a folder that cannot be listed, or a symbolic link to a
-folder (not followed), becomes a problem record; a scan file that cannot be read (broken
-link, no permission, not a regular file) becomes its scan's ``problem``.
+Nothing is skipped silently: a folder that cannot be listed, a symbolic link to a folder
+(not followed), or a mesh file whose name the dataset's pattern does not recognise (a typo
+such as ``F0001_AN05WH_F3D.wrl``) becomes a problem record; a scan file that cannot be
+read (broken link, no permission, not a regular file) becomes its scan's ``problem``.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -20,14 +22,16 @@ from .records import ScanRecord
 
 
 def group_files(root: str | os.PathLike, parse: Callable[[str], tuple[str, str, dict] | None],
-                dataset: str) -> tuple[dict[str, tuple[dict, dict[str, Path], list[str]]],
-                                       list[tuple[Path, str]]]:
-    """Every scan file under ``root``, and the folders that could not be walked.
+                dataset: str, mesh_suffix: str | None = None
+                ) -> tuple[dict[str, tuple[dict, dict[str, Path], list[str]]],
+                           list[tuple[Path, str]]]:
+    """Every scan file under ``root``, and the paths that could not be walked.
 
     Returns (scan_id -> (fields parsed from the name, role -> path, problems of its
-    files), [(folder, problem)]). ``parse(file_name)`` returns (scan_id, role, fields) or
-    None for an unrelated file. The same role found twice for one scan is an error: the
-    tree is ambiguous.
+    files), [(folder or file, problem)]). ``parse(file_name)`` returns (scan_id, role,
+    fields) or None for an unrelated file; a file ending in ``mesh_suffix`` (any case) that
+    ``parse`` does not recognise is reported, not ignored. The same role found twice for one
+    scan is an error: the tree is ambiguous.
     """
     root = Path(root)
     if not root.is_dir():
@@ -46,6 +50,10 @@ def group_files(root: str | os.PathLike, parse: Callable[[str], tuple[str, str, 
         for name in sorted(files):
             parsed = parse(name)
             if parsed is None:
+                if mesh_suffix and name.lower().endswith(mesh_suffix):
+                    unwalked.append((Path(folder) / name, f"a {mesh_suffix} file whose name is "
+                                     f"not a {dataset} scan name (a typo?): rename it to the "
+                                     "dataset's pattern (docs/formats.md) or move it out"))
                 continue
             scan_id, role, fields = parsed
             _, roles, problems = scans.setdefault(scan_id, (fields, {}, []))
@@ -70,6 +78,8 @@ def unreadable(path: Path) -> str | None:
     try:
         mode = os.stat(path).st_mode
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
         return ("broken symbolic link" if os.path.islink(path)
                 else f"cannot stat ({e.strerror or e})")
     if not stat.S_ISREG(mode):
@@ -86,11 +96,11 @@ def missing_roles(roles: dict, expected: tuple[str, ...]) -> tuple[str, ...]:
 
 def folder_records(dataset: str, root: str | os.PathLike, unwalked: list[tuple[Path, str]],
                    subject_pattern: str) -> list[ScanRecord]:
-    """One problem record per folder that could not be walked.
+    """One problem record per folder that could not be walked (or unrecognised mesh file).
 
-    scan_id is the folder relative to the root; the subject is the folder's name when it
-    is a subject id (``subject_pattern``), else "" (unknown); ``capture`` "" marks the
-    labels as unknown, and ``mesh`` holds the folder so the error row names it.
+    scan_id is the path relative to the root; the subject is its name when it is a subject
+    id (``subject_pattern``), else "" (unknown); ``capture`` "" marks the labels as unknown,
+    and ``mesh`` holds the path so the error row names it.
     """
     records = []
     for folder, problem in unwalked:

@@ -24,21 +24,24 @@ from .textures import load_texture
 EXPRESSION_CAPTURES = {capture: name for name, capture in BOSPHORUS_CAPTURES.items()}
 
 _SUBJECT = r"bs\d{3}"
-_NAME = re.compile(r"^(?P<scan>(?P<subject>bs\d{3})_"
-                   r"(?P<capture>[A-Z]+_[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*?)_\d+)\.(?P<ext>\w+)$")
+# Any case (copies through other file systems change it): ids are spelled bs000_E_ANGER_0.
+_NAME = re.compile(r"^(?P<subject>bs\d{3})_(?P<capture>[A-Z]+_[A-Z0-9]+(?:_[A-Z0-9]+)*?)"
+                   r"_(?P<k>\d+)\.(?P<ext>\w+)$", re.IGNORECASE)
 _ROLES = {"bnt": "mesh", "png": "texture", "lm3": "landmarks", "lm2": "landmarks2d"}
 _EXPECTED = ("mesh", "texture", "landmarks", "landmarks2d")
 
 
 def parse_name(name: str) -> tuple[str, str, dict] | None:
-    """``bs000_E_ANGER_0.bnt`` -> ("bs000_E_ANGER_0", "mesh", fields); None otherwise."""
+    """``bs000_E_ANGER_0.bnt`` -> ("bs000_E_ANGER_0", "mesh", fields); None otherwise.
+    Case does not matter: ``BS000_e_anger_0.BNT`` is scan bs000_E_ANGER_0 too."""
     m = _NAME.match(name)
     role = _ROLES.get(m["ext"].lower()) if m else None
     if role is None:
         return None
-    fields = {"subject": m["subject"], "capture": m["capture"],
-              "expression": EXPRESSION_CAPTURES.get(m["capture"])}
-    return m["scan"], role, fields
+    subject, capture = m["subject"].lower(), m["capture"].upper()
+    fields = {"subject": subject, "capture": capture,
+              "expression": EXPRESSION_CAPTURES.get(capture)}
+    return f"{subject}_{capture}_{m['k']}", role, fields
 
 
 def walk_bosphorus(root: str | os.PathLike) -> list[ScanRecord]:
@@ -55,7 +58,7 @@ def walk_bosphorus(root: str | os.PathLike) -> list[ScanRecord]:
         >>> records[0].scan_id, records[0].capture, records[0].expression  # doctest: +SKIP
         ('bs000_E_ANGER_0', 'E_ANGER', 'anger')
     """
-    scans, unwalked = group_files(root, parse_name, "bosphorus")
+    scans, unwalked = group_files(root, parse_name, "bosphorus", mesh_suffix=".bnt")
     records = [ScanRecord(dataset="bosphorus", scan_id=scan_id, subject=f["subject"],
                           expression=f["expression"], intensity=INTENSITY_UNGRADED,
                           capture=f["capture"], mesh=roles.get("mesh"),

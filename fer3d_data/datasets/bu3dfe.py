@@ -21,10 +21,10 @@ from .records import ScanRecord
 from .textures import load_texture
 
 _SUBJECT = r"[FM]\d{4}"
-_NAME = re.compile(r"^(?P<scan>(?P<subject>(?P<sex>[FM])\d{4})_"
-                   r"(?P<expr>" + "|".join(EXPRESSION_CODES) + r")"
-                   r"(?P<intensity>\d\d)(?P<ethnicity>[A-Z]{2}))"
-                   r"_(?P<type>F3D|RAW|F2D)\.(?P<ext>\w+)$")
+# Any case (copies through other file systems lower names): ids are spelled upper case.
+_NAME = re.compile(r"^(?P<subject>[FM]\d{4})_(?P<expr>" + "|".join(EXPRESSION_CODES) + r")"
+                   r"(?P<intensity>\d\d)(?P<ethnicity>[A-Z]{2})"
+                   r"_(?P<type>F3D|RAW|F2D)\.(?P<ext>\w+)$", re.IGNORECASE)
 
 # (type, suffix) -> role; F3D roles are ScanRecord fields, the others go to ``extra``.
 _ROLES = {("F3D", "wrl"): "mesh", ("F3D", "bmp"): "texture", ("F3D", "bnd"): "landmarks",
@@ -35,18 +35,20 @@ _EXPECTED = ("mesh", "texture", "landmarks")
 def parse_name(name: str) -> tuple[str, str, dict] | None:
     """``F0001_AN01WH_F3D.wrl`` -> ("F0001_AN01WH", "mesh", fields); None if not a BU-3DFE file.
 
-    Intensity must be 00 for neutral and 01-04 otherwise.
+    Intensity must be 00 for neutral and 01-04 otherwise. Case does not matter:
+    ``f0001_an01wh_f3d.WRL`` is scan F0001_AN01WH too.
     """
     m = _NAME.match(name)
     if m is None:
         return None
-    role = _ROLES.get((m["type"], m["ext"].lower()))
+    subject, expr, race, kind = (m[k].upper() for k in ("subject", "expr", "ethnicity", "type"))
+    role = _ROLES.get((kind, m["ext"].lower()))
     intensity = int(m["intensity"])
-    if role is None or (intensity == 0) != (m["expr"] == "NE") or intensity > 4:
+    if role is None or (intensity == 0) != (expr == "NE") or intensity > 4:
         return None
-    fields = {"subject": m["subject"], "sex": m["sex"], "ethnicity": m["ethnicity"],
-              "expression": EXPRESSION_CODES[m["expr"]], "intensity": intensity}
-    return m["scan"], role, fields
+    fields = {"subject": subject, "sex": subject[0], "ethnicity": race,
+              "expression": EXPRESSION_CODES[expr], "intensity": intensity}
+    return f"{subject}_{expr}{m['intensity']}{race}", role, fields
 
 
 def walk_bu3dfe(root: str | os.PathLike) -> list[ScanRecord]:
@@ -62,7 +64,7 @@ def walk_bu3dfe(root: str | os.PathLike) -> list[ScanRecord]:
         >>> records[0].scan_id, records[0].expression, records[0].intensity  # doctest: +SKIP
         ('F0001_AN01WH', 'anger', 1)
     """
-    scans, unwalked = group_files(root, parse_name, "bu3dfe")
+    scans, unwalked = group_files(root, parse_name, "bu3dfe", mesh_suffix=".wrl")
     records = [ScanRecord(dataset="bu3dfe", scan_id=scan_id, subject=f["subject"],
                           expression=f["expression"], intensity=f["intensity"], capture="F3D",
                           mesh=roles.get("mesh"), texture=roles.get("texture"),

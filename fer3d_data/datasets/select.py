@@ -63,12 +63,19 @@ def _check_requested(what: str, requested: set | None, present: set, hint: str) 
     raise SelectionError(f"no scan has {what} {', '.join(problems)}; present: {shown}{more}{hint}")
 
 
+def unlabelled(record: ScanRecord) -> bool:
+    """A scan whose files were walked but that carries no label to train on."""
+    return record.labels_known and record.label is None
+
+
 def walk_and_select(name: str, raw: str | os.PathLike, selection: dict, walk: dict | None = None,
                     part: tuple[int, int] | None = None) -> tuple[list, list, tuple[str, ...]]:
     """(every record, the selected ones, the run's label names) of dataset ``name`` under
     ``raw``: ``walk`` are its adapter's inputs, ``selection`` the :func:`select` filters,
     ``part`` (i, n) keeps every n-th selected scan from the i-th (by scan id). The label
-    names come from every walked record, so the parts of one collection agree on them."""
+    names come from every walked record, so the parts of one collection agree on them.
+    A scan that carries no label (:func:`unlabelled`: a Bosphorus action-unit, pose or
+    occlusion capture) is never selected; the command says how many were left out."""
     from . import adapter
 
     a = adapter(name)
@@ -76,7 +83,8 @@ def walk_and_select(name: str, raw: str | os.PathLike, selection: dict, walk: di
         records = a.walk(raw, **(walk or {}))
     except Fer3dDataError as e:
         raise Fer3dDataError(f"{e} (expected {a.title} files such as {a.example})") from None
-    chosen = select(records, **{k: v for k, v in selection.items() if v is not None})
+    chosen = [r for r in select(records, **{k: v for k, v in selection.items() if v is not None})
+              if not unlabelled(r)]
     if not chosen:
         given = ", ".join(f"{k}={v}" for k, v in selection.items() if v is not None) or "none"
         raise Fer3dDataError(f"no scan of the {len(records)} under {raw} matches the selection "

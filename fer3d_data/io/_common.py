@@ -1,10 +1,13 @@
-"""File access shared by the raw-format readers: every failure becomes a RawFormatError
-that names the file, and no read can hang or grow without bound."""
+"""File access shared by the raw-format readers, and by every command reading a file a user
+names (``--config``, ``@FILE`` lists: :func:`fer3d_data.clibase.read_user_file`): every
+failure becomes a RawFormatError that names the file, and no read can hang or grow without
+bound."""
 
 from __future__ import annotations
 
 import os
 import stat
+import time
 
 from ..errors import RawFormatError
 
@@ -16,12 +19,21 @@ DEFAULT_MAX_BYTES = 64 * 2**20
 # Longest numeric token accepted in a text format: a genuine value has under 20 characters.
 MAX_NUMBER_CHARS = 64
 
+# Seconds a whole read may take: a 64 MiB file reads in well under a second from a local
+# disk and in ~6 s at 10 MB/s; a stalled network file system stops here.
+DEFAULT_TIMEOUT_S = 60.0
+_CHUNK = 4 * 2**20
 
-def read_bytes(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """The whole file; only a readable, non-empty regular file of at most ``max_bytes``.
+
+def read_bytes(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES,
+               timeout_s: float = DEFAULT_TIMEOUT_S) -> bytes:
+    """The whole file; only a readable, non-empty regular file of at most ``max_bytes``,
+    read within ``timeout_s`` seconds.
 
     The file is opened non-blocking so a FIFO named like a scan cannot stall the open, then
-    refused by its type before any read (a FIFO or ``/dev/urandom`` would never end).
+    refused by its type before any read (a FIFO or ``/dev/urandom`` would never end). The
+    time limit is checked between reads of 4 MiB; one read the system blocks in (a hung
+    mount) is not interrupted.
     """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
@@ -33,9 +45,9 @@ def read_bytes(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -
             raise RawFormatError(path, f"not a regular file ({_file_kind(info.st_mode)})")
         if info.st_size > max_bytes:
             raise RawFormatError(path, f"{info.st_size} bytes, over the limit of {max_bytes} "
-                                       "for one raw file (max_bytes)")
+                                       "for this file (max_bytes)")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(info.st_size + 1)  # one byte more tells a file still growing
+            data = _read_within(f, info.st_size + 1, timeout_s, path)  # +1: still growing?
     except OSError as e:
         raise RawFormatError(path, f"cannot read file ({e.strerror or e})") from e
     finally:
@@ -45,6 +57,21 @@ def read_bytes(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -
     if not data:
         raise RawFormatError(path, "empty file")
     return data
+
+
+def _read_within(f, size: int, timeout_s: float, path) -> bytes:
+    """Up to ``size`` bytes of ``f``, RawFormatError once reading has taken ``timeout_s``."""
+    deadline, parts, left = time.monotonic() + timeout_s, [], size
+    while left > 0:
+        part = f.read(min(_CHUNK, left))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+        if left > 0 and time.monotonic() > deadline:
+            raise RawFormatError(path, f"reading took over {timeout_s:g} s (a stalled file "
+                                       "system?); stopped")
+    return b"".join(parts)
 
 
 def _file_kind(mode: int) -> str:

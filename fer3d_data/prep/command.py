@@ -15,19 +15,21 @@ from pathlib import Path
 
 import click
 
-from ..clibase import Command, StrictFloat, StrictInt, config_option, split_list
+from ..clibase import Command, StrictFloat, StrictInt, config_option, one_line, split_list
 from ..datasets import ADAPTERS, Adapter, WalkOption
 from ..errors import Fer3dDataError
 from ..schema import CLASS_NAMES
 from ..schemes import SHIPPED
 from .config import CHOICES, PrepConfig
+from .sanity import THRESHOLDS
 
 PROG = "fer3d-prep"
 
 # Help of each PrepConfig parameter; the option is --<name with dashes>, its default the
 # dataclass's, its choices CHOICES.
 PREP_HELP = {
-    "image_size": "side S of the depth/texture grid, pixels",
+    "image_size": "side S of the depth/texture grid, pixels: a multiple of 4 (training "
+                  "attends with masks at S/4) in 8..1024 (memory grows with S^2)",
     "crop_radius": "crop sphere radius around the nose tip, mm; the grid spans ±radius",
     "smoothness": "gridfit smoothness",
     "interp": "gridfit data term",
@@ -55,11 +57,9 @@ PREP_HELP = {
     "point_sampling": "fps: farthest-point (evenly spread); uniform: random by area",
     "allow_outside_textures": "accept a texture a scan file names outside the scan's folder",
     "max_image_pixels": "refuse texture images with more pixels (decompression bombs)",
-    "min_landmark_fraction": "sanity: fewest share of the mask landmarks on the grid",
-    "min_texture_std": "sanity: lowest texture standard deviation, grey levels (constant = broken)",
-    "min_depth_relief": "sanity: lowest depth range over scanned cells, mm",
     "scan_timeout": "seconds one scan may take before it becomes a 'timeout' error row",
 }
+PREP_HELP.update({k: f"sanity: {what}" for k, (_, what) in THRESHOLDS.items()})
 _ALIASES = {"image_size": ("--size",)}
 _SHOWN = {"landmark_scheme": "the dataset's own"}
 EXECUTORS = ("local", "ray")
@@ -98,12 +98,15 @@ class ListType(click.ParamType):
         self.name, self.item, self.hint = name, item, hint
 
     def convert(self, value, param, ctx):
-        if value is None or isinstance(value, list):
-            return value
-        try:
-            return [self.item(v) for v in split_list(str(value))]
+        if value is None:
+            return None
+        try:  # a list comes from a config file (or is converted already: items convert again)
+            items = value if isinstance(value, list) else split_list(str(value))
+            if not all(isinstance(v, str | int) for v in items):
+                raise ValueError("a list of plain values is expected")
+            return [self.item(str(v)) for v in items]
         except (ValueError, KeyError, Fer3dDataError) as e:
-            self.fail(f"{value!r}: {e}; {self.hint}", param, ctx)
+            self.fail(one_line(f"{value!r}: {e}; {self.hint}"), param, ctx)
 
 
 class _Parsed(click.ParamType):
@@ -147,9 +150,10 @@ class ShardPart(click.ParamType):
         try:
             i, n = (int(v) for v in str(value).split("/"))
         except ValueError:
-            self.fail(f"expected I/N such as 0/4, got {value!r}", param, ctx)
+            self.fail(f"expected I/N such as 0/4 (I counts from 0), got {value!r}", param, ctx)
         if not (n >= 1 and 0 <= i < n):
-            self.fail(f"need 0 <= I < N, got {value!r}", param, ctx)
+            self.fail(f"need 0 <= I < N: I counts from 0, so the parts of {max(n, 1)} are "
+                      f"0/{max(n, 1)} to {max(n, 1) - 1}/{max(n, 1)}; got {value!r}", param, ctx)
         return i, n
 
 
@@ -181,8 +185,9 @@ def _walk_option(o: WalkOption):
 def _run_options() -> list:
     return [
         click.option("--shard", "part", type=ShardPart(),
-                     help="process only part I of N of the selection (cluster array jobs); "
-                          "join the parts with `fer3d-prep merge`"),
+                     help="process only part I of N of the selection (cluster array jobs); I "
+                          "counts from 0: the parts of 4 are 0/4, 1/4, 2/4, 3/4; join them "
+                          "with `fer3d-prep merge`"),
         click.option("--workers", type=StrictInt(min=0), default=None, show_default="all cores",
                      help="worker processes (with --executor ray: tasks in flight); 0 or 1 "
                           "runs in this process"),
@@ -234,7 +239,7 @@ def run_command(cfg: PrepConfig, raw: Path, out: Path, selection: dict, *, walk:
                 workers, executor, strict, overwrite, quiet) -> int:
     """Walk, select, check, then run_prep; the exit status."""
     from .. import shards
-    from ..datasets.select import walk_and_select
+    from ..datasets.select import unlabelled, walk_and_select
     from .runner import default_workers, run_prep
 
     check_output(out)
@@ -246,8 +251,11 @@ def run_command(cfg: PrepConfig, raw: Path, out: Path, selection: dict, *, walk:
     if not quiet:
         shown = (workers if workers is not None
                  else default_workers() if executor == "local" else "2 x cluster CPUs")
-        click.echo(f"{PROG} {cfg.dataset}: {len(chosen)} of {len(records)} scans selected, "
-                   f"{shown} workers ({executor}), S={cfg.image_size} -> {out}", err=True)
+        left = sum(map(unlabelled, records))
+        skipped = f" ({left} without a label left out: not expression scans)" if left else ""
+        click.echo(f"{PROG} {cfg.dataset}: {len(chosen)} of {len(records)} scans selected"
+                   f"{skipped}, {shown} workers ({executor}), S={cfg.image_size} -> {out}",
+                   err=True)
     try:
         summary = run_prep(chosen, out, cfg, workers=workers, strict=strict, overwrite=overwrite,
                            progress=not quiet, raw_root=raw, label_names=names,
@@ -276,7 +284,10 @@ def _report_unreadable(chosen: list, raw: Path) -> None:
 
 
 def check_output(out: Path) -> None:
+    """An output file path whose folder exists and is writable, before any work."""
     parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise Fer3dDataError(f"{parent}: is a file, not a folder; check the output path {out}")
     if not parent.is_dir():
         raise Fer3dDataError(f"output directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):

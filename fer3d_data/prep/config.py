@@ -14,12 +14,13 @@ from typing import ClassVar
 
 from ..datasets import ADAPTERS, adapter
 from ..errors import Fer3dDataError
-from ..schema import MASKS
+from ..schema import IMAGE_SIZE_STEP, MASKS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ..schemes import Scheme, get_scheme, is_scheme_file
 from ..shards.spec import DEPTH_DTYPES
 from ..surface.axes import AXES, UNITS
 from ..surface.gridfit import INTERPS, REGULARIZERS
 from ..surface.points import SAMPLINGS
+from .sanity import THRESHOLDS
 
 # Allowed values of the enumerated parameters (the command line lists the same tuples).
 CHOICES = {
@@ -37,7 +38,7 @@ CHOICES = {
 }
 # Numeric ranges: name -> (low, high, low is exclusive). None = unbounded.
 _RANGES = {
-    "image_size": (8, 4096, False),
+    "image_size": (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, False),
     "crop_radius": (0, None, True),
     "smoothness": (0, None, True),
     "outlier_nb_neighbors": (1, None, False),
@@ -50,10 +51,21 @@ _RANGES = {
     "min_landmark_fraction": (0, 1, False),
     "min_texture_std": (0, None, False),
     "min_depth_relief": (0, None, False),
+    "min_face_depth": (None, None, False),
+    "min_eye_distance": (0, None, False),
+    "max_eye_distance": (0, None, True),
+    "max_roll": (0, 180, False),
+    "max_tip_offset": (0, None, False),
+    "min_uv_inside": (0, 1, False),
+    "min_texture_side": (1, None, False),
+    "max_texture_aspect": (1, None, False),
+    "max_edge_ratio": (0, None, True),
     "scan_timeout": (0, None, True),
     "points": (0, None, False),
     "max_image_pixels": (1, None, False),
 }
+# Integers that must be a multiple of a step: name -> (step, why).
+_STEPS = {"image_size": (IMAGE_SIZE_STEP, "training attends with masks at S/4")}
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -62,7 +74,7 @@ class PrepConfig:
     """Every preprocessing parameter; written as JSON into the shard's ``/config``.
 
     dataset            the adapter that reads the raw tree (fer3d_data.datasets.ADAPTERS).
-    image_size         S: side of the depth/texture grid in pixels.
+    image_size         S: side of the depth/texture grid in pixels, a multiple of 4 in 8..1024.
     crop_radius        mm; sphere around the nose tip, and half the grid's side.
     smoothness         gridfit smoothness s (lambda = s * |A|_1 / |R|_1).
     interp             gridfit data term: "triangle", "bilinear" or "nearest".
@@ -92,10 +104,9 @@ class PrepConfig:
     allow_outside_textures
                        accept a texture that a scan file names outside the scan's folder.
     max_image_pixels   a texture image larger than this is refused (decompression bombs).
-    min_landmark_fraction, min_texture_std, min_depth_relief
-                       sanity thresholds every sample must pass (:mod:`.sanity`): the
-                       fraction of the mask landmarks on the grid, the texture's standard
-                       deviation (grey levels) and the depth range (mm) over covered cells.
+    min_landmark_fraction ... max_edge_ratio
+                       sanity thresholds every sample must pass (:data:`.sanity.THRESHOLDS`,
+                       the one table of them; docs/preprocessing.md gives each one's reason).
     scan_timeout       seconds one scan may take in a worker before it becomes a
                        ``timeout`` error row (a resume may change it).
 
@@ -132,9 +143,18 @@ class PrepConfig:
     point_sampling: str = "fps"
     allow_outside_textures: bool = False
     max_image_pixels: int = 40_000_000
-    min_landmark_fraction: float = 0.5
-    min_texture_std: float = 1.0
-    min_depth_relief: float = 5.0
+    min_landmark_fraction: float = THRESHOLDS["min_landmark_fraction"][0]
+    min_texture_std: float = THRESHOLDS["min_texture_std"][0]
+    min_depth_relief: float = THRESHOLDS["min_depth_relief"][0]
+    min_face_depth: float = THRESHOLDS["min_face_depth"][0]
+    min_eye_distance: float = THRESHOLDS["min_eye_distance"][0]
+    max_eye_distance: float = THRESHOLDS["max_eye_distance"][0]
+    max_roll: float = THRESHOLDS["max_roll"][0]
+    max_tip_offset: float = THRESHOLDS["max_tip_offset"][0]
+    min_uv_inside: float = THRESHOLDS["min_uv_inside"][0]
+    min_texture_side: int = THRESHOLDS["min_texture_side"][0]
+    max_texture_aspect: float = THRESHOLDS["max_texture_aspect"][0]
+    max_edge_ratio: float = THRESHOLDS["max_edge_ratio"][0]
     scan_timeout: float = 300.0
 
     # Keys that change how a run goes, never a sample: a resume may change them.
@@ -214,6 +234,9 @@ def _checked(name: str, kind: type, value):
             or (high is not None and out > high)):
         bounds = f"{'>' if open_low else '>='} {low}" + ("" if high is None else f" and <= {high}")
         raise ValueError(f"must be {bounds}, got {value!r}")
+    if name in _STEPS and out % _STEPS[name][0]:
+        raise ValueError(f"must be a multiple of {_STEPS[name][0]} ({_STEPS[name][1]}), "
+                         f"got {value!r}")
     return out
 
 

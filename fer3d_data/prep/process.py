@@ -36,7 +36,7 @@ from ..surface import (
 from ..surface.points import sample_points
 from ..surface.texture import grid_triangles, rasterize, texture_from_colors
 from .config import PrepConfig
-from .sanity import sanity_problems
+from .sanity import sanity_problems, surface_problems
 
 
 @dataclass
@@ -169,21 +169,25 @@ def frontal_surface(raw: RawScan, cfg: PrepConfig, sid: str | None = None) -> Fr
 def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
     """Raw scan -> :class:`Sample` by the chain of docs/preprocessing.md.
 
-    read -> clean -> nose tip -> crop -> pose -> gridfit -> texture -> landmarks -> masks
-    (-> points), then the checks of :mod:`.sanity` (step "sanity"). Any failure raises
-    :class:`ScanError` naming its step; the runner records it.
+    read -> clean -> nose tip -> crop -> pose (-> the surface checks of :mod:`.sanity`) ->
+    gridfit -> texture -> landmarks -> masks (-> points), then the sample checks of
+    :mod:`.sanity` (both step "sanity"). Any failure raises :class:`ScanError` naming its
+    step; the runner records it.
     """
     sid = record.scan_id
     grid = Grid(cfg.image_size, cfg.crop_radius)
     raw = read_raw_scan(record, cfg)
     surface = frontal_surface(raw, cfg, sid)
+    triangles = surface.triangles()
+    with step("sanity", sid):  # before the costly steps: texture coordinates, image, edges
+        _insane(surface_problems(*_surface_parts(raw, triangles), cfg.to_dict()), sid)
     native, rot, tip = raw.native, surface.rot, surface.tip
     with step("gridfit", sid):
         x, y, z = surface.aligned[surface.keep].T
         fitted = _fitter(cfg, grid).fit(x, y, z)[::-1]  # gridfit rows go up; images go down
         depth = np.where(np.isnan(fitted), np.nanmin(fitted), fitted).astype(np.float32)
     with step("texture", sid):
-        texture, covered = _texture_on_grid(surface, grid)
+        texture, covered = _texture_on_grid(raw, triangles, grid)
     landmarks = np.full((len(cfg.scheme().names), 2), np.nan, np.float32)
     with step("landmarks", sid):
         if native is not None:
@@ -192,22 +196,31 @@ def process_scan(record: ScanRecord, cfg: PrepConfig) -> Sample:
                                                        raw.textured, grid, cfg, sid)
     points = None
     if cfg.points:
-        with step("points", sid):
-            vertices, faces, *_ = surface.triangles()
-            # seeded by the scan id: the same scan always gives the same points
-            points = sample_points(vertices, faces, cfg.points, cfg.point_sampling,
+        with step("points", sid):  # seeded by the scan id: the same scan, the same points
+            points = sample_points(*triangles[:2], cfg.points, cfg.point_sampling,
                                    seed=zlib.crc32(sid.encode("utf-8")))
-
     sample = Sample(sample_id=sid, subject=record.subject, expression=record.expression,
                     intensity=int(record.intensity), source=str(record.mesh), texture=texture,
                     depth=depth, coverage=covered, landmarks=landmarks, landmarks68=landmarks68,
                     mask_source=mask_source, points=points, label=record.label,
                     sequence=record.sequence, frame=record.frame, **masks)
-    problems = sanity_problems(vars(sample), sample.mask_source, cfg.to_dict(),
-                               textured=raw.textured)
-    if problems:  # well formed but wrong (landmarks off the mesh, a 1x1 texture): not a sample
-        raise ScanError("sanity", "; ".join(problems), sid)
+    # well formed but wrong (landmarks off the mesh, a 1x1 texture): not a sample
+    _insane(sanity_problems(vars(sample), sample.mask_source, cfg.scheme(), grid, cfg.to_dict(),
+                            textured=raw.textured), sid)
     return sample
+
+
+def _insane(problems: list[str], sid: str) -> None:
+    if problems:
+        raise ScanError("sanity", "; ".join(problems), sid)
+
+
+def _surface_parts(raw: RawScan, triangles: tuple) -> tuple:
+    """(vertices, faces, corner uvs or None, image shape or None) for the surface checks."""
+    vertices, faces, uv, faces_uv, _ = triangles
+    if raw.image is None or uv is None:  # textured by vertex colours, or not at all
+        return vertices, faces, None, None
+    return vertices, faces, uv[faces if faces_uv is None else faces_uv], raw.image.shape
 
 
 def _salient_regions(landmarks: np.ndarray, no_native: bool, texture: np.ndarray,
@@ -240,13 +253,13 @@ def _no_masks(size: int) -> dict:
             "mask56": np.zeros((56, 56), np.float32), "mask28": np.zeros((28, 28), np.float32)}
 
 
-def _texture_on_grid(surface: FrontalSurface, grid: Grid):
-    """((S, S, 3) uint8 texture, (S, S) bool coverage) of the kept, aligned surface: from
-    the texture image, else the vertex colours, else black (coverage only)."""
-    vertices, faces, uv, faces_uv, origin = surface.triangles()
+def _texture_on_grid(raw: RawScan, triangles: tuple, grid: Grid):
+    """((S, S, 3) uint8 texture, (S, S) bool coverage) of the kept, aligned surface
+    (:meth:`FrontalSurface.triangles`): from the texture image, else the vertex colours,
+    else black (coverage only)."""
+    vertices, faces, uv, faces_uv, origin = triangles
     if len(faces) == 0:
         raise ScanError("texture", "no triangle of the kept surface to texture")
-    raw = surface.raw
     if raw.image is not None:
         return texture_from_mesh(vertices, faces, uv, faces_uv, raw.image, grid,
                                  uv_origin=origin)

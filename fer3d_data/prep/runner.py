@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 from ..datasets import adapter
 from ..datasets.records import ScanRecord
 from ..errors import Fer3dDataError, RawFormatError, ScanError
-from ..shards import ShardWriter
+from ..shards import ShardWriter, open_shard, preflight
 from .config import PrepConfig
 from .pool import Pool, ScanTimeout, SigintLatch, alarm
 from .process import process_scan
@@ -48,6 +48,7 @@ class PrepSummary:
     n_samples: int
     strict: bool = False
     failures: list[tuple[str, str, str]] = field(default_factory=list)
+    untouched: bool = False  # a finished shard already held every scan: nothing was written
 
     @property
     def failed(self) -> int:
@@ -67,8 +68,9 @@ class PrepSummary:
         steps = ", ".join(f"{k} {v}" for k, v in by_count)
         failed = f"failed {self.failed}" + (f" ({steps})" if steps else "")
         m, s = divmod(int(round(self.seconds)), 60)
+        done = ", already complete: left as it was" if self.untouched else ""
         return (f"written {self.written}, skipped {self.skipped}, {failed} -> {self.out_path} "
-                f"({self.n_samples} samples) in {m}m{s:02d}s")
+                f"({self.n_samples} samples{done}) in {m}m{s:02d}s")
 
 
 def source_of(record: ScanRecord, raw_root: str | os.PathLike | None) -> str:
@@ -77,8 +79,11 @@ def source_of(record: ScanRecord, raw_root: str | os.PathLike | None) -> str:
         return f"{record.subject}/{record.scan_id}"
     path = Path(record.mesh)
     if raw_root is not None:
-        with contextlib.suppress(ValueError):
+        # RuntimeError: resolve() on a symbolic link loop (Python < 3.13)
+        with contextlib.suppress(ValueError, RuntimeError, OSError):
             return path.resolve().relative_to(Path(raw_root).resolve()).as_posix()
+        with contextlib.suppress(ValueError):  # a loop has no resolved path: as written
+            return path.relative_to(raw_root).as_posix()
     return path.as_posix()
 
 
@@ -217,7 +222,8 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
                 ``ray.init`` reaches; the results come back here, where the one shard is
                 written); ``workers`` then bounds nothing but the tasks in flight.
 
-    Samples whose ``sample_id`` is already in the shard are skipped. A scan running past
+    Samples whose ``sample_id`` is already in the shard are skipped; a finished shard that
+    holds every record is left untouched (``untouched``). A scan running past
     ``cfg.scan_timeout`` becomes a ``timeout`` error row. On KeyboardInterrupt (SIGINT to
     the parent alone included) or a full disk (``OSError(ENOSPC)`` naming the ``.tmp``) the
     ``.tmp`` file is closed and kept (a rerun resumes) and the exception re-raised.
@@ -227,6 +233,12 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
     scheme = cfg.scheme()
     if label_names is None:
         label_names = adapter(cfg.dataset).labels(records)
+    if not overwrite and _holds_every_scan(out_path, cfg, records, label_names):
+        with open_shard(out_path) as shard:
+            n = len(shard)
+        return PrepSummary(out_path=Path(out_path), total=len(records), written=0,
+                           skipped=len(records), failed_by_step={},
+                           seconds=time.monotonic() - t0, n_samples=n, untouched=True)
     writer = ShardWriter(out_path, dataset=cfg.dataset, cfg=cfg, image_size=cfg.image_size,
                          landmark_scheme=scheme.name, landmark_names=scheme.names,
                          label_names=label_names, overwrite=overwrite)
@@ -251,6 +263,18 @@ def run_prep(records: Iterable[ScanRecord], out_path: str | os.PathLike, cfg: Pr
                        skipped=skipped,
                        failed_by_step=dict(failed), seconds=time.monotonic() - t0,
                        n_samples=n_samples, strict=strict, failures=failures)
+
+
+def _holds_every_scan(out_path, cfg: PrepConfig, records: list[ScanRecord],
+                      label_names: Sequence[str]) -> bool:
+    """Whether ``out_path`` is a finished shard of ``cfg`` (no ``.tmp`` to resume) whose
+    samples include every record: a rerun then leaves it untouched."""
+    if preflight(out_path, config=cfg, landmark_scheme=cfg.scheme().name,
+                 label_names=label_names) != Path(out_path):
+        return False
+    with open_shard(out_path) as shard:
+        done = set(shard.index["sample_id"].tolist())
+    return all(r.scan_id in done for r in records)
 
 
 def _results(todo: list[ScanRecord], cfg: PrepConfig, workers: int | None, executor: str,

@@ -13,6 +13,7 @@ with h5py and numpy only (``reader``); :func:`verify` checks schema, values and 
 from .inspect import inspect
 from .merge import merge
 from .reader import Shard, open_shard
+from .resume import preflight
 from .spec import (
     DLIB_POINTS,
     ERROR_COLUMNS,
@@ -24,7 +25,7 @@ from .spec import (
     tmp_path,
 )
 from .verify import verify
-from .writer import ShardWriter, preflight
+from .writer import ShardWriter
 
 __all__ = [
     "DLIB_POINTS", "ERROR_COLUMNS", "INDEX_DTYPES", "MASK_SOURCES", "STRING_WIDTHS", "Shard",

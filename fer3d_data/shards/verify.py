@@ -209,9 +209,8 @@ def _verify_open(shard, beat) -> list[str]:
 
 
 def _sanity():
-    """prep's depth check. prep.sanity is numpy only, but importing the prep package at
-    module level would pull the whole pipeline (and a cycle through prep.runner) into
-    every shard reader."""
+    """prep's depth check, imported here: importing the prep package at module level would
+    pull the whole pipeline (and a cycle through prep.runner) into every shard reader."""
     from ..prep.sanity import depth_problems
 
     return depth_problems

@@ -1,7 +1,7 @@
 """Writing a shard one sample at a time, resumable after a crash or Ctrl-C.
 
 Stage: the end of preprocessing. :class:`ShardWriter` writes ``<out>.tmp`` (atomic rename on
-completion); :func:`preflight` decides before any work whether an existing file resumes.
+completion); :mod:`.resume` decides before any work whether an existing file resumes.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .. import __version__
 from ..errors import Fer3dDataError
 from ..schema import CLASS_NAMES, FORMAT, FORMAT_VERSION, MASKS
 from . import digest
+from .resume import copy_finished, open_h5, preflight, refuse_if_locked
 from .space import SpaceGuard
 from .spec import (
     _ERROR_CHUNK,
@@ -29,92 +30,21 @@ from .spec import (
     ERROR_COLUMNS,
     INDEX_DTYPES,
     MASK_SOURCES,
-    _attr,
     _config_dict,
-    _diff,
-    _read_config,
     _read_errors,
-    check_header,
     config_spec,
     index_row,
     tmp_path,
 )
 
 
-def open_h5(path: Path, mode: str, hint: str = "") -> h5py.File:
-    """h5py.File(path, mode), its failures as one :class:`Fer3dDataError` naming the file."""
-    try:
-        return h5py.File(path, mode)
-    except BlockingIOError as e:  # HDF5's file lock: another process has it open for writing
-        raise Fer3dDataError(f"{path}: another process is writing this file "
-                             f"(HDF5 file lock: {e.strerror or e}); wait for it to finish or "
-                             f"stop it first") from None
-    except FileNotFoundError:
-        raise Fer3dDataError(f"{path}: vanished while opening it (another fer3d-prep with "
-                             f"--overwrite on the same output?)") from None
-    except OSError as e:
-        raise Fer3dDataError(f"{path}: cannot be opened as HDF5 ({e}){hint}") from e
-
-
-def _refuse_if_locked(path: Path) -> None:
-    """Fer3dDataError when another process writes ``path`` (HDF5's file lock). Checked
-    before replacing it: HDF5 truncates a file before it tries the lock."""
-    try:
-        h5py.File(path, "r").close()
-    except BlockingIOError:
-        open_h5(path, "r")  # raises the lock message
-    except OSError:  # absent, or not HDF5: nothing to protect
-        pass
-
-
-def preflight(path: str | os.PathLike, *, config: Any, landmark_scheme: str,
-              label_names: Iterable[str] | None = None, overwrite: bool = False) -> Path | None:
-    """The existing file a writer would resume (``<out>.tmp`` first, then ``<out>``), or None.
-
-    Raises :class:`Fer3dDataError` before any work when that file cannot be resumed: not a
-    shard, another ``format_version``, a merged file, another config (its run-only keys
-    aside), landmark scheme or (unless None) label names.
-    With ``overwrite`` nothing is checked and None is returned (the writer starts afresh).
-    """
-    path = Path(path)
-    if overwrite:
-        return None
-    # Keys a config names as run-only (PrepConfig.RUN_ONLY: the time limit) change no sample.
-    run_only = set(getattr(config, "RUN_ONLY", ()))
-    config = {k: v for k, v in _config_dict(config).items() if k not in run_only}
-    for candidate in (tmp_path(path), path):
-        if not candidate.exists():
-            continue
-        hint = "; pass --overwrite (overwrite=True) to replace it, or choose another output"
-        with open_h5(candidate, "r", hint) as f:
-            try:
-                check_header(f, candidate)
-            except Fer3dDataError as e:
-                raise Fer3dDataError(f"{e}{hint}") from None
-            if "parts" in f.attrs:
-                raise Fer3dDataError(f"{candidate}: is a merged (virtual) shard and cannot be "
-                                     f"appended to{hint}")
-            old = {k: v for k, v in _read_config(f, candidate).items() if k not in run_only}
-            scheme = _attr(f["landmarks"].attrs.get("scheme")) if "landmarks" in f else None
-            names = tuple(_attr(f.attrs.get("class_names", [])))
-        if old != config:
-            raise Fer3dDataError(f"{candidate}: was written with another config "
-                                 f"({_diff(old, config)}){hint}")
-        if scheme != landmark_scheme:
-            raise Fer3dDataError(f"{candidate}: landmark scheme {scheme!r}, "
-                                 f"expected {landmark_scheme!r}{hint}")
-        if label_names is not None and names != tuple(label_names):
-            raise Fer3dDataError(f"{candidate}: labels {list(names)}, this run has "
-                                 f"{list(label_names)}{hint}")
-        return candidate
-    return None
-
-
 class ShardWriter:
     """Append samples to ``<path>.tmp``; :meth:`close` renames it to ``path``.
 
-    An existing ``<path>.tmp`` or ``path`` with the same ``format_version``, config and
-    landmark scheme is reopened and appended to (resume); anything else raises
+    An existing ``<path>.tmp`` with the same ``format_version``, config and landmark scheme
+    is reopened and appended to (resume); a finished ``path`` is copied to ``<path>.tmp``
+    first, so it is never moved or changed before the extended copy replaces it; anything
+    else raises
     :class:`Fer3dDataError` at construction unless ``overwrite``. Every append is flushed,
     so a process killed between appends leaves a file the next run resumes.
 
@@ -157,13 +87,14 @@ class ShardWriter:
 
     def _open(self, resume: Path | None, dataset: str, landmark_scheme: str) -> None:
         if resume is None:
-            _refuse_if_locked(self.tmp)
+            refuse_if_locked(self.tmp)
             self.tmp.unlink(missing_ok=True)
             self._file = open_h5(self.tmp, "w")
             self._create(dataset, landmark_scheme)
         else:
-            if resume == self.path:  # a complete shard being extended: it is a tmp again until done
-                os.replace(self.path, self.tmp)
+            if resume == self.path:
+                self._space.ensure(self.path.stat().st_size)
+                copy_finished(self.path, self.tmp)
             self._file = open_h5(self.tmp, "r+", "; pass --overwrite to start afresh")
             digest.unseal(self._file)
         self._n = self._truncate_to_complete_rows()
@@ -352,7 +283,8 @@ class ShardWriter:
             raise Fer3dDataError(f"{self.tmp}: a write failed; rerun to resume from the kept file")
 
     def close(self, complete: bool = True) -> None:
-        """Seal (digests), flush and close; with ``complete`` rename ``<out>.tmp`` to ``<out>``.
+        """Flush and close; with ``complete`` seal (digests) and rename ``<out>.tmp`` to
+        ``<out>``, replacing a finished ``<out>`` at once (its readers keep their copy).
 
         After a failed write the file is closed as far as HDF5 can and kept, never renamed.
         """
@@ -362,7 +294,8 @@ class ShardWriter:
         if not self._broken:
             try:
                 with self._writing():
-                    digest.seal(self._file)
+                    if complete:  # the digests mark a finished shard (merge takes no other)
+                        digest.seal(self._file)
                     self._file.flush()
             finally:
                 if self._broken:

@@ -5,13 +5,19 @@ figures."""
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torchvision
 from click.testing import CliRunner
 
 pytest.importorskip("pytorch_grad_cam")
+
+sys.path.insert(0, str(Path(__file__).parent))
+from crafted import crafted_files
 
 from fer3d.cli.cam import cam_command
 from fer3d.models import create_model
@@ -70,9 +76,9 @@ def test_plain_state_dicts_load_and_infer_their_variant(cells, tmp_path):
         assert torch.equal(model.fc.weight, state["fc.weight"])
 
 
-def test_fusion_weights_per_expression(cells, shard):
+def test_fusion_weights_per_class(cells, shard):
     model, _ = load_model(cells["afnet_m"])
-    weights = cam.fusion_weights_by_expression(model, cam.load_samples([shard], IDS, S))
+    weights = cam.fusion_weights_by_class(model, cam.load_samples([shard], IDS, S))
     assert set(weights) == {"layer3", "layer4"}
     counts = [len(g) for g in weights["layer3"]["texture"]]
     assert counts == [1, 0, 0, 1, 0, 1]
@@ -97,14 +103,58 @@ def test_cam_command_errors_are_one_line(cells, shard, tmp_path):
     assert result.exit_code == 2 and "notes.pt: not a PyTorch checkpoint" in result.output
     result = CliRunner().invoke(cam_command, [str(cells["afnet_m"]), shard, "--samples",
                                               "F0009_AN03WH", "-o", str(tmp_path / "x.png")])
-    assert result.exit_code == 2 and "sample ids are not in the shards" in result.output
-    assert "F0009_AN03WH" in result.output
+    assert result.exit_code == 2 and "samples not in the shards" in result.output
+    assert "'F0009_AN03WH' (did you mean 'F0002_AN03WH'?)" in result.output
 
 
-def test_one_per_expression_takes_expressions_in_turn():
+def test_output_paths_are_checked_before_any_work(cells, shard, tmp_path, monkeypatch):
+    def never(*a, **k):
+        raise AssertionError("Grad-CAM computed before the output paths were checked")
+
+    monkeypatch.setattr("fer3d.paper.cam.make_figures", never)
+    for option in ("-o", "--fusion-weights"):
+        out = tmp_path / "missing" / "x.png"
+        result = CliRunner().invoke(cam_command, [str(cells["afnet_m"]), shard, "--samples",
+                                                  IDS[0], option, str(out)])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert f"{out}: its folder {out.parent} does not exist" in result.output
+
+
+@pytest.mark.parametrize("name", ["truncated.pth", "code.pth", "int_names.pth",
+                                  "image_size_text.pth", "unknown_variant.pth",
+                                  "wrong_names.pth", "huge_header.safetensors"])
+def test_crafted_checkpoints_are_one_line(name, shard, tmp_path):
+    path = crafted_files(tmp_path, torchvision.models.resnet18().state_dict())[name]
+    result = CliRunner().invoke(cam_command, [str(path), shard, "--samples", IDS[0], "-o",
+                                              str(tmp_path / "x.png")])
+    assert result.exit_code == 2, result.output
+    errors = [x for x in result.output.splitlines() if x.startswith("Error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: {path}: "), result.output
+    assert "weights_only" not in result.output
+
+
+def test_small_inputs_warn_of_flat_maps(cells, shard, tmp_path, caplog):
+    for size in (32, 36, 64, 224):  # the side layer4 really has
+        trunk = torchvision.models.resnet18().eval()
+        x = trunk.maxpool(trunk.relu(trunk.bn1(trunk.conv1(torch.zeros(1, 3, size, size)))))
+        out = trunk.layer4(trunk.layer3(trunk.layer2(trunk.layer1(x))))
+        assert out.shape[-1] == cam.layer4_side(size), size
+    assert cam.MIN_CAM_SIZE == 36 and cam.flat_maps_warning(36) is None
+    assert cam.flat_maps_warning(32) == (
+        "Grad-CAM at 32 px: layer4 maps are 1x1, so every map is flat (one value); use "
+        "--image-size 36 or more (2x2 maps; the paper's 224 gives 7x7)")
+    caplog.set_level("WARNING")
+    result = CliRunner().invoke(cam_command, [str(cells["afnet_m"]), shard, "--samples",
+                                              ",".join(IDS[:2]), "--image-size", "32", "-o",
+                                              str(tmp_path / "flat.png")])
+    assert result.exit_code == 0, result.output
+    assert "Grad-CAM at 32 px: layer4 maps are 1x1" in caplog.text
+
+
+def test_one_per_class_takes_classes_in_turn():
     ids = ["a0", "a1", "b0", "c0"]
-    assert cam.one_per_expression(ids, [0, 0, 1, 2], 3) == ["a0", "b0", "c0"]
-    assert cam.one_per_expression(ids, [0, 0, 1, 2], 10) == ["a0", "b0", "c0", "a1"]
+    assert cam.one_per_class(ids, [0, 0, 1, 2], 3) == ["a0", "b0", "c0"]
+    assert cam.one_per_class(ids, [0, 0, 1, 2], 10) == ["a0", "b0", "c0", "a1"]
 
 
 def test_true_class_maps_and_bad_class(cells, shard):

@@ -70,8 +70,8 @@ def test_help_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PYTHONPATH": str(Path(train_cli.__file__).parents[2])})
     assert out.returncode == 0, out.stderr
-    for text in ("afnet_m_no_ma_layer234", "[auto|on|off]", "[weights|none|full]", "[local|ray]",
-                 "[auto|bu3dfe|bosphorus]", "[default: 30]"):
+    for text in ("afnet_m_no_ma_layer234", "[auto|on|off]", "[weights|first|none|full]",
+                 "[local|ray]", "[auto|bu3dfe|bosphorus|labels]", "[default: 30]"):
         assert text in " ".join(out.stdout.split()), text
 
 
@@ -107,7 +107,7 @@ def test_missing_shard_and_bad_pretrained(tmp_path, bu3dfe_shard, capsys):
     assert "none.h5: no such shard" in err
     err = _fail(train_cli.main, [bu3dfe_shard, "--pretrained", str(tmp_path / "w.pth"),
                                  "--out", str(tmp_path / "r")], capsys)
-    assert "w.pth: no such resnet18 state dict file" in err
+    assert f"--pretrained: {tmp_path / 'w.pth'}: no such file" in err
 
 
 def test_eval_of_a_file_that_is_no_checkpoint(bu3dfe_shard, tmp_path, capsys):
@@ -165,7 +165,21 @@ def test_summarize_lists_missing_cells_and_partial(bu3dfe_shard, tmp_path, capsy
     assert train_cli.main(["--summarize", str(run), "--partial"]) == 0
     partial = json.loads((run / "summary.partial.json").read_text())
     assert partial["cells_done"] == 1 and partial["n_predictions"] == 12
-    assert list((run / "tensorboard/r0_f1").glob("events.out.tfevents.*"))
+    # TensorBoard: per-epoch scalars, the cell's test scores and its settings as HParams
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    events = EventAccumulator(str(run / "tensorboard/r0_f1"))
+    events.Reload()
+    assert {"loss", "test/accuracy", "test/balanced_accuracy", "test/macro_f1"} <= set(
+        events.Tags()["scalars"])
+    fold = json.loads((run / "cells/r0_f1/fold.json").read_text())
+    assert events.Scalars("test/accuracy")[0].value == pytest.approx(fold["accuracy"])
+    start = HParamsPluginData.FromString(
+        events.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    hparams = start.session_start_info.hparams
+    assert hparams["variant"].string_value == "texture_only"
+    assert hparams["epochs"].number_value == 1 and hparams["pretrained"].string_value == "none"
 
 
 @pytest.mark.slow
@@ -199,9 +213,9 @@ def test_train_then_eval_and_variant_checks(bu3dfe_shard, tmp_path, capsys):
     assert "checkpoint of variant 'afnet_m', but variant 'texture_only' was asked" in err
     err = _fail(train_cli.main, [bu3dfe_shard, *TINY, "--out", str(run), "--resume",
                                  "--variant", "texture_only"], capsys)
-    assert "its checkpoints are of variant 'afnet_m', asked 'texture_only'" in err
-    err = _fail(train_cli.main, [bu3dfe_shard, *TINY, "--out", str(run)], capsys)
-    assert "already holds a run; pass --resume" in err
-    # a finished campaign resumes to the same summary without training
-    assert train_cli.main([bu3dfe_shard, *TINY, "--out", str(run), "--resume"]) == 0
+    assert "variant: run has 'afnet_m', asked 'texture_only'" in err
+    # the same command resumes: a finished campaign gives the same summary without training
+    weights = ckpt.stat().st_mtime_ns
+    assert train_cli.main([bu3dfe_shard, *TINY, "--out", str(run)]) == 0
     assert json.loads((run / "summary.json").read_text()) == summary
+    assert ckpt.stat().st_mtime_ns == weights

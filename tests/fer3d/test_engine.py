@@ -4,9 +4,12 @@ step, checkpoint policy and errors, run-dir contents, full disk."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import json
+import os
 import re
+import shlex
 
 import numpy as np
 import pytest
@@ -14,21 +17,22 @@ import torch
 
 from fer3d.campaign import atomic as runfiles
 from fer3d.campaign.run import run_campaign
-from fer3d.campaign.rundir import CellDir
 from fer3d.campaign.summary import summarise
 from fer3d.errors import CheckpointError, ConfigError, DivergedError
 from fer3d.settings import TrainConfig
 from fer3d.train import checkpoint
 from fer3d.train import step as engine
-from fer3d.train.checkpoint import CellCheckpoints, load_checkpoint
+from fer3d.train.checkpoint import CellCheckpoints, SaveCadence, load_checkpoint
 from fer3d.train.runtime import (
     AmpMode,
     cell_seed,
+    cpu_bf16_supported,
     resolve_amp,
     rng_state,
     seed_everything,
     set_rng_state,
 )
+from fer3d_data.schema import EXPRESSIONS
 
 
 def tiny(shard, out, **kw) -> TrainConfig:
@@ -43,10 +47,36 @@ def test_resolve_amp_on_cpu():
     cpu = torch.device("cpu")
     assert resolve_amp("off", cpu) == AmpMode(None)
     assert resolve_amp("bf16", cpu) == AmpMode(torch.bfloat16)
-    assert resolve_amp("auto", cpu).dtype in (None, torch.bfloat16)
-    assert resolve_amp("auto", cpu).scaler is False
     with pytest.raises(ConfigError, match="fp16 needs a CUDA"):
         resolve_amp("fp16", cpu)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_on_cpu_follows_the_bf16_probe(monkeypatch, native):
+    """oneDNN's probe patched: native bf16 kernels (AVX512-BF16/AMX) -> bf16, none -> fp32;
+    a probe that says yes while autocast gives no bf16 -> fp32."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    assert cpu_bf16_supported() is native
+    assert resolve_amp("auto", torch.device("cpu")) == AmpMode(torch.bfloat16 if native else None)
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda x, w: torch.zeros(1))
+    assert resolve_amp("auto", torch.device("cpu")) == AmpMode(None)
+
+
+def test_the_real_bf16_probe_agrees_with_onednn():
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert cpu_bf16_supported() is native
+    assert resolve_amp("auto", torch.device("cpu")) == AmpMode(torch.bfloat16 if native else None)
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, AmpMode(torch.bfloat16)),
+                                            (False, AmpMode(torch.float16, scaler=True))])
+def test_amp_auto_on_cuda_follows_the_gpus_bf16_support(monkeypatch, bf16, expected):
+    """The CUDA branch (no GPU needed: only the device's type is read); the CPU's probe,
+    patched to say the opposite, must not decide."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: not bf16)
+    assert resolve_amp("auto", torch.device("cuda", 1)) == expected
+    assert resolve_amp("fp16", torch.device("cuda")) == AmpMode(torch.float16, scaler=True)
 
 
 def test_device_follows_torchrun_local_rank(monkeypatch):
@@ -61,10 +91,10 @@ def test_device_follows_torchrun_local_rank(monkeypatch):
 
 def test_rng_state_roundtrip_through_weights_only(tmp_path):
     seed_everything(3)
-    state = rng_state()
+    state = rng_state(torch.device("cpu"))
     checkpoint.save({"rng": state, "model": {}, "variant": "x"}, tmp_path / "c.pt")
     first = (torch.rand(2), np.random.rand(), __import__("random").random())
-    set_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"])
+    set_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"], torch.device("cpu"))
     again = (torch.rand(2), np.random.rand(), __import__("random").random())
     torch.testing.assert_close(first[0], again[0])
     assert first[1:] == again[1:]
@@ -78,7 +108,7 @@ def test_summarise_pools_repeats():
              "correct": 1, "total": 2},
             {"repeat": 1, "fold": 0, "variant": "v", "labels": [0, 1, 2, 2],
              "predictions": [1, 1, 2, 2], "correct": 3, "total": 4}]
-    s = summarise(recs, 2)
+    s = summarise(recs, 2, list(EXPRESSIONS))
     assert s["repeat_accuracies"] == [0.75, 0.75]
     assert s["accuracy_mean"] == 0.75 and s["accuracy_spread"] == 0.0
     assert s["accuracy_spread_name"] == "std over repeats"
@@ -93,10 +123,10 @@ def test_one_repeat_spreads_over_its_folds():
     was 0.00 in fer3d-train's line and 8.84 in the report's); a single cell has none."""
     recs = [{"repeat": 0, "fold": f, "variant": "v", "labels": [0, 1], "predictions": p,
              "correct": c, "total": 2} for f, (p, c) in enumerate([([0, 1], 2), ([0, 0], 1)])]
-    s = summarise(recs, 1)
+    s = summarise(recs, 1, ["a", "b"])
     assert s["accuracy_spread"] == pytest.approx(np.std([1.0, 0.5], ddof=1))
     assert s["accuracy_spread_name"] == "std over folds"
-    assert summarise(recs[:1], 1)["accuracy_spread"] is None
+    assert summarise(recs[:1], 1, ["a", "b"])["accuracy_spread"] is None
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -163,43 +193,6 @@ def test_learns_separable_shard(make_shard, tmp_path):
     assert (logits["logits"].argmax(1) == fold["predictions"]).all()
 
 
-def test_no_host_sync_inside_a_training_step(bu3dfe_shard, tmp_path, monkeypatch):
-    """Count .item()/.cpu()/.tolist()/bool()/float() issued by the engine during an epoch
-    of 6 steps: only the end-of-epoch read (and no NaN check at this cadence)."""
-    from fer3d.train.runtime import make_optimizer
-    from fer3d.train.sources import DeviceData, make_source
-    from fer3d_data.shard_index import read_shard_index
-
-    index = read_shard_index([bu3dfe_shard])
-    rows = np.flatnonzero(index.expression < 6)[:24]
-    cpu = torch.device("cpu")
-    src = make_source(index, rows, image_size=32, batch_size=4, device=cpu,
-                      data=DeviceData(index, rows, cpu))
-    model = engine.place_model(engine.model_from_config(tiny(bu3dfe_shard, tmp_path,
-                                                             variant="texture_only")),
-                               cpu, False)
-    opt = make_optimizer(model.parameters(), 1e-3, cpu)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    calls = []
-    for name in ("item", "cpu", "tolist", "__bool__", "__float__", "__int__", "numpy"):
-        real = getattr(torch.Tensor, name)
-
-        def spy(self, *a, _real=real, _name=name, **k):
-            import sys
-            if sys._getframe(1).f_code.co_filename == engine.__file__:
-                calls.append(_name)
-            return _real(self, *a, **k)
-        monkeypatch.setattr(torch.Tensor, name, spy)
-    run = lambda every: engine.train_epoch(  # noqa: E731
-        model, src.train_batches(1), opt, scaler, AmpMode(None), cpu, channels_last=False,
-        where="test", nan_check_every=every)
-    stats = run(0)
-    assert stats["train_acc"] >= 0 and len(calls) == 2     # isfinite + one tolist per epoch
-    calls.clear()
-    run(2)
-    assert len(calls) == 1 + 3 + 1                          # + a check every 2nd of 6 steps
-
-
 @pytest.mark.slow
 def test_resume_mid_cell_gives_identical_summary(bu3dfe_shard, tmp_path, monkeypatch):
     straight = run_campaign(tiny(bu3dfe_shard, tmp_path / "a", checkpoint_every=1))
@@ -229,14 +222,48 @@ def test_resume_mid_cell_gives_identical_summary(bu3dfe_shard, tmp_path, monkeyp
         assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
 
 
+def test_resume_trains_only_what_is_unfinished(bu3dfe_shard, tmp_path, monkeypatch):
+    """Counts what runs: after an interrupt in the second cell's second epoch, a resume
+    trains that epoch only, not the finished first cell (comparing summaries cannot tell:
+    a full retrain reproduces them)."""
+    import fer3d.campaign.run as campaign
+    import fer3d.train.packed as packed
+
+    cells, epochs = [], []
+    real_cells, real_epoch, real_save = (campaign.train_cells, packed.train_epoch,
+                                         CellCheckpoints.save_resume)
+    monkeypatch.setattr(campaign, "train_cells", lambda run, todo: (
+        cells.extend(todo), real_cells(run, todo))[1])
+    monkeypatch.setattr(packed, "train_epoch", lambda *a, **k: (
+        epochs.append(1), real_epoch(*a, **k))[1])
+
+    def interrupt_after_first_epoch_of_second_cell(self, state):
+        real_save(self, state)
+        if "r0_f1" in str(self.resume_path):
+            raise KeyboardInterrupt
+
+    cfg = tiny(bu3dfe_shard, tmp_path / "run", variant="texture_only", checkpoint_every=1)
+    monkeypatch.setattr(CellCheckpoints, "save_resume", interrupt_after_first_epoch_of_second_cell)
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(cfg)
+    monkeypatch.setattr(CellCheckpoints, "save_resume", real_save)
+    assert cells == [(0, 0), (0, 1)] and len(epochs) == 3
+    finished = (tmp_path / "run/cells/r0_f0/fold.json").stat()
+    cells.clear(), epochs.clear()
+    run_campaign(dataclasses.replace(cfg, resume=True))
+    assert cells == [(0, 1)] and len(epochs) == 1            # its second epoch only
+    again = (tmp_path / "run/cells/r0_f0/fold.json").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (finished.st_ino, finished.st_mtime_ns)
+
+
 @pytest.mark.slow
 def test_nan_loss_stops_cell_and_campaign_resumes(bu3dfe_shard, tmp_path, monkeypatch):
     calls = []
     real = engine.compute_loss
 
-    def nan_from_second_step(logits, labels):
+    def nan_from_second_step(logits, labels, cells=1):
         calls.append(1)
-        loss = real(logits, labels)
+        loss = real(logits, labels, cells)
         return loss * float("nan") if len(calls) > 1 else loss
 
     monkeypatch.setattr(engine, "compute_loss", nan_from_second_step)
@@ -255,21 +282,29 @@ def test_nan_loss_stops_cell_and_campaign_resumes(bu3dfe_shard, tmp_path, monkey
         assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
 
 
-def test_rerun_without_resume_is_refused(bu3dfe_shard, tmp_path):
+def test_rerun_attaches_and_resume_needs_a_run(bu3dfe_shard, tmp_path, caplog):
+    """Resuming is the default: the same settings attach without --resume; --resume only
+    refuses to start a new run (a mistyped --out)."""
+    caplog.set_level("INFO")
     run_campaign(tiny(bu3dfe_shard, tmp_path / "run", init_only=True))
-    with pytest.raises(FileExistsError, match="pass --resume"):
-        run_campaign(tiny(bu3dfe_shard, tmp_path / "run"))
+    run_campaign(tiny(bu3dfe_shard, tmp_path / "run", init_only=True))
+    assert any("resuming the run there: 0 of 2 cells done" in r.message for r in caplog.records)
+    with pytest.raises(ConfigError, match="--resume: .*typo holds no run to resume"):
+        run_campaign(tiny(bu3dfe_shard, tmp_path / "typo", resume=True))
+    assert not (tmp_path / "typo").exists()
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 def test_finished_cell_keeps_fp32_weights_only(bu3dfe_shard, tmp_path, caplog):
     caplog.set_level("INFO")
-    run_campaign(tiny(bu3dfe_shard, tmp_path / "run", epochs=1, variant="texture_only",
+    run_campaign(tiny(bu3dfe_shard, tmp_path / "run", epochs=2, variant="texture_only",
                       checkpoint_every=1))
-    # the cost is known after the first epoch: samples/s and an ETA, once per process
-    eta = [r.message for r in caplog.records if "first epoch:" in r.message]
-    assert len(eta) == 1 and "samples/s; 2 cell(s) x 1 epochs x 12 samples" in eta[0]
+    # the cost is known after the first steady-state epoch (the first has the warm-up): an
+    # ETA over the epochs left, once per process
+    eta = [r.message for r in caplog.records if "steady-state epoch:" in r.message]
+    assert len(eta) == 1 and eta[0].startswith("r0 f0 ")
+    assert "2 more epoch(s) in 1 cell(s)" in eta[0]
     assert "ETA" in eta[0]
     cell = tmp_path / "run/cells/r0_f0"
     assert sorted(p.name for p in cell.iterdir()) == ["epochs.csv", "fold.json", "logits.npz",
@@ -290,16 +325,16 @@ def test_keep_policy(bu3dfe_shard, tmp_path, keep, files):
     assert {p.name for p in (tmp_path / "run/cells/r0_f0").glob("*.pt")} == files
 
 
-def test_auto_checkpoint_cadence_keeps_saving_under_5_percent(tmp_path):
-    model = torch.nn.Linear(1000, 1000)          # 4 MB: ~60 ms at the assumed 200 MB/s
-    ck = CellCheckpoints(CellDir(tmp_path, 0, 0), None, "weights", {"variant": "x"})
-    assert not ck.due(1, 0.1, model)             # 0.1 s of training: saving would dominate
-    assert ck.due(2, 2.0, model)                 # 2.1 s: a 60 ms save is under 5 %
-    ck.save_seconds, ck.train_seconds = 1.0, 0.0  # measured: 1 s per save
-    assert not ck.due(3, 10.0, model) and ck.due(4, 10.0, model)
-    fixed = CellCheckpoints(CellDir(tmp_path, 0, 0), 2, "weights", {})
-    assert [fixed.due(e, 0.0, model) for e in (1, 2, 3, 4)] == [False, True, False, True]
-    assert not CellCheckpoints(CellDir(tmp_path, 0, 0), 0, "weights", {}).due(1, 1e9, model)
+def test_auto_checkpoint_cadence_keeps_saving_under_5_percent():
+    nbytes = 4 * 10 ** 6                         # 4 MB: ~60 ms at the assumed 200 MB/s
+    ck = SaveCadence(None)
+    assert not ck.due(1, 0.1, nbytes)            # 0.1 s of training: saving would dominate
+    assert ck.due(2, 2.0, nbytes)                # 2.1 s: a 60 ms save is under 5 %
+    ck.saved(1.0)                                # measured: 1 s per save
+    assert not ck.due(3, 10.0, nbytes) and ck.due(4, 10.0, nbytes)
+    fixed = SaveCadence(2)
+    assert [fixed.due(e, 0.0, nbytes) for e in (1, 2, 3, 4)] == [False, True, False, True]
+    assert not SaveCadence(0).due(1, 1e9, nbytes)
 
 
 def _truncated(path):
@@ -313,7 +348,7 @@ def _truncated(path):
     (_truncated, "truncated checkpoint"),
     (lambda p: p.write_text("# README\nnot a model\n"), "not a PyTorch checkpoint"),
     (lambda p: torch.save({"weights": 1}, p), "not a fer3d checkpoint"),
-    (lambda p: None, "no such checkpoint"),
+    (lambda p: None, "no such file"),
 ])
 def test_checkpoint_load_errors_name_file_and_problem(tmp_path, make, problem):
     path = tmp_path / "ckpt.pt"
@@ -321,6 +356,33 @@ def test_checkpoint_load_errors_name_file_and_problem(tmp_path, make, problem):
     with pytest.raises(CheckpointError, match=re.escape(problem)) as err:
         load_checkpoint(path)
     assert str(err.value).startswith(f"{path}: ")
+
+
+class _Hostile:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+def test_a_hostile_pickle_never_runs(tmp_path):
+    """A well-formed torch.save archive of a checkpoint that would run code when unpickled:
+    every reader refuses it in one line naming the file, and the code does not run."""
+    marker, path = tmp_path / "code-ran", tmp_path / "hostile.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "variant": "texture_only",
+                "extra": _Hostile(marker)}, path)
+    for load in (load_checkpoint, checkpoint.load_model):
+        with pytest.raises(CheckpointError) as err:
+            load(path)
+        assert not marker.exists()
+        assert str(err.value) == (f"{path}: refused: unpickling it would import posix.system "
+                                  "(only tensors and plain types are loaded; nothing in the "
+                                  "file was run)")
+    torch.load(path, weights_only=False)  # the file is really hostile: a plain load runs it
+    assert marker.exists()
 
 
 def test_disk_full_leaves_no_temp_file(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
+from fer3d.errors import CheckpointError
 from fer3d.models import (
     AdaptiveFusion,
     MaskAttention,
@@ -22,6 +23,7 @@ from fer3d.models import (
     param_size_mib,
     resize_mask,
 )
+from fer3d.train.checkpoint import read_pretrained
 
 S = 64
 B = 2
@@ -353,7 +355,7 @@ def test_bad_input_shapes_are_named(texture_shape, depth_shape, mask_shape, mess
 
 def test_pretrained_file_loads_into_both_branches(resnet18_file):
     path, state = resnet18_file
-    model = build("afnet_m", pretrained=path)
+    model = build("afnet_m", pretrained=read_pretrained(path))
     for branch in model.branches.values():
         for key, value in branch.state_dict().items():
             assert torch.equal(value, state[key]), key
@@ -362,7 +364,7 @@ def test_pretrained_file_loads_into_both_branches(resnet18_file):
 
 def test_pretrained_file_widens_first_conv_for_data_fusion(resnet18_file):
     path, state = resnet18_file
-    model = build("fusion_s1_data", pretrained=path)
+    model = build("fusion_s1_data", pretrained=read_pretrained(path))
     w = state["conv1.weight"]
     assert torch.equal(model.branches["rgbd"].conv1.weight, torch.cat([w, w], dim=1) / 2)
     deep = model.branches["rgbd"].layer4[1].conv2.weight
@@ -373,19 +375,19 @@ def test_pretrained_file_that_is_not_resnet18_is_refused(tmp_path, resnet18_file
     _, state = resnet18_file
     bad = tmp_path / "broken.pth"
     torch.save({k: v for k, v in state.items() if not k.startswith("layer4")}, bad)
-    with pytest.raises(ValueError, match=r"(?s)broken\.pth.*layer4"):
-        build("afnet_m", pretrained=bad)
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
-        build("afnet_m", pretrained=tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match=r"does not match torchvision resnet18: .*layer4"):
+        build("afnet_m", pretrained=read_pretrained(bad))
+    with pytest.raises(CheckpointError, match="missing.pth: no such file"):
+        read_pretrained(tmp_path / "missing.pth")
 
 
 def test_imagenet_without_cached_file_raises_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     expected = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     assert imagenet_weights_path() == expected
-    with pytest.raises(FileNotFoundError, match="never downloads") as err:
-        build("afnet_m", pretrained="imagenet")
-    assert str(expected) in str(err.value) and "pretrained=" in str(err.value)
+    with pytest.raises(CheckpointError, match="never downloads") as err:
+        read_pretrained("imagenet")
+    assert str(expected) in str(err.value) and "--pretrained PATH" in str(err.value)
     assert not expected.exists()
 
 
@@ -394,7 +396,7 @@ def test_imagenet_from_the_hub_cache(tmp_path, monkeypatch, resnet18_file):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     imagenet_weights_path().parent.mkdir(parents=True)
     shutil.copy(path, imagenet_weights_path())
-    model = build("depth_only", pretrained="imagenet")
+    model = build("depth_only", pretrained=read_pretrained("imagenet"))
     assert torch.equal(model.branches["depth"].conv1.weight, state["conv1.weight"])
 
 

@@ -32,7 +32,7 @@ def test_bosphorus_one_scan_per_emotion(make_shard):
     assert len(rows) == 3 * 6
     ids = idx.sample_id[rows].tolist()
     assert "bs000_E_ANGER_0" in ids and "bs000_E_ANGER_1" not in ids
-    assert protocol.complete_subjects(idx, "bosphorus") == ["bs000", "bs001", "bs002"]
+    assert protocol.eligible_subjects(idx, "bosphorus") == ["bs000", "bs001", "bs002"]
 
 
 def test_select_subjects_seeded_and_sized(index):
@@ -53,9 +53,8 @@ def test_fewer_subjects_than_asked_uses_all_and_logs(index, caplog):
 def test_incomplete_subject_is_not_eligible(make_shard):
     idx = read_index([make_shard("x.h5", n_subjects=3)])
     keep = ~((idx.subject == "F0002") & (idx.expression == 4) & (idx.intensity == 3))
-    idx = dataclasses.replace(idx, **{k: getattr(idx, k)[keep] for k in (
-        "sample_id", "subject", "expression", "intensity", "shard", "row")})
-    assert protocol.complete_subjects(idx, "bu3dfe") == ["F0001", "F0003"]
+    idx = idx.take(keep)
+    assert protocol.eligible_subjects(idx, "bu3dfe") == ["F0001", "F0003"]
 
 
 def test_subject_folds_disjoint_and_complete():
@@ -108,7 +107,7 @@ def test_folds_json_roundtrip_and_extension(index, tmp_path):
     RunDir(tmp_path).write_plan(dataclasses.asdict(plan))
     again = RunDir(tmp_path).read_plan()
     assert again == plan
-    longer = protocol.extend_plan(again, 3)
+    longer = protocol.extend_plan(again, 3, index)
     assert longer.repeats == 3 and longer.folds[0] == plan.folds[0]
     np.testing.assert_array_equal(index.rows_of(plan.sample_ids[:3]),
                                   protocol.select_samples(index, "bu3dfe", plan.subjects)[:3])

@@ -1,6 +1,7 @@
-"""fer3d-reproduce: campaigns per target and dataset, finished runs reused, unfinished ones
-resumed, a failed campaign recorded while the rest is built; Table 4 beside the paper; and
-(slow) examples/reproduce_small.py running `fer3d-reproduce all` end to end."""
+"""fer3d-reproduce: campaigns per target and dataset, each resumed by the engine (a run of
+other settings refused, never reused), --keep from flags, config files and recipes, a
+failed campaign recorded while the rest is built; Table 4 beside the paper; and (slow)
+examples/reproduce_small.py running `fer3d-reproduce all` end to end."""
 
 from __future__ import annotations
 
@@ -44,30 +45,34 @@ def fake_engine(monkeypatch):
     return calls, fail
 
 
-def test_target_campaigns_then_reuse_and_resume(fake_engine, bu3dfe_shard, tmp_path):
+def test_target_campaigns_each_through_the_engine(fake_engine, bu3dfe_shard, tmp_path, caplog):
     calls, _ = fake_engine
+    caplog.set_level("INFO")
     args = ["table3", bu3dfe_shard, "-o", str(tmp_path), *SMALL]
     result = CliRunner().invoke(reproduce_command, args)
     assert result.exit_code == 0, result.output
     assert [c.variant for c in calls] == target_variants("table3")
     cfg = calls[0]
     assert (cfg.resume, cfg.repeats, cfg.folds, cfg.epochs, cfg.image_size, cfg.pretrained,
-            cfg.lr, cfg.batch_size, cfg.subjects) == (True, 2, 2, 1, 64, None, 1e-4, 32, 60)
+            cfg.lr, cfg.batch_size, cfg.subjects, cfg.keep) == \
+        (False, 2, 2, 1, 64, None, 1e-4, 32, 60, "first")
     assert cfg.out == str(tmp_path / "runs" / "bu3dfe" / "texture_only")
     assert sorted(p.name for p in (tmp_path / "table3").iterdir()) == [
         "table3.csv", "table3.md", "table3.tex"]
+    # the disk a reproduction keeps is said before training: 6 campaigns of 4 cells, one
+    # cell's weights each (~45-90 MB), where every cell's would be 4 times that
+    disk = [r.message for r in caplog.records if "--keep first:" in r.message]
+    assert len(disk) == 1 and "of weights for 6 campaign(s) of 4 cells" in disk[0]
     _table_has_every_number_and_its_paired_differences(tmp_path / "table3", "table3")
-    # table1 and table2 share afnet_m and afnet_m_no_ma with table3: reused, unless
-    # interrupted (no summary.json), then resumed.
+    # table1 and table2 share afnet_m and afnet_m_no_ma with table3: every campaign goes
+    # to the engine again, which resumes a run of the same settings (a finished one costs
+    # nothing) and refuses one of other settings (test_changed_settings_are_refused...)
     calls.clear()
-    (tmp_path / "runs" / "bu3dfe" / "afnet_m" / "summary.json").unlink()
     for target in ("table1", "table2"):
         result = CliRunner().invoke(reproduce_command, [target, bu3dfe_shard, "-o",
                                                         str(tmp_path), *SMALL])
         assert result.exit_code == 0, result.output
-    assert [c.variant for c in calls] == ["afnet_m", "fusion_s1_data", "fusion_s2_decision",
-                                          "fusion_s3_fc", "fusion_s4_sum"]
-    assert all(c.resume for c in calls)
+    assert [c.variant for c in calls] == [*target_variants("table1"), *target_variants("table2")]
 
 
 def _table_has_every_number_and_its_paired_differences(out: Path, target: str) -> None:
@@ -154,7 +159,7 @@ def test_bad_inputs_are_named(bu3dfe_shard, tmp_path, monkeypatch):
         rep.shards_by_dataset([str(notes)])
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     result = CliRunner().invoke(reproduce_command, ["table1", bu3dfe_shard, "-o", str(tmp_path)])
-    assert result.exit_code == 2 and "no resnet18 weights file" in result.output
+    assert result.exit_code == 2 and "--pretrained imagenet: " in result.output
     assert "never downloads" in result.output and not (tmp_path / "runs").exists()
     values = rep.campaign_values("paper", "bu3dfe", {"head_init": "identity"})
     assert (rep.train_config(values, [bu3dfe_shard], tmp_path / "x", "afnet_m").head_init
@@ -205,3 +210,15 @@ def test_reproduce_all_end_to_end_through_the_example(shard_factory, tmp_path):
     assert "AFNet-M" in proc.stdout and "90.08" in proc.stdout
     for target in ("table2", "table3"):
         _table_has_every_number_and_its_paired_differences(out / target, target)
+
+
+def test_pack_reaches_every_campaign(fake_engine, bu3dfe_shard, tmp_path):
+    """--pack (cells trained at once, a process setting) goes to each campaign of the
+    target; without it each campaign packs as fer3d-train does (auto: None)."""
+    calls, _ = fake_engine
+    for out, extra in (("a", ["--pack", "2"]), ("b", [])):
+        result = CliRunner().invoke(reproduce_command, ["table1", bu3dfe_shard, "-o",
+                                                        str(tmp_path / out), *SMALL, *extra])
+        assert result.exit_code == 0, result.output
+    n = len(target_variants("table1"))
+    assert [c.pack for c in calls] == [2] * n + [None] * n

@@ -133,7 +133,9 @@ def test_existing_output_of_another_version(tmp_path):
     ("--intensities", "5", "5 is not in 0-4"),
     ("--interp", "cubic", "'cubic' is not one of 'triangle', 'bilinear', 'nearest'"),
     ("--size", "1.5", "'1.5' is not an integer"),
-    ("--size", "4", "image_size must be >= 8 and <= 4096"),
+    ("--size", "4", "image_size must be >= 8 and <= 1024"),
+    ("--size", "2048", "image_size must be >= 8 and <= 1024"),  # 6.8 GB per scan
+    ("--size", "50", "image_size must be a multiple of 4 (training attends with masks at S/4)"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, option, value, message):
     (tmp_path / "raw").mkdir()

@@ -1,5 +1,6 @@
 """fer3d_data.clibase: config layering, strict types, one-line project errors."""
 
+import errno
 import json
 
 import click
@@ -16,9 +17,13 @@ from fer3d_data.errors import Fer3dDataError
 @click.option("--augment", type=StrictBool(), default=True)
 @click.option("--name", default="x")
 @click.option("--boom", is_flag=True)
-def cmd(epochs, augment, name, boom):
+@click.option("--os-error", type=click.Choice(["named", "renamed", "unnamed"]))
+def cmd(epochs, augment, name, boom, os_error):
     if boom:
         raise Fer3dDataError("bad.h5: not a shard")
+    if os_error:
+        names = {"named": ("/x/run",), "renamed": ("/x/a.tmp", None, "/x/a"), "unnamed": ()}
+        raise OSError(errno.EACCES, "Permission denied", *names[os_error])
     click.echo(json.dumps({"epochs": epochs, "augment": augment, "name": name}))
 
 
@@ -65,3 +70,19 @@ def test_strict_int_refuses_float_and_bool():
     for v in (1.5, True, "1.5", "x", 0):
         with pytest.raises(click.BadParameter):
             t.convert(v, None, None)
+
+
+@pytest.mark.parametrize("how, line", [
+    ("named", "Error: /x/run: Permission denied; check its permissions, or choose another path"),
+    ("renamed", "Error: /x/a.tmp -> /x/a: Permission denied; check its permissions"),
+])
+def test_a_system_error_naming_a_file_is_one_line_exit_2(how, line):
+    """Issue 15: an OSError on an output path (read-only run directory, a file where a folder
+    should be) was a traceback, in every fer3d command."""
+    r = CliRunner().invoke(cmd, ["--os-error", how])
+    assert r.exit_code == 2 and r.output.startswith(line) and len(r.output.splitlines()) == 1
+
+
+def test_a_system_error_naming_no_file_keeps_its_traceback():
+    r = CliRunner().invoke(cmd, ["--os-error", "unnamed"])
+    assert isinstance(r.exception, PermissionError) and r.exit_code == 1

@@ -59,7 +59,13 @@ def test_bu3dfe_flat_with_missing_companions(tmp_path):
           "F0002_XX01WH_F3D.wrl", "F0002_AN00WH_F3D.wrl", "F0002_NE02WH_F3D.wrl",  # not BU names
           "notes/F0002.txt")
     records = {r.scan_id: r for r in walk_bu3dfe(tmp_path)}
-    assert sorted(records) == ["F0002_DI02LA", "F0002_FE01IN", "F0002_HA03BL"]
+    typos = ["F0002_AN00WH_F3D.wrl", "F0002_NE02WH_F3D.wrl", "F0002_XX01WH_F3D.wrl"]
+    assert sorted(records) == sorted(["F0002_DI02LA", "F0002_FE01IN", "F0002_HA03BL", *typos])
+    for name in typos:  # a mesh whose name is not a BU-3DFE name: a record, never ignored
+        assert records[name].problem.startswith(f"{tmp_path / name}: a .wrl file whose name")
+        assert not records[name].labels_known
+    kept = select(records.values(), intensities=[3])  # kept whatever the filters
+    assert sorted(r.scan_id for r in kept) == sorted(["F0002_HA03BL", *typos])
     no_texture, texture_only = records["F0002_HA03BL"], records["F0002_DI02LA"]
     assert no_texture.missing == ("texture",) and no_texture.texture is None
     assert texture_only.missing == ("mesh", "landmarks") and texture_only.mesh is None

@@ -17,6 +17,7 @@ import pytest
 import fer3d_data
 from fer3d_data import cli, shards, synth
 from fer3d_data.datasets import ADAPTERS
+from fer3d_data.datasets.select import walk_and_select
 from fer3d_data.errors import Fer3dDataError
 from fer3d_data.prep import PrepConfig
 from fer3d_data.schema import CLASS_NAMES
@@ -107,8 +108,9 @@ def test_a_sample_whose_label_is_not_the_shards_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def database_shards(tmp_path_factory):
-    """Small BU-3DFE and Bosphorus trees with missing files and a non-expression capture,
-    preprocessed through the registry's commands."""
+    """Small BU-3DFE and Bosphorus trees with missing files and a non-expression capture
+    (never selected: neither a sample nor an error row), preprocessed through the registry's
+    commands."""
     root = tmp_path_factory.mktemp("databases")
     synth.make_bu3dfe(root / "bu", subjects=1, expressions=("anger", "neutral"),
                       vertices=2500, texture_size=128, f2d_size=8, missing=0.3, seed=2)
@@ -156,7 +158,6 @@ def test_bosphorus_prep_pinned(database_shards):
     assert errors == [
         ("bs000/bs000_E_ANGER_0.bnt", "read", "missing texture image bs000_E_ANGER_0.png for "
                                               "RAW/bs/bs000/bs000_E_ANGER_0.bnt"),
-        ("bs000/bs000_LFAU_9_0.bnt", "read", "capture LFAU_9 is not an expression scan"),
         ("bs000/bs000_N_N_0", "read", "missing range grid file (missing: mesh, texture)")]
 
 
@@ -182,3 +183,17 @@ def test_no_prep_module_names_a_dataset():
             if (isinstance(node, ast.Constant) and isinstance(node.value, str)
                     and id(node) not in docs and NAMES.search(node.value)):
                 pytest.fail(f"{path}:{node.lineno}: {node.value!r}")
+
+
+def test_captures_without_a_label_are_left_out_and_counted(tmp_path, capsys):
+    """Bosphorus action-unit captures are no expression scans: not selected, no error row,
+    and the run line says how many were left out (docs/preprocessing.md)."""
+    synth.make_bosphorus(tmp_path / "bs", subjects=1, expressions=("anger",), grid=(90, 75),
+                         texture_scale=2.0, seed=2)
+    grid = next((tmp_path / "bs").rglob("*.bnt"))
+    (grid.parent / "bs000_LFAU_9_0.bnt").write_bytes(grid.read_bytes())
+    records, chosen, _ = walk_and_select("bosphorus", tmp_path / "bs", {})
+    assert [r.scan_id for r in chosen] == ["bs000_E_ANGER_0"] and len(records) == 2
+    assert cli.main(["bosphorus", str(tmp_path / "bs"), str(tmp_path / "bs.h5"), "--size",
+                     "32", "--workers", "0"]) in (0, 1)
+    assert "1 of 2 scans selected (1 without a label left out" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from fer3d_data.shards.space import SpaceGuard
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cli import fake_process_scan, records  # noqa: E402
-from test_shards import fake_sample, writer  # noqa: E402
+from test_shards import fake_sample, write_interrupted, writer  # noqa: E402
 from test_verify_reliability import corrupt_error_message  # noqa: E402
 
 
@@ -116,11 +116,7 @@ def test_resume_drops_an_unreadable_last_row_only(tmp_path, dataset):
     """Issue 9: a half-written last chunk made every rerun fail with 'filter returned
     failure during read'; now that row is dropped, the finished ones are kept."""
     out = tmp_path / "a.h5"
-    w = writer(out)
-    for i in range(5):
-        w.append(fake_sample(i))
-    w.close(complete=False)
-    flip_last_byte_of_chunk(shards.tmp_path(out), dataset, 4)
+    flip_last_byte_of_chunk(write_interrupted(out, n=5), dataset, 4)
     with writer(out) as w:
         assert len(w) == 4
         assert w.existing_ids() == {fake_sample(i).sample_id for i in range(4)}

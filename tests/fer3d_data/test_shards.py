@@ -61,6 +61,15 @@ def write_shard(path, n: int = 10, start: int = 0, errors=()) -> Path:
     return Path(path)
 
 
+def write_interrupted(path, n: int = 3, start: int = 0) -> Path:
+    """``<path>.tmp`` of a run interrupted after fake samples start..start+n-1."""
+    w = writer(path)
+    for i in range(start, start + n):
+        w.append(fake_sample(i))
+    w.close(complete=False)
+    return shards.tmp_path(path)
+
+
 def assert_same_sample(got: dict, want: Sample):
     for name in ("texture", "depth", "coverage", "mask", "regions", "landmarks", "landmarks68"):
         np.testing.assert_array_equal(got[name], getattr(want, name), err_msg=name)
@@ -158,11 +167,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path):
 
 def test_resume_truncates_half_written_row(tmp_path):
     out = tmp_path / "a.h5"
-    w = writer(out)
-    for i in range(3):
-        w.append(fake_sample(i))
-    w.close(complete=False)
-    with h5py.File(shards.tmp_path(out), "r+") as f:  # a crash between two datasets' writes
+    with h5py.File(write_interrupted(out), "r+") as f:  # a crash between two datasets' writes
         f["texture"].resize(4, axis=0)
         f["depth"].resize(4, axis=0)
     with writer(out) as w:

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from fer3d_data.errors import ScanError
+from fer3d_data.surface import texture
 from fer3d_data.surface.grid import Grid
 from fer3d_data.surface.texture import (
     grid_triangles,
@@ -176,3 +177,39 @@ def test_bad_shapes_raise_value_error():
     with pytest.raises(ValueError, match="share"):
         texture_from_grid(np.zeros((4, 4, 3)), np.zeros((4, 5, 2)), np.ones((4, 4), bool),
                           uv_image(), GRID)
+
+
+def random_connectivity(n_vertices=120_000, n_faces=240_000, seed=0):
+    """A 3 MB BU-3DFE-sized mesh on a face-sized patch whose triangles join random vertices."""
+    rng = np.random.default_rng(seed)
+    vertices = np.column_stack([rng.uniform(-80, 80, (n_vertices, 2)),
+                                rng.uniform(-40, 0, n_vertices)])
+    return vertices, rng.integers(0, n_vertices, (n_faces, 3))
+
+
+def test_random_connectivity_is_refused_in_bounded_time_and_memory():
+    """Issue 15: such a mesh took 6.4 GB and 22 s at S = 224 (every node of every box)."""
+    import time
+    import tracemalloc
+
+    vertices, faces = random_connectivity()
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ScanError, match="triangles join distant vertices") as e:
+            rasterize(vertices, faces, Grid(224, 90.0))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert e.value.step == "texture"
+    # generous guards, far above the cost of the refusal (~60 MB, well under a second)
+    assert peak < 200e6 and time.perf_counter() - start < 20
+
+
+def test_a_scanned_surface_stays_well_inside_the_node_budget(monkeypatch):
+    """A mesh tiling the grid visits about one grid's worth of nodes: it fits a budget of
+    two (the default allows eight)."""
+    monkeypatch.setattr(texture, "MAX_BOX_NODES", 2)
+    vertices, faces, *_ = height_mesh(n=81, extent=89.0)
+    face, _ = rasterize(vertices, faces, Grid(224, 90.0))
+    assert (face >= 0).mean() > 0.95
