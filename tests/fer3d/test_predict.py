@@ -133,7 +133,7 @@ def test_rerun_resumes_and_other_settings_are_refused(synth_models, capsys):
     assert {p: p.stat().st_mtime_ns for p in final.glob("cells/*/fold.json")} == before
     assert train_cli.main([*args, "--epochs", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "created with other settings (epochs: run has 1, asked 2)" in err
+    assert "holds a run of other settings (epochs: run has 1, asked 2)" in err
 
 
 def test_expected_accuracy_from_a_campaign_of_the_same_settings(synth_models, tmp_path,
