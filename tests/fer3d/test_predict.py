@@ -350,5 +350,5 @@ def test_new_commands_help_and_fer3d_import_without_torch():
                          env={"PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stdout.split())
-    for part in ("--ensemble K", "--cam DIR", "--strict", "[auto|cpu|cuda]", "--opset"):
+    for part in ("--ensemble K", "--cam DIR", "--strict", "AUTO|CPU|CUDA|CUDA:N", "--opset"):
         assert part in text, part
